@@ -1,0 +1,696 @@
+"""BSuite episodic datasets (paper Appendix E): generate them with an online DQN agent, store them
+as RLDS episodes in a TFDS builder directory, and read them back as flat `Episodes`.
+
+The data of a dataset is every episode of one training run of an online DQN agent on the real
+bsuite `catch`, `cartpole` or `mountain_car` environment; with probability `noise` the action the
+agent chose is replaced by a uniformly random one before it is executed, and the executed action
+is what gets recorded. The agent is the bsuite baseline DQN written in JAX: an MLP [64, 64] on the
+flattened observation, Adam with learning rate 1e-3, discount 0.99, a uniform replay of 10,000
+transitions, batches of 32, learning from 100 stored transitions on, one SGD step per environment
+step, the target network copied every 4 SGD steps and epsilon-greedy exploration with epsilon 0.05
+(`DQNConfig`; these defaults are used unchanged). Everything is determined by the seed. A dataset
+lives in `{data_root}/bsuite/{env_id}_{noise}/bsuite_{env_id}/1.0.0` (see `builder_dir`), one
+split named "train", with the generation settings as JSON in the dataset description. The reader
+also accepts the officially released ROSMO BSuite directories. This module holds no algorithm,
+no sampler and no evaluation code; TensorFlow is imported only inside the functions that read or
+write files, and never sees a GPU.
+
+Command line: python -m common.bsuite_data --env-id catch --noise 0.1 [--data-dir DIR] [--force]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from common.episodes import DataError, Episodes, check_data_fraction, subset_episode_indices, validate_episodes
+
+BSUITE_ENVS = ("catch", "cartpole", "mountain_car")
+NOISE_LEVELS = (0.0, 0.1, 0.3, 0.5)
+NUM_EPISODES = {"catch": 2000, "cartpole": 1000, "mountain_car": 500}
+DATASET_VERSION = "1.0.0"
+DEFAULT_DATA_ROOT = "datasets"
+DATA_DIR_ENV_VAR = "ROSMO_DATA_DIR"
+# Rough generation time of a full dataset on two CPU cores, for the message shown before it starts.
+ROUGH_GENERATION_MINUTES = {"catch": 1, "cartpole": 4, "mountain_car": 1}
+STEP_FIELDS = ("observation", "action", "reward", "discount", "is_first", "is_last", "is_terminal")
+_REQUIRED_STEP_FIELDS = ("observation", "action", "reward", "is_first", "is_last")
+
+
+# ----------------------------------------------------------------------------------------------
+# Names, paths and checks
+# ----------------------------------------------------------------------------------------------
+
+
+def check_env_id(env_id: str) -> None:
+    if env_id not in BSUITE_ENVS:
+        raise DataError(f"unknown BSuite env id {env_id!r}; valid ids: {', '.join(BSUITE_ENVS)}")
+
+
+def check_noise(noise: float) -> None:
+    """The paper's levels are NOISE_LEVELS; any other probability in [0, 1] is allowed too."""
+    if noise in NOISE_LEVELS:
+        return
+    if not (0.0 <= noise <= 1.0):
+        raise DataError(f"--noise must be a probability in [0, 1] (the paper uses {NOISE_LEVELS}), got {noise}")
+
+
+def make_env(env_id: str, seed: int):
+    """The real bsuite environment (a dm_env.Environment) for `env_id`."""
+    check_env_id(env_id)
+    if env_id == "catch":
+        from bsuite.environments import catch
+
+        return catch.Catch(seed=seed)
+    if env_id == "cartpole":
+        from bsuite.environments import cartpole
+
+        return cartpole.Cartpole(seed=seed)
+    from bsuite.environments import mountain_car
+
+    return mountain_car.MountainCar(seed=seed)
+
+
+def resolve_data_root(data_dir: str | os.PathLike | None) -> Path:
+    """The --data-dir flag, else $ROSMO_DATA_DIR, else ./datasets."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV_VAR) or DEFAULT_DATA_ROOT
+    return Path(chosen).expanduser()
+
+
+def noise_tag(noise: float) -> str:
+    return repr(float(noise))
+
+
+def dataset_dir(data_root: str | os.PathLike, env_id: str, noise: float) -> Path:
+    """The directory that holds one generated dataset (and nothing else): {root}/bsuite/{env}_{noise}."""
+    return Path(data_root) / "bsuite" / f"{env_id}_{noise_tag(noise)}"
+
+
+def builder_dir(data_root: str | os.PathLike, env_id: str, noise: float) -> Path:
+    """The TFDS builder directory (the one holding dataset_info.json) of a generated dataset."""
+    return dataset_dir(data_root, env_id, noise) / f"bsuite_{env_id}" / DATASET_VERSION
+
+
+def generate_command(env_id: str, noise: float, data_root: str | os.PathLike, force: bool = False) -> str:
+    """The shell command that (re)generates a dataset."""
+    command = (
+        f"python -m common.bsuite_data --env-id {env_id} --noise {noise_tag(noise)} "
+        f"--data-dir {shlex.quote(str(data_root))}"
+    )
+    return command + (" --force" if force else "")
+
+
+def _command_for_path(path: Path, force: bool) -> str:
+    """The generation command for a builder directory laid out as `builder_dir` lays it out, or a template."""
+    pattern = re.compile(rf"^({'|'.join(BSUITE_ENVS)})_([0-9.eE+-]+)$")
+    for parent in (path, *path.parents):
+        match = pattern.match(parent.name)
+        if match and parent.parent.name == "bsuite":
+            return generate_command(match.group(1), float(match.group(2)), parent.parent.parent, force)
+    return "python -m common.bsuite_data --env-id ENV_ID --noise NOISE --data-dir DATA_ROOT" + (
+        " --force" if force else ""
+    )
+
+
+def _corrupt_error(path: Path, reason: str) -> DataError:
+    return DataError(
+        f"{path} does not read as a TFDS dataset ({reason}); delete it and regenerate it with: "
+        f"{_command_for_path(path, force=True)}"
+    )
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = f"{type(error).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------------------------------
+# The DQN behaviour agent
+# ----------------------------------------------------------------------------------------------
+
+
+class DQNConfig(NamedTuple):
+    """Hyperparameters of the behaviour agent (the bsuite baseline DQN)."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    learning_rate: float = 1e-3
+    discount: float = 0.99
+    replay_capacity: int = 10_000
+    batch_size: int = 32
+    min_replay_size: int = 100
+    sgd_period: int = 1
+    target_update_period: int = 4
+    epsilon: float = 0.05
+
+
+class Transitions(NamedTuple):
+    observation: Any  # [C, *obs_shape] float32
+    action: Any  # [C] int32
+    reward: Any  # [C] float32
+    discount: Any  # [C] float32, the environment's discount (0 on termination)
+    next_observation: Any  # [C, *obs_shape] float32
+
+
+class AgentState(NamedTuple):
+    params: Any
+    target_params: Any
+    opt_state: Any
+    replay: Transitions  # fixed-size ring buffer
+    replay_count: Any  # int32, transitions inserted so far
+    num_steps: Any  # int32, environment steps seen
+    num_updates: Any  # int32, SGD steps done
+    key: Any
+
+
+class Agent(NamedTuple):
+    """Jitted pure functions of the behaviour agent; the state is donated and updated in place.
+
+    init(key) -> state
+    act(state, observation) -> (state, executed_action)
+    step(state, observation, action, reward, discount, next_observation) -> (state, next_executed_action)
+        stores the transition, does the SGD step (and target copy) when due and picks the action
+        to execute at next_observation, all in one call.
+    """
+
+    init: Callable
+    act: Callable
+    step: Callable
+
+
+def make_agent(obs_shape: Sequence[int], num_actions: int, noise: float, config: DQNConfig = DQNConfig()) -> Agent:
+    """The DQN agent; with probability `noise` the action it returns is replaced by a uniform one."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    class QNetwork(nn.Module):
+        hidden_sizes: tuple[int, ...]
+        num_actions: int
+
+        @nn.compact
+        def __call__(self, observation):
+            x = observation.reshape((observation.shape[0], -1))
+            for size in self.hidden_sizes:
+                x = nn.relu(nn.Dense(size)(x))
+            return nn.Dense(self.num_actions)(x)
+
+    network = QNetwork(tuple(config.hidden_sizes), num_actions)
+    optimizer = optax.adam(config.learning_rate)
+    capacity = config.replay_capacity
+    obs_shape = tuple(obs_shape)
+
+    def init(key):
+        key, init_key = jax.random.split(key)
+        params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
+        replay = Transitions(
+            observation=jnp.zeros((capacity, *obs_shape), jnp.float32),
+            action=jnp.zeros((capacity,), jnp.int32),
+            reward=jnp.zeros((capacity,), jnp.float32),
+            discount=jnp.zeros((capacity,), jnp.float32),
+            next_observation=jnp.zeros((capacity, *obs_shape), jnp.float32),
+        )
+        zero = jnp.zeros((), jnp.int32)
+        return AgentState(params, params, optimizer.init(params), replay, zero, zero, zero, key)
+
+    def select(params, key, observation):
+        explore_key, explore_action_key, noise_key, noise_action_key = jax.random.split(key, 4)
+        q_values = network.apply(params, observation[None])[0]
+        action = jnp.argmax(q_values).astype(jnp.int32)
+        explore = jax.random.uniform(explore_key) < config.epsilon
+        action = jnp.where(explore, jax.random.randint(explore_action_key, (), 0, num_actions), action)
+        replace = jax.random.uniform(noise_key) < noise
+        return jnp.where(replace, jax.random.randint(noise_action_key, (), 0, num_actions), action)
+
+    def loss_fn(params, target_params, batch: Transitions):
+        q = network.apply(params, batch.observation)
+        q_taken = jnp.take_along_axis(q, batch.action[:, None], axis=1)[:, 0]
+        q_next = network.apply(target_params, batch.next_observation)
+        target = batch.reward + config.discount * batch.discount * jnp.max(q_next, axis=1)
+        return jnp.mean(jnp.square(jax.lax.stop_gradient(target) - q_taken))
+
+    def sgd(state: AgentState, key) -> AgentState:
+        size = jnp.minimum(state.replay_count, capacity)
+        indices = jax.random.randint(key, (config.batch_size,), 0, size)
+        batch = jax.tree.map(lambda x: x[indices], state.replay)
+        grads = jax.grad(loss_fn)(state.params, state.target_params, batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        num_updates = state.num_updates + 1
+        copy = num_updates % config.target_update_period == 0
+        target_params = jax.tree.map(lambda new, old: jnp.where(copy, new, old), params, state.target_params)
+        return state._replace(params=params, target_params=target_params, opt_state=opt_state, num_updates=num_updates)
+
+    def act(state: AgentState, observation):
+        key, act_key = jax.random.split(state.key)
+        return state._replace(key=key), select(state.params, act_key, observation)
+
+    def step(state: AgentState, observation, action, reward, discount, next_observation):
+        index = state.replay_count % capacity
+        new = Transitions(observation, action, reward, discount, next_observation)
+        replay = jax.tree.map(lambda buffer, x: buffer.at[index].set(x), state.replay, new)
+        key, sgd_key, act_key = jax.random.split(state.key, 3)
+        state = state._replace(
+            replay=replay, replay_count=state.replay_count + 1, num_steps=state.num_steps + 1, key=key
+        )
+        due = (jnp.minimum(state.replay_count, capacity) >= config.min_replay_size) & (
+            state.num_steps % config.sgd_period == 0
+        )
+        state = jax.lax.cond(due, lambda s: sgd(s, sgd_key), lambda s: s, state)
+        return state, select(state.params, act_key, next_observation)
+
+    return Agent(init=jax.jit(init), act=jax.jit(act, donate_argnums=0), step=jax.jit(step, donate_argnums=0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the agent and recording every episode
+# ----------------------------------------------------------------------------------------------
+
+
+def derive_seeds(seed: int) -> tuple[int, int]:
+    """(environment seed, agent seed), both derived from the one dataset seed."""
+    env_seed, agent_seed = np.random.SeedSequence(seed).generate_state(2)
+    return int(env_seed), int(agent_seed)
+
+
+def episode_to_rlds(
+    observations: list, actions: list, rewards: list, discounts: list
+) -> dict[str, np.ndarray]:
+    """RLDS steps of one episode of T transitions: T + 1 steps, the last one padded."""
+    num_transitions = len(actions)
+    is_last = np.zeros(num_transitions + 1, bool)
+    is_last[-1] = True
+    is_first = np.zeros(num_transitions + 1, bool)
+    is_first[0] = True
+    return {
+        "observation": np.stack(observations).astype(np.float32),
+        "action": np.asarray([*actions, 0], np.int64),
+        "reward": np.asarray([*rewards, 0.0], np.float32),
+        "discount": np.asarray([*discounts, 0.0], np.float32),
+        "is_first": is_first,
+        "is_last": is_last,
+        "is_terminal": is_last & (discounts[-1] == 0.0),
+    }
+
+
+def run_behaviour_agent(
+    env_id: str,
+    noise: float,
+    seed: int,
+    num_episodes: int,
+    config: DQNConfig = DQNConfig(),
+    progress: bool = True,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Train the DQN agent online for `num_episodes` episodes, yielding each episode's RLDS steps."""
+    import jax
+    from tqdm import tqdm
+
+    env_seed, agent_seed = derive_seeds(seed)
+    env = make_env(env_id, env_seed)
+    obs_shape = env.observation_spec().shape
+    agent = make_agent(obs_shape, env.action_spec().num_values, noise, config)
+    state = agent.init(jax.random.key(agent_seed))
+    total_return = 0.0
+    with tqdm(total=num_episodes, desc=f"{env_id} noise={noise_tag(noise)}", unit="ep", disable=not progress) as bar:
+        for episode in range(num_episodes):
+            timestep = env.reset()
+            observation = np.asarray(timestep.observation, np.float32)
+            observations, actions, rewards, discounts = [observation], [], [], []
+            state, action = agent.act(state, observation)
+            action = int(action)
+            while True:
+                timestep = env.step(action)
+                next_observation = np.asarray(timestep.observation, np.float32)
+                reward, discount = np.float32(timestep.reward), np.float32(timestep.discount)
+                observations.append(next_observation)
+                actions.append(action)
+                rewards.append(reward)
+                discounts.append(discount)
+                state, next_action = agent.step(
+                    state, observation, np.int32(action), reward, discount, next_observation
+                )
+                if timestep.last():
+                    break
+                observation, action = next_observation, int(next_action)
+            steps = episode_to_rlds(observations, actions, rewards, discounts)
+            total_return += float(np.sum(steps["reward"], dtype=np.float64))
+            bar.update(1)
+            bar.set_postfix(mean_return=f"{total_return / (episode + 1):.2f}", refresh=False)
+            yield steps
+
+
+# ----------------------------------------------------------------------------------------------
+# TFDS storage
+# ----------------------------------------------------------------------------------------------
+
+
+def _import_tf():
+    """TensorFlow and TFDS, imported on first use, with every GPU hidden from TensorFlow."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    import tensorflow_datasets as tfds
+
+    return tf, tfds
+
+
+def rlds_features(obs_shape: Sequence[int]):
+    """The TFDS features of one RLDS episode."""
+    _, tfds = _import_tf()
+    scalar = tfds.features.Scalar
+    return tfds.features.FeaturesDict(
+        {
+            "episode_id": scalar(dtype=np.int64),
+            "episode_return": scalar(dtype=np.float32),
+            "steps": tfds.features.Dataset(
+                {
+                    "observation": tfds.features.Tensor(shape=tuple(obs_shape), dtype=np.float32),
+                    "action": scalar(dtype=np.int64),
+                    "reward": scalar(dtype=np.float32),
+                    "discount": scalar(dtype=np.float32),
+                    "is_first": scalar(dtype=np.bool_),
+                    "is_last": scalar(dtype=np.bool_),
+                    "is_terminal": scalar(dtype=np.bool_),
+                }
+            ),
+        }
+    )
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+    """Silence TFDS's own prints, progress bars and info logs while it writes (restored afterwards)."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        absl_logger.setLevel(level)
+
+
+def write_rlds(
+    episodes: Sequence[dict[str, np.ndarray]], obs_shape: Sequence[int], target: Path, name: str, description: str
+) -> None:
+    """Write the episodes as a TFDS dataset whose builder directory becomes `target`/{name}/1.0.0.
+
+    The files are written into a temporary sibling of `target` that is renamed to `target` only
+    when complete, so an interrupted write leaves nothing at `target`. `target` must not exist.
+    """
+    _, tfds = _import_tf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+
+        def examples():
+            for episode_id, steps in enumerate(episodes):
+                episode_return = np.float32(np.sum(steps["reward"], dtype=np.float64))
+                yield episode_id, {"episode_id": episode_id, "episode_return": episode_return, "steps": steps}
+
+        with _quiet_tfds():
+            tfds.dataset_builders.store_as_tfds_dataset(
+                name=name,
+                version=DATASET_VERSION,
+                features=rlds_features(obs_shape),
+                split_datasets={"train": examples()},
+                data_dir=str(scratch),
+                description=description,
+                disable_shuffling=True,  # keep the recording order
+            )
+        shutil.rmtree(scratch / "downloads", ignore_errors=True)
+        scratch.rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def generate(
+    env_id: str,
+    noise: float,
+    data_root: str | os.PathLike,
+    seed: int = 0,
+    num_episodes: int | None = None,
+    progress: bool = True,
+    force: bool = False,
+    config: DQNConfig = DQNConfig(),
+) -> dict:
+    """Generate one dataset under `data_root`; returns {episodes, transitions, mean_return, seconds, path}.
+
+    Refuses (DataError) to replace an existing dataset unless `force`.
+    """
+    check_env_id(env_id)
+    check_noise(noise)
+    num_episodes = NUM_EPISODES[env_id] if num_episodes is None else int(num_episodes)
+    if num_episodes < 1:
+        raise DataError(f"--num-episodes must be at least 1, got {num_episodes}")
+    target = dataset_dir(data_root, env_id, noise)
+    if target.exists() and not force:
+        raise DataError(f"{target} already exists; pass --force to replace it")
+    start = time.perf_counter()
+    episodes = list(run_behaviour_agent(env_id, noise, seed, num_episodes, config, progress))
+    settings = {
+        "env_id": env_id,
+        "noise": float(noise),
+        "seed": int(seed),
+        "num_episodes": num_episodes,
+        "agent": "dqn",
+        "agent_config": config._asdict(),
+        "environment": f"bsuite {env_id} (bsuite package defaults)",
+    }
+    description = (
+        f"BSuite {env_id}, every episode of the training of an online DQN agent; with probability "
+        f"{noise_tag(noise)} the executed (and recorded) action was a uniformly random one. RLDS steps. "
+        f"Generation settings: {json.dumps(settings, sort_keys=True)}"
+    )
+    obs_shape = episodes[0]["observation"].shape[1:]
+    if force and target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        try:
+            write_rlds(episodes, obs_shape, target, f"bsuite_{env_id}", description)
+        except BaseException:
+            old.rename(target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        write_rlds(episodes, obs_shape, target, f"bsuite_{env_id}", description)
+    returns = np.asarray([np.sum(steps["reward"], dtype=np.float64) for steps in episodes])
+    return {
+        "episodes": num_episodes,
+        "transitions": int(sum(len(steps["action"]) - 1 for steps in episodes)),
+        "mean_return": float(np.mean(returns)),
+        "seconds": time.perf_counter() - start,
+        "path": builder_dir(data_root, env_id, noise),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_steps(builder, keep: np.ndarray | None, num_episodes: int) -> list[dict[str, np.ndarray]]:
+    """Per-episode step arrays of the kept episodes, in recording order."""
+    tf, tfds = _import_tf()
+    read_config = tfds.ReadConfig(interleave_cycle_length=1)  # read the files in order
+    step_features = builder.info.features["steps"]
+    # When every step field is stored exactly as it decodes (plain tensors), the parsed tensors
+    # can be taken as they are, which avoids building a nested dataset per episode.
+    plain = isinstance(step_features, tfds.features.Dataset) and all(
+        feature.get_serialized_info() == feature.get_tensor_info()
+        for feature in step_features.feature.values()
+    )
+    if plain:
+        ds = builder.as_dataset(
+            split="all", shuffle_files=False, read_config=read_config, decoders={"steps": tfds.decode.SkipDecoding()}
+        )
+    else:
+        ds = builder.as_dataset(split="all", shuffle_files=False, read_config=read_config)
+    if keep is not None and len(keep) < num_episodes:
+        kept = tf.constant(keep, tf.int64)
+        ds = ds.enumerate().filter(lambda i, episode: tf.reduce_any(tf.equal(i, kept))).map(lambda i, episode: episode)
+    if plain:
+        ds = ds.map(lambda episode: episode["steps"])
+    else:
+        ds = ds.map(lambda episode: episode["steps"].batch(1 << 30).get_single_element())
+    return list(ds.prefetch(16).as_numpy_iterator())
+
+
+def _assemble(steps: list[dict[str, np.ndarray]], source: str) -> Episodes:
+    """Concatenate per-episode step arrays into Episodes, filling in fields the data lacks."""
+    missing = [name for name in _REQUIRED_STEP_FIELDS if name not in steps[0]]
+    if missing:
+        raise DataError(f"{source}: the steps lack the field(s) {', '.join(missing)}; this is not an RLDS dataset")
+
+    def cat(name, dtype):
+        return np.concatenate([np.asarray(episode[name]) for episode in steps]).astype(dtype)
+
+    is_first = cat("is_first", bool)
+    is_last = cat("is_last", bool)
+    action = cat("action", np.int32)
+    reward = cat("reward", np.float32)
+    observation = cat("observation", np.float32)
+    if "discount" in steps[0]:
+        discount = cat("discount", np.float32)
+    else:
+        discount = np.ones_like(reward)
+    if "is_terminal" in steps[0]:
+        is_terminal = cat("is_terminal", bool) & is_last
+    elif "discount" in steps[0]:
+        # The discount after the final action is 0 exactly when the episode terminated.
+        last = np.flatnonzero(is_last)
+        is_terminal = np.zeros_like(is_last)
+        is_terminal[last] = (last > 0) & (discount[np.maximum(last - 1, 0)] == 0.0)
+    else:
+        is_terminal = is_last.copy()  # all three bsuite environments end by termination
+    if "discount" not in steps[0]:
+        last = np.flatnonzero(is_last & is_terminal)
+        discount[last[last > 0] - 1] = 0.0
+    # The last step of an episode carries padding only.
+    action[is_last] = 0
+    reward[is_last] = 0.0
+    discount[is_last] = 0.0
+    episodes = Episodes(observation, action, reward, discount, is_first, is_last, is_terminal)
+    try:
+        validate_episodes(episodes, source)
+    except DataError:
+        raise
+    except ValueError as error:
+        raise DataError(f"{error}; delete the dataset and regenerate it") from None
+    return episodes
+
+
+def read_episodes(path: str | os.PathLike, data_fraction: float = 1.0) -> Episodes:
+    """Read a TFDS builder directory of RLDS episodes (ours or an official ROSMO BSuite one).
+
+    Keeps the episodes `subset_episode_indices(num_episodes, data_fraction)` in recording order.
+    Missing fields are derived: without `is_terminal` an episode counts as terminated when the
+    discount after its final action is 0, or, without `discount` either, always (every bsuite
+    environment ends by termination); without `discount` it is 1 after every action except a
+    terminating final one (0). The last step of every episode is padding (action, reward and
+    discount set to 0). Raises DataError with a one-line fix for a missing or unreadable directory.
+    """
+    check_data_fraction(data_fraction)
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no BSuite dataset at {path}; create it with: {_command_for_path(path, force=False)}")
+    if not (path / "dataset_info.json").is_file():
+        found = sorted(path.glob("*/*/dataset_info.json")) if path.is_dir() else []
+        if found:
+            raise DataError(f"{path} is not a TFDS builder directory; did you mean {found[0].parent}?")
+        raise _corrupt_error(path, "no dataset_info.json")
+    tf, tfds = _import_tf()
+    try:
+        with _quiet_tfds():
+            builder = tfds.builder_from_directory(str(path))
+            num_episodes = sum(int(split.num_examples) for split in builder.info.splits.values())
+            if "steps" not in builder.info.features.keys():
+                raise DataError(f"{path}: the episodes have no 'steps' feature; this is not an RLDS dataset")
+            keep = subset_episode_indices(num_episodes, data_fraction) if num_episodes else None
+            steps = _read_steps(builder, keep, num_episodes)
+    except DataError:
+        raise
+    except Exception as error:  # TF and TFDS raise many kinds; report them as one line
+        raise _corrupt_error(path, _one_line(error)) from None
+    if not steps or (keep is not None and len(steps) != len(keep)):
+        raise _corrupt_error(path, f"expected {0 if keep is None else len(keep)} episodes, read {len(steps)}")
+    return _assemble(steps, str(path))
+
+
+def load_bsuite(
+    env_id: str,
+    noise: float,
+    data_dir: str | os.PathLike | None = None,
+    data_fraction: float = 1.0,
+    generate_if_missing: bool = True,
+) -> tuple[Episodes, Path]:
+    """The episodes of a BSuite dataset and the builder directory they came from.
+
+    `data_dir` may be a builder directory itself (one holding dataset_info.json, e.g. an official
+    download); otherwise it is the data root (see resolve_data_root) and the dataset is generated
+    there first when missing and `generate_if_missing`.
+    """
+    check_data_fraction(data_fraction)
+    check_env_id(env_id)
+    check_noise(noise)
+    if data_dir is not None and (Path(data_dir) / "dataset_info.json").is_file():
+        path = Path(data_dir)
+        return read_episodes(path, data_fraction), path
+    root = resolve_data_root(data_dir)
+    path = builder_dir(root, env_id, noise)
+    if not dataset_dir(root, env_id, noise).exists():
+        if not generate_if_missing:
+            raise DataError(f"no BSuite dataset at {path}; create it with: {generate_command(env_id, noise, root)}")
+        minutes = ROUGH_GENERATION_MINUTES[env_id]
+        print(
+            f"Generating the BSuite {env_id} dataset (noise {noise_tag(noise)}) into {path}; "
+            f"this takes roughly {minutes} minute{'s' if minutes != 1 else ''}.",
+            flush=True,
+        )
+        generate(env_id, noise, root, progress=True)
+    return read_episodes(path, data_fraction), path
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Args:
+    env_id: str
+    """BSuite environment: catch, cartpole or mountain_car."""
+    noise: float
+    """Probability that the executed action is replaced by a uniformly random one (paper: 0, 0.1, 0.3, 0.5)."""
+    data_dir: str | None = None
+    """Data root; default $ROSMO_DATA_DIR, else ./datasets. The dataset goes to DATA_DIR/bsuite/ENV_NOISE/."""
+    seed: int = 0
+    """Seed of the environment and of the behaviour agent."""
+    num_episodes: int | None = None
+    """Episodes to record; default the paper's count (catch 2000, cartpole 1000, mountain_car 500)."""
+    force: bool = False
+    """Replace the dataset if it already exists."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import tyro
+
+    args = tyro.cli(Args, args=argv, description="Generate a BSuite RLDS dataset with an online DQN agent.")
+    try:
+        stats = generate(
+            args.env_id,
+            args.noise,
+            resolve_data_root(args.data_dir),
+            seed=args.seed,
+            num_episodes=args.num_episodes,
+            progress=True,
+            force=args.force,
+        )
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"episodes {stats['episodes']}  transitions {stats['transitions']}  "
+        f"mean return {stats['mean_return']:.2f}  seconds {stats['seconds']:.1f}\n{stats['path']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The episodic data type every loader produces and every sampler consumes.
+
+An `Episodes` holds whole episodes as RLDS steps, concatenated in episode order along the
+first axis. Step i of an episode carries the observation o_i, the action a_i taken there, and
+the reward and discount that followed a_i. The last step of an episode (is_last) carries the
+final observation; its action, reward and discount are padding (zeros) and are never used as
+a transition. An episode of T transitions therefore has T + 1 steps.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """A dataset is missing, corrupt or asked for wrongly; the message is one line saying how to fix it."""
+
+
+class Episodes(NamedTuple):
+    observation: np.ndarray  # [N, *obs_shape], float32 (BSuite) or uint8 (Atari)
+    action: np.ndarray  # [N] int32, action a_i taken at step i (0 on the last step)
+    reward: np.ndarray  # [N] float32, reward after a_i (0 on the last step)
+    discount: np.ndarray  # [N] float32, discount after a_i (0 when a_i ended the episode in a terminal state)
+    is_first: np.ndarray  # [N] bool, first step of an episode
+    is_last: np.ndarray  # [N] bool, last step of an episode (holds the final observation)
+    is_terminal: np.ndarray  # [N] bool, last step and the final observation is terminal (value 0)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.is_last.shape[0])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(np.sum(self.is_last))
+
+    @property
+    def num_transitions(self) -> int:
+        return self.num_steps - self.num_episodes
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of each episode, in order."""
+        episode_id = np.cumsum(self.is_first) - 1
+        return np.bincount(episode_id, weights=self.reward.astype(np.float64), minlength=self.num_episodes)
+
+
+def validate_episodes(episodes: Episodes, source: str) -> None:
+    """Raise ValueError with one clear line if `episodes` breaks the layout above."""
+    n = episodes.num_steps
+    for name, value in episodes._asdict().items():
+        if value.shape[0] != n:
+            raise DataError(f"{source}: field '{name}' has {value.shape[0]} steps, expected {n}")
+    if n == 0:
+        raise DataError(f"{source}: the dataset holds no steps")
+    if not episodes.is_first[0] or not episodes.is_last[-1]:
+        raise DataError(f"{source}: episodes are cut: the data must start with is_first and end with is_last")
+    starts = np.flatnonzero(episodes.is_first)
+    ends = np.flatnonzero(episodes.is_last)
+    if len(starts) != len(ends) or np.any(ends[:-1] + 1 != starts[1:]) or np.any(ends < starts):
+        raise DataError(f"{source}: is_first/is_last do not delimit whole episodes")
+    if np.any(ends == starts):
+        raise DataError(f"{source}: an episode has no transition (a single step)")
+
+
+def check_data_fraction(data_fraction: float) -> None:
+    if not (0.0 < data_fraction <= 1.0):
+        raise DataError(f"--data-fraction must be in (0, 1], got {data_fraction}; e.g. 0.01 keeps 1% of the episodes")
+
+
+def subset_episode_indices(num_episodes: int, data_fraction: float) -> np.ndarray:
+    """Indices of a uniform, deterministic subset of round(fraction * n) episodes (at least one).
+
+    The kept episodes are spread evenly over the whole file, so every stage of the behaviour
+    agent's training is represented (the paper's Fig. 2a data fractions).
+    """
+    check_data_fraction(data_fraction)
+    count = max(1, int(round(num_episodes * data_fraction)))
+    return np.unique(np.round(np.linspace(0, num_episodes - 1, count)).astype(np.int64))

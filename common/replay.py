@@ -1,0 +1,101 @@
+"""In-memory episodic store and on-device sampling of training windows.
+
+`make_store` moves an `Episodes` (common/episodes.py) to the device once, together with, for
+every step, the index of the last step of its episode. `sample_windows` is a pure, jittable
+function: it draws `batch_size` start steps uniformly over all transitions of the data and
+gathers windows of `length` consecutive steps (K + n + 1 for the model-based learners). Windows
+never read across an episode boundary: steps past the episode's last step repeat that last
+observation and come with masks that say so:
+
+  has_action[j]  a real transition leaves step j (action, reward and discount are data);
+  absorbing[j]   step j is a terminal state or lies past the episode's end: its value is 0,
+                 the policy target there is uniform, and no behaviour term applies.
+
+Where has_action is False the action is drawn uniformly at random (the model still unrolls
+through it, towards zero reward and value), the reward is 0 and the discount 1. An n-step
+return that reaches a terminal state is cut by that transition's discount of 0; one that runs
+past the end of a truncated episode bootstraps from its last observation, repeated there.
+
+Sampling inside the jitted update means no host round trip per batch. This module holds no
+loss code and imports no network.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.episodes import DataError, Episodes
+
+
+class Store(NamedTuple):
+    observation: jax.Array  # [N, *obs_shape]
+    action: jax.Array  # [N] int32
+    reward: jax.Array  # [N] float32
+    discount: jax.Array  # [N] float32
+    is_terminal: jax.Array  # [N] bool
+    episode_end: jax.Array  # [N] int32, index of the last step of the step's episode
+    starts: jax.Array  # [M] int32, every step that starts a transition (not is_last)
+
+
+class Window(NamedTuple):
+    observation: jax.Array  # [B, L, *obs_shape]
+    action: jax.Array  # [B, L] int32 (uniform random where not has_action)
+    reward: jax.Array  # [B, L] float32 (0 where not has_action)
+    discount: jax.Array  # [B, L] float32 (1 where not has_action)
+    has_action: jax.Array  # [B, L] bool
+    absorbing: jax.Array  # [B, L] bool
+
+
+def make_store(episodes: Episodes) -> Store:
+    """Flat episode arrays -> device-resident Store (episode ends precomputed on the host)."""
+    last = np.flatnonzero(episodes.is_last)
+    episode_id = np.cumsum(episodes.is_first) - 1
+    episode_end = last[episode_id].astype(np.int32)
+    starts = np.flatnonzero(~episodes.is_last).astype(np.int32)
+    return Store(
+        observation=jnp.asarray(episodes.observation),
+        action=jnp.asarray(episodes.action, jnp.int32),
+        reward=jnp.asarray(episodes.reward, jnp.float32),
+        discount=jnp.asarray(episodes.discount, jnp.float32),
+        is_terminal=jnp.asarray(episodes.is_terminal, bool),
+        episode_end=jnp.asarray(episode_end),
+        starts=jnp.asarray(starts),
+    )
+
+
+def check_batch_size(store: Store, batch_size: int) -> None:
+    """A batch may not hold more windows than the data has transitions."""
+    num_transitions = int(store.starts.shape[0])
+    if batch_size < 1 or batch_size > num_transitions:
+        raise DataError(
+            f"--batch-size {batch_size} does not fit the data ({num_transitions} transitions); "
+            f"use a batch between 1 and {num_transitions} or a larger --data-fraction"
+        )
+
+
+def gather_windows(store: Store, start: jax.Array, length: int, random_action: jax.Array) -> Window:
+    """Windows of `length` steps beginning at the step indices `start` [B]."""
+    idx = start[:, None] + jnp.arange(length)[None, :]  # [B, L]
+    end = store.episode_end[start][:, None]  # [B, 1]
+    in_episode = idx <= end
+    has_action = idx < end
+    idx = jnp.minimum(idx, end)  # past the end: repeat the last step
+    absorbing = ~in_episode | store.is_terminal[idx]
+    return Window(
+        observation=store.observation[idx],
+        action=jnp.where(has_action, store.action[idx], random_action),
+        reward=jnp.where(has_action, store.reward[idx], 0.0),
+        discount=jnp.where(has_action, store.discount[idx], 1.0),
+        has_action=has_action,
+        absorbing=absorbing,
+    )
+
+
+def sample_windows(store: Store, key: jax.Array, batch_size: int, length: int, num_actions: int) -> Window:
+    """Uniformly sampled windows (each transition of the data equally likely to start one)."""
+    start_key, action_key = jax.random.split(key)
+    start = store.starts[jax.random.randint(start_key, (batch_size,), 0, store.starts.shape[0])]
+    random_action = jax.random.randint(action_key, (batch_size, length), 0, num_actions)
+    return gather_windows(store, start, length, random_action)

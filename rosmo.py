@@ -1,0 +1,526 @@
+"""ROSMO: Regularized One-Step Model-based offline RL (Liu et al., ICLR 2023), in one file.
+
+A latent dynamics model (representation h, dynamics g, prediction f; paper Section 2.2) is
+trained on windows of logged episodes. Its policy target is a one-step look-ahead with the
+target network (Eq. 5-7), its value target an n-step return (Eq. 8), and the policy is kept
+near the data by an advantage-filtered behaviour-cloning term (Eq. 11). It acts with the same
+one-step improved policy.
+
+    python rosmo.py                                  # catch, the paper's BSuite settings
+    python rosmo.py --env-id cartpole --num-seeds 3 --total-steps 50000
+    python rosmo.py --num-samples 4                  # sampled policy target (Eq. 9-10)
+    python rosmo.py --behavior-coef 0                # the OneStep ablation (Fig. 4d)
+    python rosmo.py --behavior-only                  # the Behavior ablation (Fig. 4d)
+"""
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal, Optional
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from tqdm import tqdm
+
+from common import bsuite_data
+from common.episodes import DataError
+from common.evaluation import evaluate_bsuite
+from common.networks import MuZeroNetwork, weight_decay_mask
+from common.replay import Store, Window, check_batch_size, make_store, sample_windows
+from common.runs import Tracker, UsageError, fail, load_checkpoint, make_run_name, save_checkpoint, write_json
+from common.scores import normalized_score
+from common.value_transforms import logits_to_scalar, scalar_to_probs
+
+
+@dataclass
+class Args:
+    # Experiment
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 0
+    """seed of the first agent; agent i of --num-seeds uses seed + i"""
+    num_seeds: int = 1
+    """independent agents trained side by side in one process (vmapped)"""
+    track: bool = False
+    """log to Weights & Biases (offline mode when no API key is configured)"""
+    wandb_project_name: str = "rosmo-jax"
+    """the wandb project"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team)"""
+    save_model: bool = False
+    """write runs/{run_name}/checkpoint.msgpack at every evaluation and at the end"""
+    checkpoint: Optional[str] = None
+    """resume from (or, if it already reached --total-steps, only evaluate) this checkpoint"""
+
+    # Data
+    env_id: str = "catch"
+    """BSuite task: catch, cartpole or mountain_car"""
+    data_dir: Optional[str] = None
+    """data cache root (default $ROSMO_DATA_DIR or ./datasets), or one TFDS builder directory"""
+    data_fraction: float = 1.0
+    """keep this uniform fraction of the episodes, in (0, 1]"""
+    noise: float = 0.0
+    """epsilon of the data: probability that the behaviour agent's action was replaced at random"""
+
+    # Algorithm (paper Table 4 and Section 3)
+    discount: float = 0.997**4
+    """discount factor gamma"""
+    learning_rate: float = 7e-4
+    """AdamW learning rate after warm-up"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay, on weights only (not biases)"""
+    warmup_steps: int = 1_000
+    """linear learning-rate warm-up from 0"""
+    lr_decay_rate: float = 0.1
+    """the learning rate is multiplied by this every --lr-decay-steps (staircase)"""
+    lr_decay_steps: int = 100_000
+    """updates between learning-rate decays"""
+    max_grad_norm: float = 5.0
+    """global-norm gradient clipping"""
+    target_update_interval: int = 200
+    """updates between hard copies of the online into the target network"""
+    policy_coef: float = 1.0
+    """weight of the policy loss"""
+    value_coef: float = 0.25
+    """weight of the value loss"""
+    unroll_steps: int = 5
+    """K: model unroll length"""
+    td_steps: int = 3
+    """n: steps of the n-step value target (Eq. 8)"""
+    num_bins: int = 20
+    """categorical bins of the value and reward heads"""
+    dynamics_hidden: int = 256
+    """width of the middle layer of the dynamics MLP [32, H, 32]"""
+    behavior_coef: float = 0.2
+    """alpha of the behaviour regulariser (Eq. 11); 0 gives the OneStep ablation"""
+    behavior_only: bool = False
+    """the Behavior ablation: drop the one-step policy target, keep only Eq. 11 (weight 1)"""
+    behavior_advantage: Literal["model", "data"] = "model"
+    """Eq. 11's advantage: 'model' = r_g(s,a) + gamma v(g(s,a)) - v(s) (Algorithm 2); 'data' = predicted reward + gamma v(h(o_{t+1})) - v(s), as the official release"""
+    num_samples: int = 0
+    """0: exact policy target over all actions (Eq. 6); N > 0: sampled target with N actions (Eq. 9-10)"""
+
+    # Runtime
+    total_steps: int = 20_000
+    """learner updates (the paper trains 200k; 20k is the CPU default for BSuite)"""
+    batch_size: int = 128
+    """windows per update"""
+    eval_every: int = 2_000
+    """updates between evaluations"""
+    eval_episodes: int = 20
+    """episodes per evaluation (per seed)"""
+    eval_greedy: bool = False
+    """act greedily on the improved policy instead of sampling from it (the official release samples)"""
+    updates_per_dispatch: int = 100
+    """updates fused into one jitted call with lax.scan"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and losses: small pure functions (tests check them on hand-made input).
+# ---------------------------------------------------------------------------------------------
+
+
+def scale_gradient(x: jax.Array, scale: float) -> jax.Array:
+    """Identity forward; multiplies the gradient by `scale` (MuZero's 0.5 into the dynamics)."""
+    return x * scale + jax.lax.stop_gradient(x) * (1.0 - scale)
+
+
+def categorical_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
+    """-p^T log pi (Eq. 12-14) over the last axis."""
+    return -jnp.sum(target_probs * jax.nn.log_softmax(logits), axis=-1)
+
+
+def exact_policy_target(prior_logits: jax.Array, adv: jax.Array) -> jax.Array:
+    """Eq. 6: p(a|s) = pi_prior(a|s) exp(adv_g(s, a)) / Z(s), over all actions [..., A]."""
+    chex.assert_equal_shape([prior_logits, adv])
+    return jax.nn.softmax(jax.nn.log_softmax(prior_logits) + adv, axis=-1)
+
+
+def sampled_policy_target(actions: jax.Array, adv: jax.Array, num_actions: int) -> jax.Array:
+    """Eq. 9-10 as a weight vector over actions [..., A] for `categorical_cross_entropy`.
+
+    actions, adv: [..., N], N actions sampled from the prior and their advantages. Sample i
+    gets exp(adv_i) / Z_i with the leave-one-out Z_i = (1 + sum_{j != i} exp(adv_j)) / N, and
+    the loss -(1/N) sum_i w_i log pi(a_i|s) equals -sum_a target[a] log pi(a|s) with
+    target[a] = (1/N) sum_i w_i 1[a_i = a]. Computed in log space so large advantages do not
+    overflow; the log-weight is capped at 80 (weights below 1e35) so an absurd advantage cannot
+    turn the loss into inf. The weights need not sum to 1.
+    """
+    chex.assert_equal_shape([actions, adv])
+    n = adv.shape[-1]
+    others = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, adv[..., None, :])  # [..., N(i), N(j)]
+    log_z = jax.nn.logsumexp(jnp.concatenate([jnp.zeros(others.shape[:-1] + (1,)), others], -1), -1) - jnp.log(n)
+    weights = jnp.exp(jnp.minimum(adv - log_z, 80.0))  # [..., N]
+    return jnp.sum(weights[..., None] * jax.nn.one_hot(actions, num_actions), axis=-2) / n
+
+
+def n_step_value_target(
+    reward: jax.Array,
+    discount: jax.Array,
+    has_action: jax.Array,
+    absorbing: jax.Array,
+    bootstrap_value: jax.Array,
+    gamma: float,
+    td_steps: int,
+    num_targets: int,
+) -> jax.Array:
+    """Eq. 8: z_t = sum_{i<n} gamma^i r_{t+i} + gamma^n v'(s_{t+n}), for t = 0..num_targets-1.
+
+    Inputs are windows [B, L] from common/replay.py. A transition's discount of 0 (termination)
+    cuts the return; past the end of an episode the return neither grows nor discounts, so a
+    return that runs past a truncated episode's last state bootstraps from that state
+    (the window repeats it there). Absorbing positions get target 0.
+    """
+    chex.assert_equal_shape([reward, discount, has_action, absorbing, bootstrap_value])
+    chex.assert_axis_dimension_gt(reward, 1, num_targets + td_steps - 1)
+    reward = jnp.where(has_action, reward, 0.0)
+    cont = jnp.where(has_action, gamma * discount, 1.0)  # multiplier from step j to step j + 1
+    targets = []
+    for t in range(num_targets):
+        z, factor = jnp.zeros_like(reward[:, 0]), jnp.ones_like(reward[:, 0])
+        for i in range(td_steps):
+            z = z + factor * reward[:, t + i]
+            factor = factor * cont[:, t + i]
+        targets.append(z + factor * bootstrap_value[:, t + td_steps])
+    return jnp.where(absorbing[:, :num_targets], 0.0, jnp.stack(targets, axis=1))
+
+
+def behavior_loss(policy_logits: jax.Array, action: jax.Array, adv: jax.Array, mask: jax.Array) -> jax.Array:
+    """Eq. 11: mean of -log pi(a|s) * 1[adv(s, a) > 0] over the positions where `mask` holds."""
+    chex.assert_equal_shape([action, adv, mask])
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(policy_logits), action[..., None], axis=-1)[..., 0]
+    return jnp.mean(-log_prob * (adv > 0) * mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Network, training state and the jitted update.
+# ---------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: flax.core.FrozenDict
+    target_params: flax.core.FrozenDict
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+
+
+def make_learning_rate(args: Args):
+    """Linear warm-up, then x `lr_decay_rate` every `lr_decay_steps` updates (staircase)."""
+
+    def schedule(step):
+        warmup = jnp.minimum(1.0, step / max(args.warmup_steps, 1))
+        return args.learning_rate * warmup * args.lr_decay_rate ** (step // args.lr_decay_steps)
+
+    return schedule
+
+
+def make_optimizer(args: Args, params) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(args.max_grad_norm),
+        optax.adamw(make_learning_rate(args), weight_decay=args.weight_decay, mask=weight_decay_mask(params)),
+    )
+
+
+def one_step_advantage(network, params, state, value, actions, gamma):
+    """Eq. 7: adv_g(s, a) = r_g(s, a) + gamma * v(g(s, a)) - v(s) for actions [..., M].
+
+    state [..., S] and value [...] belong to the same states; returns [..., M].
+    """
+    states = jnp.broadcast_to(state[..., None, :], actions.shape + state.shape[-1:])
+    next_state = network.apply(params, states, actions, method=network.dynamics)
+    _, value_logits, reward_logits = network.apply(params, next_state, method=network.predict)
+    return logits_to_scalar(reward_logits) + gamma * logits_to_scalar(value_logits) - value[..., None]
+
+
+def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
+    K, n = args.unroll_steps, args.td_steps
+
+    def loss_fn(params, target_params, window: Window, key: jax.Array):
+        batch_size = window.action.shape[0]
+        chex.assert_shape(window.action, (batch_size, K + n + 1))
+
+        # Targets from the target network theta' on the real observations (Algorithm 2, IMPROVE).
+        target_state = network.apply(target_params, window.observation, method=network.represent)
+        prior_logits, target_value_logits, target_reward_logits = network.apply(
+            target_params, target_state, method=network.predict
+        )
+        target_value = logits_to_scalar(target_value_logits)  # v'(s_{t+j}), [B, L]
+
+        # One-step look-ahead at the K + 1 real states (Eq. 6-7). Candidate actions: all actions
+        # (exact) or N samples from the prior (Eq. 9); the data action is appended as the last
+        # column so Eq. 11's model advantage comes from the same call.
+        states, values, logits = target_state[:, : K + 1], target_value[:, : K + 1], prior_logits[:, : K + 1]
+        if args.num_samples > 0:
+            candidates = jax.random.categorical(key, logits[:, :, None, :], shape=(batch_size, K + 1, args.num_samples))
+        else:
+            candidates = jnp.broadcast_to(jnp.arange(num_actions), (batch_size, K + 1, num_actions))
+        data_action = window.action[:, : K + 1]
+        adv_all = one_step_advantage(
+            network, target_params, states, values, jnp.concatenate([candidates, data_action[..., None]], -1), args.discount
+        )
+        adv, adv_data_model = adv_all[..., :-1], adv_all[..., -1]
+        if args.num_samples > 0:
+            policy_target = sampled_policy_target(candidates, adv, num_actions)
+        else:
+            policy_target = exact_policy_target(logits, adv)
+        absorbing = window.absorbing[:, : K + 1]
+        policy_target = jnp.where(absorbing[..., None], 1.0 / num_actions, policy_target)
+
+        value_target = n_step_value_target(
+            window.reward, window.discount, window.has_action, window.absorbing, target_value, args.discount, n, K + 1
+        )
+        reward_target = window.reward[:, :K]  # reward of the transition into s^{k+1}, 0 past the end
+
+        if args.behavior_advantage == "model":
+            adv_behavior = adv_data_model
+        else:  # predicted reward at the real next state + gamma v'(s_{t+1}) - v'(s_t)
+            next_value = jnp.where(window.absorbing[:, 1 : K + 2], 0.0, target_value[:, 1 : K + 2])
+            next_reward = logits_to_scalar(target_reward_logits[:, 1 : K + 2])
+            adv_behavior = next_reward + args.discount * window.discount[:, : K + 1] * next_value - values
+        policy_target, value_target, adv_behavior = jax.lax.stop_gradient((policy_target, value_target, adv_behavior))
+
+        # Online unroll (Algorithm 2, UNROLL): s^0 = h(o_t), s^{k+1} = g(s^k, a_{t+k}).
+        state = network.apply(params, window.observation[:, 0], method=network.represent)
+        unrolled = [state]
+        for k in range(K):
+            state = network.apply(params, scale_gradient(state, 0.5), window.action[:, k], method=network.dynamics)
+            unrolled.append(state)
+        policy_logits, value_logits, reward_logits = network.apply(
+            params, jnp.stack(unrolled, axis=1), method=network.predict
+        )
+
+        # Eq. 1 with Eq. 12-14, averaged over the batch and the unroll positions.
+        reward_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(reward_target, args.num_bins), reward_logits[:, 1:]))
+        value_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(value_target, args.num_bins), value_logits))
+        policy_loss = jnp.mean(categorical_cross_entropy(policy_target, policy_logits))
+        reg_loss = behavior_loss(policy_logits, data_action, adv_behavior, window.has_action[:, : K + 1])
+        if args.behavior_only:
+            total = reward_loss + args.value_coef * value_loss + args.policy_coef * reg_loss
+        else:
+            total = reward_loss + args.value_coef * value_loss + args.policy_coef * policy_loss + args.behavior_coef * reg_loss
+
+        probs = jax.nn.softmax(policy_logits)
+        metrics = {
+            "loss": total,
+            "reward_loss": reward_loss,
+            "value_loss": value_loss,
+            "policy_loss": policy_loss,
+            "behavior_loss": reg_loss,
+            "value_target": jnp.mean(value_target),
+            "advantage": jnp.mean(adv),
+            "behavior_filter_rate": jnp.sum((adv_behavior > 0) * window.has_action[:, : K + 1])
+            / jnp.maximum(1, jnp.sum(window.has_action[:, : K + 1])),
+            "policy_entropy": jnp.mean(-jnp.sum(probs * jnp.log(probs + 1e-12), -1)),
+        }
+        return total, metrics
+
+    return loss_fn
+
+
+def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions: int, num_updates: int):
+    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch."""
+    loss_fn = make_loss_fn(args, network, num_actions)
+    window_length = args.unroll_steps + args.td_steps + 1
+
+    def update(state: TrainState, store: Store):
+        key, sample_key, loss_key = jax.random.split(state.key, 3)
+        window = sample_windows(store, sample_key, args.batch_size, window_length, num_actions)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window, loss_key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        step = state.step + 1
+        target_params = optax.periodic_update(params, state.target_params, step, args.target_update_interval)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        state = TrainState(params=params, target_params=target_params, opt_state=opt_state, step=step, key=key)
+        return state, metrics
+
+    def chunk(state: TrainState, store: Store):
+        state, metrics = jax.lax.scan(lambda s, _: update(s, store), state, None, length=num_updates)
+        finite = jnp.all(jnp.isfinite(metrics["loss"]))
+        return state, {**jax.tree.map(jnp.mean, metrics), "finite": finite}
+
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=0)
+
+
+def make_act(network: MuZeroNetwork, num_actions: int, gamma: float, greedy: bool):
+    """Acting rule: the one-step improved policy pi(a|s) exp(adv_g(s, a)) / Z with the online network."""
+
+    def act_one(params, observation, key):
+        state = network.apply(params, observation, method=network.represent)
+        policy_logits, value_logits, _ = network.apply(params, state, method=network.predict)
+        actions = jnp.broadcast_to(jnp.arange(num_actions), observation.shape[:-1] + (num_actions,))
+        adv = one_step_advantage(network, params, state, logits_to_scalar(value_logits), actions, gamma)
+        improved_logits = jax.nn.log_softmax(policy_logits) + adv
+        if greedy:
+            return jnp.argmax(improved_logits, axis=-1)
+        return jax.random.categorical(key, improved_logits)
+
+    return jax.jit(jax.vmap(act_one))  # over seeds: params [S, ...], observation [S, E, D], key [S]
+
+
+# ---------------------------------------------------------------------------------------------
+# Main: data, training loop, evaluation, logging, saving.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_args(args: Args) -> None:
+    if args.env_id not in bsuite_data.BSUITE_ENVS:
+        raise UsageError(f"unknown --env-id '{args.env_id}'; valid ids: {', '.join(bsuite_data.BSUITE_ENVS)}")
+    for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch", "unroll_steps", "td_steps"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.num_samples < 0:
+        raise UsageError(f"--num-samples must be 0 (exact target) or a positive sample count, got {args.num_samples}")
+    if args.num_bins < 2:
+        raise UsageError(f"--num-bins must be at least 2, got {args.num_bins}")
+
+
+def main(args: Args) -> None:
+    check_args(args)
+    seeds = [args.seed + i for i in range(args.num_seeds)]
+
+    # Data: RLDS episodes -> one flat array store on the device (generated on first use).
+    episodes, data_path = bsuite_data.load_bsuite(args.env_id, args.noise, args.data_dir, args.data_fraction)
+    obs_shape = episodes.observation.shape[1:]
+    episodes = episodes._replace(observation=episodes.observation.reshape(episodes.num_steps, -1))
+    store = make_store(episodes)
+    check_batch_size(store, args.batch_size)
+    num_actions = bsuite_data.make_env(args.env_id, 0).action_spec().num_values
+    if episodes.action.max() >= num_actions:
+        raise DataError(f"{data_path}: action {int(episodes.action.max())} is outside {args.env_id}'s {num_actions} actions")
+    data_return = float(np.mean(episodes.episode_returns()))
+    print(
+        f"data: {data_path} | {episodes.num_episodes} episodes, {episodes.num_transitions} transitions, "
+        f"mean return {data_return:.3f}"
+    )
+
+    # Networks and one training state per seed.
+    network = MuZeroNetwork(
+        num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
+    )
+    dummy_obs = jnp.zeros((1, store.observation.shape[-1]))
+
+    def init_state(seed: int) -> TrainState:
+        key = jax.random.PRNGKey(seed)
+        key, init_key = jax.random.split(key)
+        params = network.init(init_key, dummy_obs, jnp.zeros((1,), jnp.int32))
+        opt_state = make_optimizer(args, params).init(params)
+        return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
+
+    state = jax.vmap(init_state)(jnp.asarray(seeds))
+    optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+    meta = {"algo": "rosmo", "env_id": args.env_id, "num_seeds": args.num_seeds}
+    if args.checkpoint:
+        state, saved_meta = load_checkpoint(Path(args.checkpoint), state, meta)
+        print(f"resumed from {args.checkpoint} at update {int(state.step[0])}")
+
+    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
+    run_dir = Path("runs") / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(run_dir, args, run_name, args.track, args.wandb_project_name, args.wandb_entity)
+    act = make_act(network, num_actions, args.discount, args.eval_greedy)
+    eval_key = jax.random.PRNGKey(args.seed + 1_000_003)
+
+    def evaluate(params, step: int) -> np.ndarray:
+        nonlocal eval_key
+        def policy(obs: np.ndarray) -> np.ndarray:
+            nonlocal eval_key
+            eval_key, key = jax.random.split(eval_key)
+            flat = jnp.asarray(obs.reshape(obs.shape[:2] + (-1,)))
+            return np.asarray(act(params, flat, jax.random.split(key, args.num_seeds)))
+
+        returns = evaluate_bsuite(args.env_id, policy, seeds, args.eval_episodes)  # [S, E]
+        mean_returns = returns.mean(axis=1)
+        tracker.scalars({"charts/eval_return": mean_returns.mean(), "charts/normalized_score": np.mean([normalized_score(args.env_id, r) for r in mean_returns])}, step)
+        for s, r in zip(seeds, mean_returns):
+            tracker.scalars({f"charts/eval_return_seed{s}": r}, step)
+        return mean_returns
+
+    history = {"steps": [], "returns": []}
+    results_path = run_dir / "results.json"
+    checkpoint_path = run_dir / "checkpoint.msgpack"
+
+    def write_results(status: str, wall_clock: float, updates_done: int, train_time: float) -> None:
+        final = history["returns"][-1] if history["returns"] else [float("nan")] * args.num_seeds
+        write_json(results_path, {
+            "algo": "rosmo", "env_id": args.env_id, "status": status, "seeds": seeds,
+            "total_steps": int(state.step[0]) if status != "diverged" else last_good_step,
+            "final_returns": final, "mean_final_return": float(np.mean(final)),
+            "normalized_scores": [normalized_score(args.env_id, r) for r in final],
+            "eval_history": history, "wall_clock_s": wall_clock,
+            "updates_per_s": updates_done * args.num_seeds / max(train_time, 1e-9),
+            "data": {"path": str(data_path), "noise": args.noise, "data_fraction": args.data_fraction,
+                     "episodes": episodes.num_episodes, "transitions": episodes.num_transitions, "mean_return": data_return},
+            "args": vars(args),
+        })
+
+    start_time = time.time()
+    train_time, updates_done = 0.0, 0
+    step = int(state.step[0])
+    last_good_step = step
+    chunks = {}
+    bar = tqdm(total=args.total_steps, initial=step, desc=f"rosmo {args.env_id}", unit="upd", dynamic_ncols=True)
+    while step < args.total_steps:
+        next_eval = (step // args.eval_every + 1) * args.eval_every
+        num_updates = min(args.updates_per_dispatch, next_eval - step, args.total_steps - step)
+        if num_updates not in chunks:
+            chunks[num_updates] = make_train_chunk(args, network, optimizer, num_actions, num_updates)
+        t0 = time.time()
+        state, metrics = chunks[num_updates](state, store)
+        metrics = jax.device_get(metrics)
+        elapsed = time.time() - t0
+        if len(chunks) > 1 or updates_done > 0:  # the first dispatch includes compilation
+            train_time += elapsed
+            updates_done += num_updates
+        step += num_updates
+        bar.update(num_updates)
+        if not np.all(metrics.pop("finite")):
+            bar.close()
+            write_results("diverged", time.time() - start_time, updates_done, train_time)
+            kept = f"; the last good checkpoint (update {last_good_step}) is kept at {checkpoint_path}" if checkpoint_path.exists() else ""
+            tracker.close()
+            fail(f"the loss became NaN or infinite between updates {step - num_updates} and {step}; stopping{kept}", code=1)
+        ups = updates_done * args.num_seeds / max(train_time, 1e-9)
+        tracker.scalars({f"losses/{k}": np.mean(v) for k, v in metrics.items()}, step)
+        tracker.scalars({"charts/updates_per_s": ups, "charts/learning_rate": float(make_learning_rate(args)(step))}, step)
+        if step % args.eval_every == 0 or step == args.total_steps:
+            returns = evaluate(state.params, step)
+            history["steps"].append(step)
+            history["returns"].append(returns.tolist())
+            last_good_step = step
+            if args.save_model:
+                save_checkpoint(checkpoint_path, state, {**meta, "step": step, "seeds": seeds, "args": vars(args)})
+            write_results("running", time.time() - start_time, updates_done, train_time)
+            bar.set_postfix(eval_return=f"{returns.mean():.3f}", loss=f"{np.mean(metrics['loss']):.3f}", ups=f"{ups:.0f}")
+    bar.close()
+
+    if not history["returns"]:  # resumed at or past --total-steps: evaluate only
+        history["steps"].append(step)
+        history["returns"].append(evaluate(state.params, step).tolist())
+    if args.save_model:
+        save_checkpoint(checkpoint_path, state, {**meta, "step": step, "seeds": seeds, "args": vars(args)})
+    write_results("finished", time.time() - start_time, updates_done, train_time)
+    tracker.close()
+    final = np.asarray(history["returns"][-1])
+    print(
+        f"final mean return {final.mean():.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}), "
+        f"normalised {np.mean([normalized_score(args.env_id, r) for r in final]):.3f}; "
+        f"{int(updates_done * args.num_seeds / max(train_time, 1e-9))} updates/s; results in {results_path}"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except (UsageError, DataError) as e:
+        fail(str(e))
