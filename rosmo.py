@@ -418,6 +418,7 @@ def main(args: Args) -> None:
         return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
 
     state = jax.vmap(init_state)(jnp.asarray(seeds))
+    state = state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     meta = {"algo": "rosmo", "env_id": args.env_id, "num_seeds": args.num_seeds}
     if args.checkpoint:
@@ -458,7 +459,8 @@ def main(args: Args) -> None:
             "final_returns": final, "mean_final_return": float(np.mean(final)),
             "normalized_scores": [normalized_score(args.env_id, r) for r in final],
             "eval_history": history, "wall_clock_s": wall_clock,
-            "updates_per_s": updates_done * args.num_seeds / max(train_time, 1e-9),
+            "updates_per_s": updates_done / max(train_time, 1e-9),  # training-loop steps (all seeds advance)
+            "agent_updates_per_s": updates_done * args.num_seeds / max(train_time, 1e-9),
             "data": {"path": str(data_path), "noise": args.noise, "data_fraction": args.data_fraction,
                      "episodes": episodes.num_episodes, "transitions": episodes.num_transitions, "mean_return": data_return},
             "args": vars(args),
@@ -473,14 +475,14 @@ def main(args: Args) -> None:
     while step < args.total_steps:
         next_eval = (step // args.eval_every + 1) * args.eval_every
         num_updates = min(args.updates_per_dispatch, next_eval - step, args.total_steps - step)
-        if num_updates not in chunks:
+        compiling = num_updates not in chunks
+        if compiling:
             chunks[num_updates] = make_train_chunk(args, network, optimizer, num_actions, num_updates)
         t0 = time.time()
         state, metrics = chunks[num_updates](state, store)
         metrics = jax.device_get(metrics)
-        elapsed = time.time() - t0
-        if len(chunks) > 1 or updates_done > 0:  # the first dispatch includes compilation
-            train_time += elapsed
+        if not compiling:  # updates/s excludes compilation and evaluation
+            train_time += time.time() - t0
             updates_done += num_updates
         step += num_updates
         bar.update(num_updates)
@@ -490,7 +492,7 @@ def main(args: Args) -> None:
             kept = f"; the last good checkpoint (update {last_good_step}) is kept at {checkpoint_path}" if checkpoint_path.exists() else ""
             tracker.close()
             fail(f"the loss became NaN or infinite between updates {step - num_updates} and {step}; stopping{kept}", code=1)
-        ups = updates_done * args.num_seeds / max(train_time, 1e-9)
+        ups = updates_done / max(train_time, 1e-9)
         tracker.scalars({f"losses/{k}": np.mean(v) for k, v in metrics.items()}, step)
         tracker.scalars({"charts/updates_per_s": ups, "charts/learning_rate": float(make_learning_rate(args)(step))}, step)
         if step % args.eval_every == 0 or step == args.total_steps:
@@ -515,7 +517,7 @@ def main(args: Args) -> None:
     print(
         f"final mean return {final.mean():.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}), "
         f"normalised {np.mean([normalized_score(args.env_id, r) for r in final]):.3f}; "
-        f"{int(updates_done * args.num_seeds / max(train_time, 1e-9))} updates/s; results in {results_path}"
+        f"{updates_done / max(train_time, 1e-9):.0f} updates/s x {args.num_seeds} seeds; results in {results_path}"
     )
 
 

@@ -1,0 +1,98 @@
+"""Final returns of algorithm scripts on the BSuite tasks, as one table.
+
+    python benchmark/bsuite.py                                   # rosmo, 3 tasks, 3 seeds, 50k updates
+    python benchmark/bsuite.py --envs catch --total-steps 20000
+
+Every (algorithm, task) is one run of the script with all seeds vmapped (`--num-seeds`).
+Resumable: a configuration whose finished results.json already exists under runs/ is not run
+again. Writes benchmark/results/bsuite_{total_steps}.md and .json: per task the data's mean
+return, the final evaluation return (mean and std over seeds), the normalised score, and
+wall-clock time; all labelled with the budget and the machine.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import tyro
+
+from common_bench import ROOT, find_results, machine_description, run_algorithm
+
+
+@dataclass
+class Args:
+    algos: List[str] = field(default_factory=lambda: ["rosmo"])
+    """algorithm scripts to run"""
+    envs: List[str] = field(default_factory=lambda: ["catch", "cartpole", "mountain_car"])
+    """BSuite tasks"""
+    num_seeds: int = 3
+    """seeds per configuration (vmapped in one process)"""
+    seed: int = 0
+    """first seed"""
+    total_steps: int = 50_000
+    """learner updates per run (paper: 200k)"""
+    noise: float = 0.0
+    """epsilon of the datasets"""
+    data_fraction: float = 1.0
+    """fraction of the episodes used"""
+    eval_episodes: int = 20
+    """evaluation episodes per seed"""
+    eval_every: int = 5_000
+    """updates between evaluations"""
+
+
+def main(args: Args) -> None:
+    logs = ROOT / "runs" / "benchmark_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for env_id in args.envs:
+        for algo in args.algos:
+            exp_name = f"bench_{algo}"
+            expect = {"num_seeds": args.num_seeds, "total_steps": args.total_steps, "noise": args.noise,
+                      "data_fraction": args.data_fraction, "eval_episodes": args.eval_episodes}
+            results = find_results(ROOT / "runs", env_id, exp_name, args.seed, expect)
+            if results is None:
+                flags = ["--env-id", env_id, "--num-seeds", str(args.num_seeds), "--seed", str(args.seed),
+                         "--total-steps", str(args.total_steps), "--noise", str(args.noise),
+                         "--data-fraction", str(args.data_fraction), "--eval-episodes", str(args.eval_episodes),
+                         "--eval-every", str(args.eval_every), "--exp-name", exp_name]
+                print(f"running {algo} on {env_id} ...", flush=True)
+                run_algorithm(algo, flags, ROOT, logs / f"{env_id}_{exp_name}_{args.total_steps}.log")
+                results = find_results(ROOT / "runs", env_id, exp_name, args.seed, expect)
+            final = np.asarray(results["final_returns"])
+            row = {
+                "algo": algo, "env_id": env_id, "data_return": results["data"]["mean_return"],
+                "return_mean": float(final.mean()), "return_std": float(final.std()),
+                "normalized_mean": float(np.mean(results["normalized_scores"])),
+                "final_returns": final.tolist(), "wall_clock_s": results["wall_clock_s"],
+                "updates_per_s": results["updates_per_s"],
+            }
+            rows.append(row)
+            print(f"{algo:8s} {env_id:13s} data {row['data_return']:9.2f} | final {row['return_mean']:9.2f} "
+                  f"+- {row['return_std']:7.2f} | normalised {row['normalized_mean']:.3f} | {row['wall_clock_s']:.0f} s")
+
+    header = (f"{args.num_seeds} seeds, {args.total_steps} updates, noise {args.noise}, data fraction {args.data_fraction}, "
+              f"{args.eval_episodes} evaluation episodes per seed at the end")
+    lines = [
+        f"# BSuite final returns ({args.total_steps // 1000}k updates)",
+        "",
+        f"{header}. Machine: {machine_description()}.",
+        f"Command: `python benchmark/bsuite.py --algos {' '.join(args.algos)} --envs {' '.join(args.envs)} "
+        f"--num-seeds {args.num_seeds} --total-steps {args.total_steps} --noise {args.noise}`",
+        "",
+        "| algorithm | task | data mean return | final return (mean +- std over seeds) | normalised score | wall clock |",
+        "|---|---|---|---|---|---|",
+        *[f"| {r['algo']} | {r['env_id']} | {r['data_return']:.2f} | {r['return_mean']:.2f} +- {r['return_std']:.2f} | "
+          f"{r['normalized_mean']:.3f} | {r['wall_clock_s'] / 60:.1f} min |" for r in rows],
+        "",
+    ]
+    stem = ROOT / "benchmark" / "results" / f"bsuite_{args.total_steps // 1000}k"
+    stem.with_suffix(".md").write_text("\n".join(lines))
+    stem.with_suffix(".json").write_text(json.dumps({"settings": vars(args), "machine": machine_description(), "rows": rows}, indent=2) + "\n")
+    print(f"wrote {stem}.md")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
