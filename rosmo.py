@@ -327,6 +327,19 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
     return loss_fn
 
 
+def init_train_states(args: Args, network: MuZeroNetwork, obs_dim: int, seeds) -> TrainState:
+    """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
+
+    def init_one(seed):
+        key, init_key = jax.random.split(jax.random.PRNGKey(seed))
+        params = network.init(init_key, jnp.zeros((1, obs_dim)), jnp.zeros((1,), jnp.int32))
+        opt_state = make_optimizer(args, params).init(params)
+        return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
+
+    state = jax.vmap(init_one)(jnp.asarray(seeds))
+    return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
+
+
 def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions: int, num_updates: int):
     """A jitted function running `num_updates` updates of every vmapped seed in one dispatch."""
     loss_fn = make_loss_fn(args, network, num_actions)
@@ -408,17 +421,7 @@ def main(args: Args) -> None:
     network = MuZeroNetwork(
         num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
     )
-    dummy_obs = jnp.zeros((1, store.observation.shape[-1]))
-
-    def init_state(seed: int) -> TrainState:
-        key = jax.random.PRNGKey(seed)
-        key, init_key = jax.random.split(key)
-        params = network.init(init_key, dummy_obs, jnp.zeros((1,), jnp.int32))
-        opt_state = make_optimizer(args, params).init(params)
-        return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
-
-    state = jax.vmap(init_state)(jnp.asarray(seeds))
-    state = state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
+    state = init_train_states(args, network, store.observation.shape[-1], seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     meta = {"algo": "rosmo", "env_id": args.env_id, "num_seeds": args.num_seeds}
     if args.checkpoint:

@@ -276,6 +276,72 @@ def test_generate_refuses_to_overwrite_without_force(tmp_path):
     assert sorted(p.name for p in (tmp_path / "bsuite").iterdir()) == ["catch_0.0"]
 
 
+def test_reader_fills_in_fields_that_other_rlds_data_may_lack(tmp_path):
+    """An RLDS directory without episode_id, episode_return, discount and is_terminal, stored
+    with a compressed observation (so it takes the reader's fully decoding path)."""
+    tfds = _tfds()
+    scalar = tfds.features.Scalar
+    features = tfds.features.FeaturesDict(
+        {
+            "steps": tfds.features.Dataset(
+                {
+                    "observation": tfds.features.Tensor(shape=(1, 3), dtype=np.float32, encoding="zlib"),
+                    "action": scalar(dtype=np.int64),
+                    "reward": scalar(dtype=np.float32),
+                    "is_first": scalar(dtype=np.bool_),
+                    "is_last": scalar(dtype=np.bool_),
+                }
+            )
+        }
+    )
+    lengths = (3, 5)  # steps per episode
+
+    def examples():
+        for index, length in enumerate(lengths):
+            yield index, {
+                "steps": {
+                    "observation": np.arange(length * 3, dtype=np.float32).reshape(length, 1, 3) + 100 * index,
+                    "action": np.full(length, 2, np.int64),  # the last step is not padded here
+                    "reward": np.full(length, -1.0, np.float32),
+                    "is_first": np.arange(length) == 0,
+                    "is_last": np.arange(length) == length - 1,
+                }
+            }
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="other_rlds", version="1.0.0", features=features, split_datasets={"train": examples()},
+        data_dir=str(tmp_path), disable_shuffling=True,
+    )
+    path = tmp_path / "other_rlds" / "1.0.0"
+    episodes = bsuite_data.read_episodes(path)
+    np.testing.assert_array_equal(episodes.discount, [1, 0, 0, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(episodes.is_terminal, episodes.is_last)
+    np.testing.assert_array_equal(episodes.action, [2, 2, 0, 2, 2, 2, 2, 0])
+    np.testing.assert_array_equal(episodes.episode_returns(), [-2, -4])
+    assert episodes.observation.shape == (8, 1, 3) and episodes.observation[3, 0, 0] == 100
+    loaded, loaded_path = bsuite_data.load_bsuite("mountain_car", 0.0, path, data_fraction=0.5)
+    assert loaded_path == path and loaded.num_episodes == 1
+
+
+def test_is_terminal_follows_the_final_discount_when_absent():
+    def episode(discounts):
+        n = len(discounts) + 1
+        return {
+            "observation": np.zeros((n, 1, 2), np.float32),
+            "action": np.zeros(n, np.int64),
+            "reward": np.ones(n, np.float32),
+            "discount": np.asarray([*discounts, 0.0], np.float32),
+            "is_first": np.arange(n) == 0,
+            "is_last": np.arange(n) == n - 1,
+        }
+
+    episodes = bsuite_data._assemble([episode([1.0, 0.0]), episode([1.0, 1.0])], Path("x"))
+    np.testing.assert_array_equal(episodes.is_terminal, [False, False, True, False, False, False])
+    np.testing.assert_array_equal(episodes.reward, [1, 1, 0, 1, 1, 0])
+    with pytest.raises(DataError, match="lack the field"):
+        bsuite_data._assemble([{k: v for k, v in episode([0.0]).items() if k != "is_last"}], Path("x"))
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "common.bsuite_data", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
