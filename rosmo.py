@@ -14,29 +14,24 @@ one-step improved policy.
 """
 
 import os
-import sys
 import time
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Literal, Optional
 
 import chex
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tyro
-from tqdm import tqdm
 
 from common import bsuite_data
+from common.data import load_offline_data
 from common.episodes import DataError
-from common.evaluation import evaluate_bsuite
+from common.evaluation import make_evaluator
 from common.networks import MuZeroNetwork, weight_decay_mask
-from common.replay import Store, Window, check_batch_size, make_store, sample_windows
-from common.runs import Tracker, UsageError, fail, load_checkpoint, make_run_name, save_checkpoint, write_json
-from common.scores import normalized_score
+from common.replay import Store, Window, sample_windows
+from common.runs import Run, UsageError, fail
 from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 
@@ -400,128 +395,36 @@ def check_args(args: Args) -> None:
 
 def main(args: Args) -> None:
     check_args(args)
-    seeds = [args.seed + i for i in range(args.num_seeds)]
+    seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
 
     # Data: RLDS episodes -> one flat array store on the device (generated on first use).
-    episodes, data_path = bsuite_data.load_bsuite(args.env_id, args.noise, args.data_dir, args.data_fraction)
-    obs_shape = episodes.observation.shape[1:]
-    episodes = episodes._replace(observation=episodes.observation.reshape(episodes.num_steps, -1))
-    store = make_store(episodes)
-    check_batch_size(store, args.batch_size)
-    num_actions = bsuite_data.make_env(args.env_id, 0).action_spec().num_values
-    if episodes.action.max() >= num_actions:
-        raise DataError(f"{data_path}: action {int(episodes.action.max())} is outside {args.env_id}'s {num_actions} actions")
-    data_return = float(np.mean(episodes.episode_returns()))
-    print(
-        f"data: {data_path} | {episodes.num_episodes} episodes, {episodes.num_transitions} transitions, "
-        f"mean return {data_return:.3f}"
-    )
+    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size)
 
-    # Networks and one training state per seed.
+    # Networks, optimiser and one training state per seed (stacked for vmap).
     network = MuZeroNetwork(
-        num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
+        num_actions=data.num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
     )
-    state = init_train_states(args, network, store.observation.shape[-1], seeds)
+    state = init_train_states(args, network, data.obs_dim, seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
-    meta = {"algo": "rosmo", "env_id": args.env_id, "num_seeds": args.num_seeds}
-    if args.checkpoint:
-        state, saved_meta = load_checkpoint(Path(args.checkpoint), state, meta)
-        print(f"resumed from {args.checkpoint} at update {int(state.step[0])}")
+    run = Run("rosmo", args, data.info)
+    state = run.start(state)
+    act = make_act(network, data.num_actions, args.discount, args.eval_greedy)
+    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003))
 
-    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
-    run_dir = Path("runs") / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(run_dir, args, run_name, args.track, args.wandb_project_name, args.wandb_entity)
-    act = make_act(network, num_actions, args.discount, args.eval_greedy)
-    eval_key = jax.random.PRNGKey(args.seed + 1_000_003)
-
-    def evaluate(params, step: int) -> np.ndarray:
-        nonlocal eval_key
-        def policy(obs: np.ndarray) -> np.ndarray:
-            nonlocal eval_key
-            eval_key, key = jax.random.split(eval_key)
-            flat = jnp.asarray(obs.reshape(obs.shape[:2] + (-1,)))
-            return np.asarray(act(params, flat, jax.random.split(key, args.num_seeds)))
-
-        returns = evaluate_bsuite(args.env_id, policy, seeds, args.eval_episodes)  # [S, E]
-        mean_returns = returns.mean(axis=1)
-        tracker.scalars({"charts/eval_return": mean_returns.mean(), "charts/normalized_score": np.mean([normalized_score(args.env_id, r) for r in mean_returns])}, step)
-        for s, r in zip(seeds, mean_returns):
-            tracker.scalars({f"charts/eval_return_seed{s}": r}, step)
-        return mean_returns
-
-    history = {"steps": [], "returns": []}
-    results_path = run_dir / "results.json"
-    checkpoint_path = run_dir / "checkpoint.msgpack"
-
-    def write_results(status: str, wall_clock: float, updates_done: int, train_time: float) -> None:
-        final = history["returns"][-1] if history["returns"] else [float("nan")] * args.num_seeds
-        write_json(results_path, {
-            "algo": "rosmo", "env_id": args.env_id, "status": status, "seeds": seeds,
-            "total_steps": int(state.step[0]) if status != "diverged" else last_good_step,
-            "final_returns": final, "mean_final_return": float(np.mean(final)),
-            "normalized_scores": [normalized_score(args.env_id, r) for r in final],
-            "eval_history": history, "wall_clock_s": wall_clock,
-            "updates_per_s": updates_done / max(train_time, 1e-9),  # training-loop steps (all seeds advance)
-            "agent_updates_per_s": updates_done * args.num_seeds / max(train_time, 1e-9),
-            "data": {"path": str(data_path), "noise": args.noise, "data_fraction": args.data_fraction,
-                     "episodes": episodes.num_episodes, "transitions": episodes.num_transitions, "mean_return": data_return},
-            "args": vars(args),
-        })
-
-    start_time = time.time()
-    train_time, updates_done = 0.0, 0
-    step = int(state.step[0])
-    last_good_step = step
-    chunks = {}
-    bar = tqdm(total=args.total_steps, initial=step, desc=f"rosmo {args.env_id}", unit="upd", dynamic_ncols=True)
-    while step < args.total_steps:
-        next_eval = (step // args.eval_every + 1) * args.eval_every
-        num_updates = min(args.updates_per_dispatch, next_eval - step, args.total_steps - step)
+    # Training loop: `updates_per_dispatch` jitted updates per call, an evaluation every `eval_every`.
+    chunks = {}  # one compiled function per chunk length
+    while run.step < args.total_steps:
+        num_updates = run.chunk_size()
         compiling = num_updates not in chunks
         if compiling:
-            chunks[num_updates] = make_train_chunk(args, network, optimizer, num_actions, num_updates)
+            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates)
         t0 = time.time()
-        state, metrics = chunks[num_updates](state, store)
+        state, metrics = chunks[num_updates](state, data.store)
         metrics = jax.device_get(metrics)
-        if not compiling:  # updates/s excludes compilation and evaluation
-            train_time += time.time() - t0
-            updates_done += num_updates
-        step += num_updates
-        bar.update(num_updates)
-        if not np.all(metrics.pop("finite")):
-            bar.close()
-            write_results("diverged", time.time() - start_time, updates_done, train_time)
-            kept = f"; the last good checkpoint (update {last_good_step}) is kept at {checkpoint_path}" if checkpoint_path.exists() else ""
-            tracker.close()
-            fail(f"the loss became NaN or infinite between updates {step - num_updates} and {step}; stopping{kept}", code=1)
-        ups = updates_done / max(train_time, 1e-9)
-        tracker.scalars({f"losses/{k}": np.mean(v) for k, v in metrics.items()}, step)
-        tracker.scalars({"charts/updates_per_s": ups, "charts/learning_rate": float(make_learning_rate(args)(step))}, step)
-        if step % args.eval_every == 0 or step == args.total_steps:
-            returns = evaluate(state.params, step)
-            history["steps"].append(step)
-            history["returns"].append(returns.tolist())
-            last_good_step = step
-            if args.save_model:
-                save_checkpoint(checkpoint_path, state, {**meta, "step": step, "seeds": seeds, "args": vars(args)})
-            write_results("running", time.time() - start_time, updates_done, train_time)
-            bar.set_postfix(eval_return=f"{returns.mean():.3f}", loss=f"{np.mean(metrics['loss']):.3f}", ups=f"{ups:.0f}")
-    bar.close()
-
-    if not history["returns"]:  # resumed at or past --total-steps: evaluate only
-        history["steps"].append(step)
-        history["returns"].append(evaluate(state.params, step).tolist())
-    if args.save_model:
-        save_checkpoint(checkpoint_path, state, {**meta, "step": step, "seeds": seeds, "args": vars(args)})
-    write_results("finished", time.time() - start_time, updates_done, train_time)
-    tracker.close()
-    final = np.asarray(history["returns"][-1])
-    print(
-        f"final mean return {final.mean():.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}), "
-        f"normalised {np.mean([normalized_score(args.env_id, r) for r in final]):.3f}; "
-        f"{updates_done / max(train_time, 1e-9):.0f} updates/s x {args.num_seeds} seeds; results in {results_path}"
-    )
+        run.trained(num_updates, time.time() - t0, metrics, compiling, learning_rate=make_learning_rate(args)(run.step))
+        if run.eval_due():
+            run.evaluated(evaluate(state.params), state)
+    run.finish(state, evaluate)
 
 
 if __name__ == "__main__":

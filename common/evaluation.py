@@ -3,7 +3,8 @@
 `evaluate_bsuite` runs `num_seeds x num_episodes` real BSuite environments at once: at every
 step the policy is called once for all of them (one jitted call for every seed and episode),
 the host steps each live environment, and finished ones wait until the slowest is done.
-Returns are the undiscounted environment returns. This module holds no training code.
+Returns are the undiscounted environment returns. `make_evaluator` wraps a jitted, seed-vmapped
+acting function of an algorithm script into `evaluate(params)`. This module holds no training code.
 """
 
 from typing import Callable, Sequence
@@ -44,3 +45,25 @@ def evaluate_bsuite(
                 timesteps[s][e] = ts
                 done[s, e] = ts.last()
     return returns
+
+
+def make_evaluator(env_id: str, act: Callable, seeds: Sequence[int], num_episodes: int, key) -> Callable:
+    """`evaluate(params) -> mean return per seed [S]` for a jitted, seed-vmapped acting function.
+
+    `act(params [S, ...], observation [S, E, D], keys [S]) -> actions [S, E]`; observations are
+    flattened to vectors. A fresh key is split off for every step, so sampled policies differ
+    between steps and evaluations but the whole run stays reproducible from `key`.
+    """
+    import jax
+
+    state = {"key": key}
+
+    def evaluate(params) -> np.ndarray:
+        def policy(obs: np.ndarray) -> np.ndarray:
+            state["key"], step_key = jax.random.split(state["key"])
+            flat = obs.reshape(obs.shape[:2] + (-1,))
+            return np.asarray(act(params, flat, jax.random.split(step_key, len(seeds))))
+
+        return evaluate_bsuite(env_id, policy, seeds, num_episodes).mean(axis=1)
+
+    return evaluate

@@ -1,9 +1,11 @@
 """Run bookkeeping shared by the algorithm scripts: names, trackers, results and checkpoints.
 
 Everything here is about files on disk under `runs/{run_name}/`: the TensorBoard writer (and
-wandb when `--track`), `results.json`, and checkpoints. Files are written atomically (a
-temporary file renamed into place), so a crash or an interrupted write never destroys the last
-good checkpoint or results. No training code lives here.
+wandb when `--track`), `results.json`, and checkpoints, plus `Run`, which bundles them for the
+training loop of every script (progress bar, timing, the NaN stop, evaluation history). Files
+are written atomically (a temporary file renamed into place), so a crash or an interrupted
+write never destroys the last good checkpoint or results. No training code lives here: the
+scripts own their updates and call `Run` around them.
 """
 
 import json
@@ -12,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import flax.serialization
 import numpy as np
@@ -127,3 +129,134 @@ def load_checkpoint(path: Path, template: Any, expect: Dict[str, Any]) -> tuple:
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"checkpoint '{path}' does not fit this run's networks ({e}); were the network flags changed?")
     return state, meta
+
+
+class Run:
+    """The outputs of one training run of an algorithm script, under runs/{run_name}/.
+
+    `start` restores a checkpoint and opens the outputs. The script's loop asks `chunk_size` how many updates to fuse into the next dispatch (never
+    past an evaluation or the end), reports each dispatch to `trained` (progress, TensorBoard,
+    updates/s without compilation, and a one-line stop with the last good checkpoint kept when
+    a loss is not finite), and hands every evaluation to `evaluated` (history, checkpoint,
+    results.json). `finish` writes the final results. `args` must have the common command line
+    (env_id, exp_name, seed, num_seeds, total_steps, eval_every, updates_per_dispatch, track,
+    wandb_project_name, wandb_entity, save_model, checkpoint).
+    """
+
+    def __init__(self, algo: str, args: Any, data_info: Dict[str, Any]):
+        self.algo, self.args, self.data_info = algo, args, data_info
+        self.seeds = [args.seed + i for i in range(args.num_seeds)]
+        self.meta = {"algo": algo, "env_id": args.env_id, "num_seeds": args.num_seeds}
+        self.name = make_run_name(args.env_id, args.exp_name, args.seed)
+        self.dir = Path("runs") / self.name
+        self.results_path = self.dir / "results.json"
+        self.checkpoint_path = self.dir / "checkpoint.msgpack"
+        self.history: Dict[str, list] = {"steps": [], "returns": []}
+        self.train_time, self.updates_done = 0.0, 0
+        self.step = self.last_good_step = 0
+
+    def start(self, state: Any) -> Any:
+        """Restore --checkpoint into `state` (algorithm, env and seed count must match), then open
+        the run directory, the tracker and the progress bar. Returns the state to train."""
+        from tqdm import tqdm
+
+        if self.args.checkpoint:
+            state, _ = load_checkpoint(Path(self.args.checkpoint), state, self.meta)
+            print(f"resumed from {self.args.checkpoint} at update {int(np.asarray(state.step).ravel()[0])}")
+        self.step = self.last_good_step = int(np.asarray(state.step).ravel()[0])
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tracker = Tracker(self.dir, self.args, self.name, self.args.track, self.args.wandb_project_name, self.args.wandb_entity)
+        self.start_time = time.time()
+        self.bar = tqdm(total=self.args.total_steps, initial=self.step, desc=f"{self.algo} {self.args.env_id}",
+                        unit="upd", dynamic_ncols=True)
+        return state
+
+    def chunk_size(self) -> int:
+        """Updates in the next dispatch: at most --updates-per-dispatch, ending at the next evaluation or the end."""
+        next_eval = (self.step // self.args.eval_every + 1) * self.args.eval_every
+        return min(self.args.updates_per_dispatch, next_eval - self.step, self.args.total_steps - self.step)
+
+    def trained(self, num_updates: int, seconds: float, metrics: Dict[str, Any], compiled: bool, **scalars: float) -> None:
+        """Record one dispatch of `num_updates` updates (metrics: means over them, per seed, and 'finite')."""
+        metrics = dict(metrics)
+        finite = bool(np.all(metrics.pop("finite")))
+        if not compiled:  # updates/s excludes compilation (and evaluation)
+            self.train_time += seconds
+            self.updates_done += num_updates
+        self.step += num_updates
+        self.bar.update(num_updates)
+        if not finite:
+            self.bar.close()
+            self._write("diverged")
+            self.tracker.close()
+            kept = (f"; the last good checkpoint (update {self.last_good_step}) is kept at {self.checkpoint_path}"
+                    if self.checkpoint_path.exists() else "")
+            fail(f"the loss became NaN or infinite between updates {self.step - num_updates} and {self.step}; stopping{kept}", code=1)
+        self.tracker.scalars({f"losses/{k}": np.mean(v) for k, v in metrics.items()}, self.step)
+        self.tracker.scalars({"charts/updates_per_s": self.updates_per_s, **{f"charts/{k}": v for k, v in scalars.items()}}, self.step)
+        self._last_loss = float(np.mean(metrics.get("loss", np.nan)))
+
+    def eval_due(self) -> bool:
+        return self.step % self.args.eval_every == 0 or self.step == self.args.total_steps
+
+    def evaluated(self, returns: np.ndarray, state: Any = None) -> None:
+        """Record an evaluation at the current step (mean return per seed); checkpoint and results.json."""
+        from common.scores import normalized_score
+
+        returns = np.asarray(returns, np.float64)
+        self.history["steps"].append(self.step)
+        self.history["returns"].append(returns.tolist())
+        self.last_good_step = self.step
+        self.tracker.scalars({
+            "charts/eval_return": returns.mean(),
+            "charts/normalized_score": np.mean([normalized_score(self.args.env_id, r) for r in returns]),
+            **{f"charts/eval_return_seed{s}": r for s, r in zip(self.seeds, returns)},
+        }, self.step)
+        if state is not None and self.args.save_model:
+            self.save(state)
+        self._write("running")
+        self.bar.set_postfix(eval_return=f"{returns.mean():.3f}", loss=f"{getattr(self, '_last_loss', float('nan')):.3f}",
+                             ups=f"{self.updates_per_s:.0f}")
+
+    def save(self, state: Any) -> None:
+        save_checkpoint(self.checkpoint_path, state, {**self.meta, "step": self.step, "seeds": self.seeds, "args": vars(self.args)})
+
+    def finish(self, state: Any, evaluate: Callable[[Any], np.ndarray]) -> Dict[str, Any]:
+        """Final results (evaluating once if the loop ran no update, e.g. a finished checkpoint)."""
+        from common.scores import normalized_score
+
+        self.bar.close()
+        if not self.history["returns"]:
+            self.evaluated(evaluate(state.params))
+        if self.args.save_model:
+            self.save(state)
+        results = self._write("finished")
+        self.tracker.close()
+        final = np.asarray(results["final_returns"])
+        print(
+            f"final mean return {final.mean():.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}), "
+            f"normalised {np.mean([normalized_score(self.args.env_id, r) for r in final]):.3f}; "
+            f"{self.updates_per_s:.0f} updates/s x {self.args.num_seeds} seeds; results in {self.results_path}"
+        )
+        return results
+
+    @property
+    def updates_per_s(self) -> float:
+        return self.updates_done / max(self.train_time, 1e-9)
+
+    def _write(self, status: str) -> Dict[str, Any]:
+        from common.scores import normalized_score
+
+        final = self.history["returns"][-1] if self.history["returns"] else [float("nan")] * len(self.seeds)
+        results = {
+            "algo": self.algo, "env_id": self.args.env_id, "status": status, "seeds": self.seeds,
+            "total_steps": self.step if status != "diverged" else self.last_good_step,
+            "final_returns": final, "mean_final_return": float(np.mean(final)),
+            "normalized_scores": [normalized_score(self.args.env_id, r) for r in final],
+            "eval_history": self.history, "wall_clock_s": time.time() - self.start_time,
+            "updates_per_s": self.updates_per_s,  # training-loop steps (every vmapped seed advances)
+            "agent_updates_per_s": self.updates_per_s * len(self.seeds),
+            "data": self.data_info, "args": vars(self.args),
+        }
+        write_json(self.results_path, results)
+        return results
