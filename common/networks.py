@@ -10,7 +10,11 @@ categorical logits (see common/value_transforms.py). Output layers start at zero
 network has a uniform policy and zero value and reward.
 
 This module holds the BSuite MLPs of Table 4 (representation [64, 64, 32], dynamics
-[32, 256, 32], prediction [32]). It does not hold losses, targets or data code.
+[32, 256, 32], prediction [32]) and the baselines' networks built from the same blocks (paper
+Fig. 5 right): `PolicyNetwork` (representation + prediction, for BC and CRR's actor) and
+`QNetwork` (representation + a dynamics-like trunk on the state and the one-hot action, without
+a next state, + a prediction-like head with categorical Q logits, for CRR's critic and CQL).
+It does not hold losses, targets or data code.
 """
 
 from typing import Sequence, Tuple
@@ -74,10 +78,45 @@ class MuZeroNetwork(nn.Module):
         return self.predict(state), self.predict(next_state)
 
 
-def flatten_observation(observation: jax.Array, obs_ndim: int) -> jax.Array:
-    """Flatten the trailing `obs_ndim` observation dims of a vector-observation batch."""
-    lead = observation.shape[: observation.ndim - obs_ndim]
-    return observation.reshape(lead + (-1,))
+class PolicyNetwork(nn.Module):
+    """pi(a|s) from representation + prediction (paper Fig. 5 right-b); zero-initialised logits."""
+
+    num_actions: int
+    representation_layers: Sequence[int] = (64, 64, 32)
+    prediction_layers: Sequence[int] = (32,)
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        """observation [..., D] -> policy logits [..., A]."""
+        state = MLP(self.representation_layers)(observation)
+        x = MLP(self.prediction_layers, activate_final=True)(state)
+        zeros = nn.initializers.zeros
+        return nn.Dense(self.num_actions, kernel_init=zeros, bias_init=zeros)(x)
+
+
+class QNetwork(nn.Module):
+    """Categorical Q(s, a) for every action (paper Fig. 5 right-c/d), as `num_bins` logits.
+
+    The state s = representation(o) is concatenated with each one-hot action and passed through
+    a dynamics-like MLP and a prediction-like trunk; the output layer starts at zero (Q = 0).
+    """
+
+    num_actions: int
+    num_bins: int
+    representation_layers: Sequence[int] = (64, 64, 32)
+    dynamics_layers: Sequence[int] = (32, 256, 32)
+    prediction_layers: Sequence[int] = (32,)
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        """observation [..., D] -> Q logits [..., A, num_bins]."""
+        state = MLP(self.representation_layers)(observation)
+        states = jnp.broadcast_to(state[..., None, :], state.shape[:-1] + (self.num_actions, state.shape[-1]))
+        actions = jnp.broadcast_to(jnp.eye(self.num_actions, dtype=state.dtype), states.shape[:-1] + (self.num_actions,))
+        x = MLP(self.dynamics_layers, activate_final=True)(jnp.concatenate([states, actions], axis=-1))
+        x = MLP(self.prediction_layers, activate_final=True)(x)
+        zeros = nn.initializers.zeros
+        return nn.Dense(self.num_bins, kernel_init=zeros, bias_init=zeros)(x)
 
 
 def weight_decay_mask(params):

@@ -1,34 +1,11 @@
 """End-to-end runs of rosmo.py as a user runs it (subprocess), and its one-line errors."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--total-steps", "300", "--eval-every", "150", "--eval-episodes", "3", "--batch-size", "32", "--updates-per-dispatch", "50"]
-
-
-def run_script(args, cwd, script="rosmo.py"):
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-
-
-@pytest.fixture(scope="module")
-def catch_data(tmp_path_factory):
-    """A small catch dataset (60 episodes of the DQN behaviour agent), generated once."""
-    root = tmp_path_factory.mktemp("data")
-    out = subprocess.run(
-        [sys.executable, "-m", "common.bsuite_data", "--env-id", "catch", "--num-episodes", "60", "--data-dir", str(root)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    return root
+from scripts import SMALL, one_line_error, run_script
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +48,6 @@ def test_a_saved_run_resumes_and_evaluates(trained_run, catch_data):
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     results = json.loads(next((cwd / "runs").glob("catch__evalonly__*/results.json")).read_text())
     assert results["eval_history"]["steps"] == [300] and len(results["final_returns"]) == 2
-
-
-def one_line_error(out, code=2):
-    assert out.returncode == code, (out.returncode, out.stderr[-2000:])
-    lines = [l for l in out.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(lines) == 1, out.stderr[-2000:]
-    assert "Traceback" not in out.stderr
-    return lines[0]
 
 
 def test_unknown_env_id_lists_the_valid_ones(tmp_path):
