@@ -89,6 +89,7 @@ def main(args: Args) -> None:
         "",
     ]
     stem = ROOT / "benchmark" / "results" / f"bsuite_{args.total_steps // 1000}k"
+    stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".md").write_text("\n".join(lines))
     stem.with_suffix(".json").write_text(json.dumps({"settings": vars(args), "machine": machine_description(), "rows": rows}, indent=2) + "\n")
     print(f"wrote {stem}.md")

@@ -1,31 +1,37 @@
-"""Learner throughput: updates/s of an algorithm script on one BSuite task, 1 and 5 vmapped seeds.
+"""Learner throughput: updates/s of the algorithm scripts on one BSuite task, with 1 and 5 vmapped seeds.
 
-    python benchmark/speed.py                       # rosmo.py on catch, seeds 1 and 5
-    python benchmark/speed.py --num-seeds 1 3 5 --total-steps 5000
+    python benchmark/speed.py                                    # all six scripts on catch, seeds 1 and 5
+    python benchmark/speed.py --algos rosmo mzu --num-seeds 1 --mzu-simulations 4 20
 
-Each configuration is a real run of the script (data, jitted updates, evaluation); the
-figure read back is `updates_per_s` of its results.json, which excludes compilation and
-evaluation time. One "update" advances every vmapped seed by one gradient step.
+Each configuration is a real run of the script (data, jitted updates, evaluation) on the same
+data and batch; the figure read back is `updates_per_s` of its results.json, which excludes
+compilation and evaluation time. One "update" advances every vmapped seed by one gradient step.
+mzu.py and mzu_q.py are measured once per `--mzu-simulations` value. The table also gives each
+configuration's time per update relative to rosmo.py with the same seed count (the paper:
+MuZero Unplugged needs about 17x ROSMO's wall-clock time to reach the same Atari score).
 Writes benchmark/results/speed_{env_id}.md.
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List
 
 import tyro
 
 from common_bench import ROOT, find_results, machine_description, run_algorithm
 
+SEARCH_ALGOS = ("mzu", "mzu_q")
+
 
 @dataclass
 class Args:
-    algos: List[str] = field(default_factory=lambda: ["rosmo"])
+    algos: List[str] = field(default_factory=lambda: ["rosmo", "mzu", "mzu_q", "crr", "cql", "bc"])
     """algorithm scripts to measure"""
     env_id: str = "catch"
     """BSuite task"""
     num_seeds: List[int] = field(default_factory=lambda: [1, 5])
     """vmapped seed counts to measure"""
+    mzu_simulations: List[int] = field(default_factory=lambda: [4, 20])
+    """simulation budgets at which the search-based scripts are measured (paper: 4 on BSuite, 20 on Atari)"""
     total_steps: int = 3000
     """updates per measured run"""
     batch_size: int = 128
@@ -37,29 +43,41 @@ def main(args: Args) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     rows = []
     for algo in args.algos:
-        for seeds in args.num_seeds:
-            exp_name = f"speed_{algo}_s{seeds}"
-            flags = ["--env-id", args.env_id, "--num-seeds", str(seeds), "--total-steps", str(args.total_steps),
-                     "--eval-every", str(args.total_steps), "--eval-episodes", "1", "--batch-size", str(args.batch_size),
-                     "--exp-name", exp_name]
-            run_algorithm(algo, flags, ROOT, logs / f"{exp_name}.log")
-            r = find_results(ROOT / "runs", args.env_id, exp_name, 0, {"num_seeds": seeds, "total_steps": args.total_steps})
-            ups = r["updates_per_s"]
-            rows.append((algo, seeds, ups, ups * seeds, 1000.0 / (ups * seeds)))
-            print(f"{algo:8s} seeds={seeds}: {ups:8.1f} updates/s, {ups * seeds:8.1f} agent-updates/s, {1000 / (ups * seeds):6.2f} ms per agent-update")
+        variants = [(f"{algo} (N={n})", ["--num-simulations", str(n)]) for n in args.mzu_simulations] if algo in SEARCH_ALGOS else [(algo, [])]
+        for label, extra in variants:
+            for seeds in args.num_seeds:
+                exp_name = f"speed_{label.replace(' ', '').replace('(', '_').replace(')', '').replace('=', '')}_s{seeds}"
+                flags = ["--env-id", args.env_id, "--num-seeds", str(seeds), "--total-steps", str(args.total_steps),
+                         "--eval-every", str(args.total_steps), "--eval-episodes", "1", "--batch-size", str(args.batch_size),
+                         "--exp-name", exp_name, *extra]
+                run_algorithm(algo, flags, ROOT, logs / f"{exp_name}.log")
+                r = find_results(ROOT / "runs", args.env_id, exp_name, 0, {"num_seeds": seeds, "total_steps": args.total_steps})
+                ups = r["updates_per_s"]
+                rows.append({"label": label, "seeds": seeds, "ups": ups})
+                print(f"{label:14s} seeds={seeds}: {ups:8.1f} updates/s, {ups * seeds:8.1f} agent-updates/s, "
+                      f"{1000 / (ups * seeds):6.2f} ms per agent-update", flush=True)
+    rosmo = {row["seeds"]: row["ups"] for row in rows if row["label"] == "rosmo"}
+    table = []
+    for row in rows:
+        ratio = f"{rosmo[row['seeds']] / row['ups']:.2f}x" if row["seeds"] in rosmo else "-"
+        table.append(f"| {row['label']} | {row['seeds']} | {row['ups']:.1f} | {row['ups'] * row['seeds']:.1f} | "
+                     f"{1000.0 / (row['ups'] * row['seeds']):.2f} | {ratio} |")
     lines = [
         f"# Learner throughput on {args.env_id}",
         "",
-        f"Machine: {machine_description()}. Batch {args.batch_size}, {args.total_steps} updates per run.",
+        f"Machine: {machine_description()}. Batch {args.batch_size}, {args.total_steps} updates per run; "
+        "compilation and evaluation excluded.",
         f"Command: `python benchmark/speed.py --algos {' '.join(args.algos)} --env-id {args.env_id} "
-        f"--num-seeds {' '.join(map(str, args.num_seeds))} --total-steps {args.total_steps}`",
+        f"--num-seeds {' '.join(map(str, args.num_seeds))} --mzu-simulations {' '.join(map(str, args.mzu_simulations))} "
+        f"--total-steps {args.total_steps}`",
         "",
-        "| algorithm | vmapped seeds | updates/s | agent-updates/s | ms per agent-update |",
-        "|---|---|---|---|---|",
-        *[f"| {a} | {s} | {u:.1f} | {au:.1f} | {ms:.2f} |" for a, s, u, au, ms in rows],
+        "| algorithm | vmapped seeds | updates/s | agent-updates/s | ms per agent-update | time per update / rosmo |",
+        "|---|---|---|---|---|---|",
+        *table,
         "",
     ]
     out = ROOT / "benchmark" / "results" / f"speed_{args.env_id}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

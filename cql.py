@@ -1,0 +1,322 @@
+"""CQL: discrete Conservative Q-Learning (Kumar et al., NeurIPS 2020), the ROSMO paper's baseline, in one file.
+
+A Q-network is trained on one-step transitions of the logged episodes with a TD loss plus
+alpha times the CQL(H) penalty logsumexp_a Q(s, a) - Q(s, a_data), which pushes down the
+values of actions the data does not take and keeps the learned Q a conservative estimate.
+It acts greedily on Q.
+
+The critic is the ROSMO paper's own (Fig. 5 right-d, Appendix D.2.1): `common.networks.QNetwork`
+with categorical Q logits over `num_bins` bins in the project's value transform, learned by
+cross-entropy against two-hot TD targets, "the same categorical representation" as ROSMO. The
+official CQL Atari code is QR-DQN instead (200 quantiles, Huber kappa 1); that critic is not
+implemented here. Discount, optimiser, batch size and the target network's hard copy every 200
+updates are the ROSMO paper's shared settings (Table 4), not the official CQL/Dopamine ones
+(gamma 0.99, Adam 5e-5, batch 32, a copy every 8000 agent steps = 2000 updates); alpha = 1.0 is
+the official Atari value.
+
+    python cql.py                                    # catch, the paper's BSuite settings
+    python cql.py --env-id cartpole --num-seeds 3 --total-steps 50000
+    python cql.py --alpha 0                          # no penalty: categorical DQN on the data
+    python cql.py --double-q                         # double-DQN action selection in the TD target
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from common import bsuite_data
+from common.data import load_offline_data
+from common.episodes import DataError
+from common.evaluation import make_evaluator
+from common.networks import QNetwork, weight_decay_mask
+from common.replay import Store, Window, sample_windows
+from common.runs import Run, UsageError, fail
+from common.value_transforms import logits_to_scalar, scalar_to_probs
+
+
+@dataclass
+class Args:
+    # Experiment
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 0
+    """seed of the first agent; agent i of --num-seeds uses seed + i"""
+    num_seeds: int = 1
+    """independent agents trained side by side in one process (vmapped)"""
+    track: bool = False
+    """log to Weights & Biases (offline mode when no API key is configured)"""
+    wandb_project_name: str = "rosmo-jax"
+    """the wandb project"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team)"""
+    save_model: bool = False
+    """write runs/{run_name}/checkpoint.msgpack at every evaluation and at the end"""
+    checkpoint: Optional[str] = None
+    """resume from (or, if it already reached --total-steps, only evaluate) this checkpoint"""
+
+    # Data
+    env_id: str = "catch"
+    """BSuite task: catch, cartpole or mountain_car"""
+    data_dir: Optional[str] = None
+    """data cache root (default $ROSMO_DATA_DIR or ./datasets), or one TFDS builder directory"""
+    data_fraction: float = 1.0
+    """keep this uniform fraction of the episodes, in (0, 1]"""
+    noise: float = 0.0
+    """epsilon of the data: probability that the behaviour agent's action was replaced at random"""
+
+    # Algorithm (ROSMO paper Table 4, shared by all its baselines; CQL's own terms last)
+    discount: float = 0.997**4
+    """discount factor gamma"""
+    learning_rate: float = 7e-4
+    """AdamW learning rate after warm-up"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay, on weights only (not biases)"""
+    warmup_steps: int = 1_000
+    """linear learning-rate warm-up from 0"""
+    lr_decay_rate: float = 0.1
+    """the learning rate is multiplied by this every --lr-decay-steps (staircase)"""
+    lr_decay_steps: int = 100_000
+    """updates between learning-rate decays"""
+    max_grad_norm: float = 5.0
+    """global-norm gradient clipping"""
+    target_update_interval: int = 200
+    """updates between hard copies of the online into the target network (official CQL/Dopamine: 8000 agent steps = 2000 updates)"""
+    num_bins: int = 20
+    """categorical bins of the Q head"""
+    alpha: float = 1.0
+    """weight of the CQL(H) penalty (minq_weight of the official Atari configs); 0 gives categorical DQN"""
+    double_q: bool = False
+    """pick the next action with the online network and evaluate it with the target network (double DQN)"""
+
+    # Runtime
+    total_steps: int = 20_000
+    """learner updates (the paper trains 200k; 20k is the CPU default for BSuite)"""
+    batch_size: int = 128
+    """windows per update"""
+    eval_every: int = 2_000
+    """updates between evaluations"""
+    eval_episodes: int = 20
+    """episodes per evaluation (per seed)"""
+    updates_per_dispatch: int = 100
+    """updates fused into one jitted call with lax.scan"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and losses: small pure functions (tests check them on hand-made input).
+# ---------------------------------------------------------------------------------------------
+
+
+def categorical_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
+    """-p^T log q over the last axis (the categorical TD loss, as ROSMO's Eq. 12-14)."""
+    return -jnp.sum(target_probs * jax.nn.log_softmax(logits), axis=-1)
+
+
+def td_target(
+    reward: jax.Array,
+    discount: jax.Array,
+    target_next_q: jax.Array,
+    gamma: float,
+    online_next_q: Optional[jax.Array] = None,
+) -> jax.Array:
+    """One-step target y = r + gamma * d * Q'(s', a*), a* = argmax_a' Q'(s', a'): the backup of CQL Eq. 4, greedy pi.
+
+    reward, discount [B]; target_next_q [B, A] from the target network. The data's discount d
+    is 0 when the transition ended the episode in a terminal state (no bootstrap). With
+    `online_next_q` [B, A], a* = argmax of the online network instead (double DQN).
+    """
+    chex.assert_equal_shape([reward, discount])
+    chex.assert_rank(target_next_q, 2)
+    chex.assert_axis_dimension(target_next_q, 0, reward.shape[0])
+    select = target_next_q if online_next_q is None else online_next_q
+    chex.assert_equal_shape([select, target_next_q])
+    next_action = jnp.argmax(select, axis=-1)
+    next_value = jnp.take_along_axis(target_next_q, next_action[:, None], axis=-1)[:, 0]
+    return reward + gamma * discount * next_value
+
+
+def cql_penalty(q_values: jax.Array, action: jax.Array) -> jax.Array:
+    """CQL(H) (CQL paper Eq. 4): mean over the batch of logsumexp_a Q(s, a) - Q(s, a_data).
+
+    q_values [B, A] are scalar Q values (gradients flow through them), action [B] the data's
+    actions. Never negative: a logsumexp is at least its largest element.
+    """
+    chex.assert_rank([q_values, action], [2, 1])
+    chex.assert_axis_dimension(q_values, 0, action.shape[0])
+    q_data = jnp.take_along_axis(q_values, action[:, None], axis=-1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(q_values, axis=-1) - q_data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Network, training state and the jitted update.
+# ---------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: flax.core.FrozenDict
+    target_params: flax.core.FrozenDict
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+
+
+def make_learning_rate(args: Args):
+    """Linear warm-up, then x `lr_decay_rate` every `lr_decay_steps` updates (staircase)."""
+
+    def schedule(step):
+        warmup = jnp.minimum(1.0, step / max(args.warmup_steps, 1))
+        return args.learning_rate * warmup * args.lr_decay_rate ** (step // args.lr_decay_steps)
+
+    return schedule
+
+
+def make_optimizer(args: Args, params) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(args.max_grad_norm),
+        optax.adamw(make_learning_rate(args), weight_decay=args.weight_decay, mask=weight_decay_mask(params)),
+    )
+
+
+def make_loss_fn(args: Args, network: QNetwork):
+    def loss_fn(params, target_params, window: Window):
+        batch_size = window.action.shape[0]
+        chex.assert_shape(window.action, (batch_size, 2))
+        # The transition (s, a, r, s'): observation[:, 0], action[:, 0], reward[:, 0], observation[:, 1].
+        observation, next_observation = window.observation[:, 0], window.observation[:, 1]
+        action, reward, discount = window.action[:, 0], window.reward[:, 0], window.discount[:, 0]
+
+        # TD target from the target network (double DQN: the online network picks a*).
+        target_next_q = logits_to_scalar(network.apply(target_params, next_observation))  # [B, A]
+        online_next_q = logits_to_scalar(network.apply(params, next_observation)) if args.double_q else None
+        target = jax.lax.stop_gradient(td_target(reward, discount, target_next_q, args.discount, online_next_q))
+
+        q_logits = network.apply(params, observation)  # [B, A, num_bins]
+        q_values = logits_to_scalar(q_logits)  # [B, A]
+        data_logits = jnp.take_along_axis(q_logits, action[:, None, None], axis=1)[:, 0]  # [B, num_bins]
+        td_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(target, args.num_bins), data_logits))
+        penalty = cql_penalty(q_values, action)
+        total = td_loss + args.alpha * penalty
+
+        q_data = jnp.take_along_axis(q_values, action[:, None], axis=-1)[:, 0]
+        metrics = {
+            "loss": total,
+            "td_loss": td_loss,
+            "cql_penalty": penalty,
+            "td_target": jnp.mean(target),
+            "q_data": jnp.mean(q_data),
+            "q_max": jnp.mean(jnp.max(q_values, axis=-1)),
+            "greedy_is_data_action": jnp.mean(jnp.argmax(q_values, axis=-1) == action),
+        }
+        return total, metrics
+
+    return loss_fn
+
+
+def init_train_states(args: Args, network: QNetwork, obs_dim: int, seeds) -> TrainState:
+    """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
+
+    def init_one(seed):
+        key, init_key = jax.random.split(jax.random.PRNGKey(seed))
+        params = network.init(init_key, jnp.zeros((1, obs_dim)))
+        opt_state = make_optimizer(args, params).init(params)
+        return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
+
+    state = jax.vmap(init_one)(jnp.asarray(seeds))
+    return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
+
+
+def make_train_chunk(args: Args, network: QNetwork, optimizer, num_actions: int, num_updates: int):
+    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch."""
+    loss_fn = make_loss_fn(args, network)
+
+    def update(state: TrainState, store: Store):
+        key, sample_key = jax.random.split(state.key)
+        window = sample_windows(store, sample_key, args.batch_size, 2, num_actions)  # one transition each
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        step = state.step + 1
+        target_params = optax.periodic_update(params, state.target_params, step, args.target_update_interval)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        state = TrainState(params=params, target_params=target_params, opt_state=opt_state, step=step, key=key)
+        return state, metrics
+
+    def chunk(state: TrainState, store: Store):
+        state, metrics = jax.lax.scan(lambda s, _: update(s, store), state, None, length=num_updates)
+        finite = jnp.all(jnp.isfinite(metrics["loss"]))
+        return state, {**jax.tree.map(jnp.mean, metrics), "finite": finite}
+
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=0)
+
+
+def make_act(network: QNetwork):
+    """Acting rule: greedy on the decoded Q of the online network (the key is unused)."""
+
+    def act_one(params, observation, key):
+        return jnp.argmax(logits_to_scalar(network.apply(params, observation)), axis=-1)
+
+    return jax.jit(jax.vmap(act_one))  # over seeds: params [S, ...], observation [S, E, D], key [S]
+
+
+# ---------------------------------------------------------------------------------------------
+# Main: data, training loop, evaluation, logging, saving.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_args(args: Args) -> None:
+    if args.env_id not in bsuite_data.BSUITE_ENVS:
+        raise UsageError(f"unknown --env-id '{args.env_id}'; valid ids: {', '.join(bsuite_data.BSUITE_ENVS)}")
+    for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch", "target_update_interval"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.num_bins < 2:
+        raise UsageError(f"--num-bins must be at least 2, got {args.num_bins}")
+    if not args.alpha >= 0:
+        raise UsageError(f"--alpha must be 0 (no penalty) or positive, got {args.alpha}")
+
+
+def main(args: Args) -> None:
+    check_args(args)
+    seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
+
+    # Data: RLDS episodes -> one flat array store on the device (generated on first use).
+    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size)
+
+    # Networks, optimiser and one training state per seed (stacked for vmap).
+    network = QNetwork(num_actions=data.num_actions, num_bins=args.num_bins)
+    state = init_train_states(args, network, data.obs_dim, seeds)
+    optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+    run = Run("cql", args, data.info)
+    state = run.start(state)
+    act = make_act(network)
+    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003))
+
+    # Training loop: `updates_per_dispatch` jitted updates per call, an evaluation every `eval_every`.
+    chunks = {}  # one compiled function per chunk length
+    while run.step < args.total_steps:
+        num_updates = run.chunk_size()
+        compiling = num_updates not in chunks
+        if compiling:
+            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates)
+        t0 = time.time()
+        state, metrics = chunks[num_updates](state, data.store)
+        metrics = jax.device_get(metrics)
+        run.trained(num_updates, time.time() - t0, metrics, compiling, learning_rate=make_learning_rate(args)(run.step))
+        if run.eval_due():
+            run.evaluated(evaluate(state.params), state)
+    run.finish(state, evaluate)
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except (UsageError, DataError) as e:
+        fail(str(e))
