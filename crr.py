@@ -1,0 +1,369 @@
+"""Critic Regularized Regression (Wang et al., NeurIPS 2020), discrete actions, in one file.
+
+The CRR baseline of Liu et al. (ICLR 2023, Section 4.2, Fig. 5 right-c): a policy network
+(representation + prediction) and a categorical critic Q(s, a) over the project's value
+transform (QNetwork), trained together. The critic regresses onto the one-step target
+r + gamma * sum_a' pi'(a'|s') Q'(s', a') of the target networks; the policy does behaviour
+cloning weighted by f(A(s, a_data)) with the advantage A = Q(s, a) - V(s) of the target critic,
+f = 1[A > 0] (binary) or min(exp(A / beta), 20) (exp). It acts by sampling from pi.
+
+    python crr.py                                    # catch, exp weights, mean baseline
+    python crr.py --env-id cartpole --num-seeds 3 --total-steps 50000
+    python crr.py --weighting binary                 # CRR binary: filtered behaviour cloning
+    python crr.py --advantage-baseline max           # V(s) = max_a Q(s, a)
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from common import bsuite_data
+from common.data import load_offline_data
+from common.episodes import DataError
+from common.evaluation import make_evaluator
+from common.networks import PolicyNetwork, QNetwork, weight_decay_mask
+from common.replay import Store, Window, sample_windows
+from common.runs import Run, UsageError, fail
+from common.value_transforms import logits_to_scalar, scalar_to_probs
+
+
+@dataclass
+class Args:
+    # Experiment
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 0
+    """seed of the first agent; agent i of --num-seeds uses seed + i"""
+    num_seeds: int = 1
+    """independent agents trained side by side in one process (vmapped)"""
+    track: bool = False
+    """log to Weights & Biases (offline mode when no API key is configured)"""
+    wandb_project_name: str = "rosmo-jax"
+    """the wandb project"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team)"""
+    save_model: bool = False
+    """write runs/{run_name}/checkpoint.msgpack at every evaluation and at the end"""
+    checkpoint: Optional[str] = None
+    """resume from (or, if it already reached --total-steps, only evaluate) this checkpoint"""
+
+    # Data
+    env_id: str = "catch"
+    """BSuite task: catch, cartpole or mountain_car"""
+    data_dir: Optional[str] = None
+    """data cache root (default $ROSMO_DATA_DIR or ./datasets), or one TFDS builder directory"""
+    data_fraction: float = 1.0
+    """keep this uniform fraction of the episodes, in (0, 1]"""
+    noise: float = 0.0
+    """epsilon of the data: probability that the behaviour agent's action was replaced at random"""
+
+    # Algorithm (paper Table 4 for the shared settings; CRR's own from Wang et al. and acme)
+    discount: float = 0.997**4
+    """discount factor gamma"""
+    learning_rate: float = 7e-4
+    """AdamW learning rate after warm-up"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay, on weights only (not biases)"""
+    warmup_steps: int = 1_000
+    """linear learning-rate warm-up from 0"""
+    lr_decay_rate: float = 0.1
+    """the learning rate is multiplied by this every --lr-decay-steps (staircase)"""
+    lr_decay_steps: int = 100_000
+    """updates between learning-rate decays"""
+    max_grad_norm: float = 5.0
+    """global-norm gradient clipping"""
+    target_update_interval: int = 100
+    """updates between hard copies of the online into the target networks (acme's CRR default)"""
+    policy_coef: float = 1.0
+    """weight of the policy loss"""
+    critic_coef: float = 1.0
+    """weight of the critic loss"""
+    num_bins: int = 20
+    """categorical bins of the Q head"""
+    weighting: Literal["exp", "binary"] = "exp"
+    """f(A): 'exp' = min(exp(A / beta), --max-weight), 'binary' = 1[A > 0]"""
+    beta: float = 1.0
+    """temperature of the exp weighting"""
+    max_weight: float = 20.0
+    """upper bound of the exp weighting"""
+    advantage_baseline: Literal["mean", "max"] = "mean"
+    """V(s) in A = Q(s, a) - V(s): 'mean' = sum_a pi(a|s) Q(s, a), 'max' = max_a Q(s, a)"""
+
+    # Runtime
+    total_steps: int = 20_000
+    """learner updates (the paper trains 200k; 20k is the CPU default for BSuite)"""
+    batch_size: int = 128
+    """windows per update"""
+    eval_every: int = 2_000
+    """updates between evaluations"""
+    eval_episodes: int = 20
+    """episodes per evaluation (per seed)"""
+    eval_greedy: bool = False
+    """act greedily on the policy (argmax) instead of sampling from it"""
+    updates_per_dispatch: int = 100
+    """updates fused into one jitted call with lax.scan"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and losses: small pure functions (tests check them on hand-made input).
+# ---------------------------------------------------------------------------------------------
+
+
+def categorical_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
+    """-p^T log q over the last axis (the categorical value loss of the paper, Eq. 12-14)."""
+    return -jnp.sum(target_probs * jax.nn.log_softmax(logits), axis=-1)
+
+
+def critic_target(
+    reward: jax.Array, discount: jax.Array, next_q_values: jax.Array, next_policy_probs: jax.Array, gamma: float
+) -> jax.Array:
+    """y = r + gamma * d * sum_a' pi'(a'|s') Q'(s', a'): CRR's one-step TD target, the expectation
+    over the target policy taking the place of acme's sampled next action. d = 0 at termination.
+
+    reward, discount [B]; next_q_values, next_policy_probs [B, A] (target networks at s').
+    """
+    chex.assert_rank([reward, discount, next_q_values, next_policy_probs], [1, 1, 2, 2])
+    chex.assert_equal_shape([reward, discount])
+    chex.assert_equal_shape([next_q_values, next_policy_probs])
+    chex.assert_equal_shape_prefix([reward, next_q_values], 1)
+    next_value = jnp.sum(next_policy_probs * next_q_values, axis=-1)
+    return reward + gamma * discount * next_value
+
+
+def advantage(q_values: jax.Array, policy_probs: jax.Array, action: jax.Array, baseline: str) -> jax.Array:
+    """A(s, a) = Q(s, a) - V(s), with V(s) = sum_a pi(a|s) Q(s, a) ('mean') or max_a Q(s, a) ('max')
+    (CRR Table 1's two estimators, exact over the discrete actions instead of sampled).
+
+    q_values, policy_probs [B, A]; action [B] -> [B].
+    """
+    chex.assert_rank([q_values, policy_probs, action], [2, 2, 1])
+    chex.assert_equal_shape([q_values, policy_probs])
+    chex.assert_equal_shape_prefix([q_values, action], 1)
+    q_action = jnp.take_along_axis(q_values, action[:, None], axis=-1)[:, 0]
+    if baseline == "mean":
+        value = jnp.sum(policy_probs * q_values, axis=-1)
+    elif baseline == "max":
+        value = jnp.max(q_values, axis=-1)
+    else:
+        raise ValueError(f"unknown advantage baseline '{baseline}'; use 'mean' or 'max'")
+    return q_action - value
+
+
+def crr_weights(adv: jax.Array, weighting: str, beta: float, max_weight: float) -> jax.Array:
+    """f(A): 1[A > 0] (CRR binary, Eq. 3) or min(exp(A / beta), max_weight) (CRR exp, Eq. 4).
+
+    The exponent is capped at log(max_weight) before exp, the same value without an overflow.
+    """
+    if weighting == "binary":
+        return (adv > 0).astype(adv.dtype)
+    if weighting == "exp":
+        return jnp.exp(jnp.minimum(adv / beta, jnp.log(max_weight)))
+    raise ValueError(f"unknown weighting '{weighting}'; use 'exp' or 'binary'")
+
+
+def critic_loss(q_logits: jax.Array, action: jax.Array, target: jax.Array, num_bins: int) -> jax.Array:
+    """Cross-entropy of the Q logits at the data action against the two-hot target y, batch mean."""
+    chex.assert_rank([q_logits, action, target], [3, 1, 1])
+    chex.assert_equal_shape([action, target])
+    chex.assert_axis_dimension(q_logits, 2, num_bins)
+    logits = jnp.take_along_axis(q_logits, action[:, None, None], axis=1)[:, 0]  # [B, N]
+    return jnp.mean(categorical_cross_entropy(scalar_to_probs(target, num_bins), logits))
+
+
+def policy_loss(policy_logits: jax.Array, action: jax.Array, weights: jax.Array) -> jax.Array:
+    """CRR's weighted behaviour cloning: -mean_B f(A(s, a)) log pi(a|s) over the data pairs."""
+    chex.assert_rank([policy_logits, action, weights], [2, 1, 1])
+    chex.assert_equal_shape([action, weights])
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(policy_logits), action[:, None], axis=-1)[:, 0]
+    return -jnp.mean(weights * log_prob)
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks, training state and the jitted update.
+# ---------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: flax.core.FrozenDict  # {"policy": PolicyNetwork params, "critic": QNetwork params}
+    target_params: flax.core.FrozenDict  # the same, hard-copied every target_update_interval updates
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+
+
+def make_learning_rate(args: Args):
+    """Linear warm-up, then x `lr_decay_rate` every `lr_decay_steps` updates (staircase)."""
+
+    def schedule(step):
+        warmup = jnp.minimum(1.0, step / max(args.warmup_steps, 1))
+        return args.learning_rate * warmup * args.lr_decay_rate ** (step // args.lr_decay_steps)
+
+    return schedule
+
+
+def make_optimizer(args: Args, params) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(args.max_grad_norm),
+        optax.adamw(make_learning_rate(args), weight_decay=args.weight_decay, mask=weight_decay_mask(params)),
+    )
+
+
+def make_loss_fn(args: Args, policy_net: PolicyNetwork, critic_net: QNetwork):
+    def loss_fn(params, target_params, window: Window):
+        batch_size = window.action.shape[0]
+        chex.assert_shape(window.action, (batch_size, 2))
+        # A one-step transition (s, a, r, s') per window; discount[:, 0] = 0 where it terminated.
+        observation, next_observation = window.observation[:, 0], window.observation[:, 1]
+        action, reward, discount = window.action[:, 0], window.reward[:, 0], window.discount[:, 0]
+
+        # Target networks: Q'(s, .) and Q'(s', .) in one call, pi'(.|s') for the critic target.
+        target_q = logits_to_scalar(critic_net.apply(target_params["critic"], window.observation[:, :2]))  # [B, 2, A]
+        next_probs = jax.nn.softmax(policy_net.apply(target_params["policy"], next_observation))
+        target = critic_target(reward, discount, target_q[:, 1], next_probs, args.discount)
+
+        # Advantage of the data action from the target critic, V from the online policy; constants.
+        policy_logits = policy_net.apply(params["policy"], observation)
+        adv = advantage(target_q[:, 0], jax.nn.softmax(policy_logits), action, args.advantage_baseline)
+        target, adv = jax.lax.stop_gradient((target, adv))
+        weights = crr_weights(adv, args.weighting, args.beta, args.max_weight)
+
+        q_logits = critic_net.apply(params["critic"], observation)  # [B, A, num_bins]
+        c_loss = critic_loss(q_logits, action, target, args.num_bins)
+        p_loss = policy_loss(policy_logits, action, weights)
+        total = args.critic_coef * c_loss + args.policy_coef * p_loss
+
+        probs = jax.nn.softmax(policy_logits)
+        q_action = jnp.take_along_axis(logits_to_scalar(q_logits), action[:, None], axis=-1)[:, 0]
+        metrics = {
+            "loss": total,
+            "critic_loss": c_loss,
+            "policy_loss": p_loss,
+            "q_data": jnp.mean(q_action),
+            "critic_target": jnp.mean(target),
+            "advantage": jnp.mean(adv),
+            "weight": jnp.mean(weights),
+            "positive_advantage_rate": jnp.mean(adv > 0),
+            "policy_entropy": jnp.mean(-jnp.sum(probs * jnp.log(probs + 1e-12), -1)),
+        }
+        return total, metrics
+
+    return loss_fn
+
+
+def init_train_states(args: Args, policy_net: PolicyNetwork, critic_net: QNetwork, obs_dim: int, seeds) -> TrainState:
+    """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
+
+    def init_one(seed):
+        key, policy_key, critic_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+        observation = jnp.zeros((1, obs_dim))
+        params = {"policy": policy_net.init(policy_key, observation), "critic": critic_net.init(critic_key, observation)}
+        opt_state = make_optimizer(args, params).init(params)
+        return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
+
+    state = jax.jit(jax.vmap(init_one))(jnp.asarray(seeds))  # jitted: half the time of op-by-op
+    return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
+
+
+def make_train_chunk(args: Args, policy_net: PolicyNetwork, critic_net: QNetwork, optimizer, num_actions: int, num_updates: int):
+    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch."""
+    loss_fn = make_loss_fn(args, policy_net, critic_net)
+
+    def update(state: TrainState, store: Store):
+        key, sample_key = jax.random.split(state.key)
+        window = sample_windows(store, sample_key, args.batch_size, 2, num_actions)  # (s, a, r, s') windows
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        step = state.step + 1
+        target_params = optax.periodic_update(params, state.target_params, step, args.target_update_interval)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        state = TrainState(params=params, target_params=target_params, opt_state=opt_state, step=step, key=key)
+        return state, metrics
+
+    def chunk(state: TrainState, store: Store):
+        state, metrics = jax.lax.scan(lambda s, _: update(s, store), state, None, length=num_updates)
+        finite = jnp.all(jnp.isfinite(metrics["loss"]))
+        return state, {**jax.tree.map(jnp.mean, metrics), "finite": finite}
+
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=0)
+
+
+def make_act(policy_net: PolicyNetwork, greedy: bool):
+    """Acting rule: sample from the online policy pi(a|s) (or its argmax with `greedy`)."""
+
+    def act_one(params, observation, key):
+        policy_logits = policy_net.apply(params["policy"], observation)
+        if greedy:
+            return jnp.argmax(policy_logits, axis=-1)
+        return jax.random.categorical(key, policy_logits)
+
+    return jax.jit(jax.vmap(act_one))  # over seeds: params [S, ...], observation [S, E, D], key [S]
+
+
+# ---------------------------------------------------------------------------------------------
+# Main: data, training loop, evaluation, logging, saving.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_args(args: Args) -> None:
+    if args.env_id not in bsuite_data.BSUITE_ENVS:
+        raise UsageError(f"unknown --env-id '{args.env_id}'; valid ids: {', '.join(bsuite_data.BSUITE_ENVS)}")
+    for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch",
+                 "target_update_interval"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.num_bins < 2:
+        raise UsageError(f"--num-bins must be at least 2, got {args.num_bins}")
+    if not args.beta > 0:
+        raise UsageError(f"--beta must be positive, got {args.beta}")
+    if not args.max_weight > 0:
+        raise UsageError(f"--max-weight must be positive, got {args.max_weight}")
+
+
+def main(args: Args) -> None:
+    check_args(args)
+    seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
+
+    # Data: RLDS episodes -> one flat array store on the device (generated on first use).
+    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size)
+
+    # Networks (paper Fig. 5 right-c), optimiser and one training state per seed (stacked for vmap).
+    policy_net = PolicyNetwork(num_actions=data.num_actions)
+    critic_net = QNetwork(num_actions=data.num_actions, num_bins=args.num_bins)
+    state = init_train_states(args, policy_net, critic_net, data.obs_dim, seeds)
+    optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+    run = Run("crr", args, data.info)
+    state = run.start(state)
+    act = make_act(policy_net, args.eval_greedy)
+    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003))
+
+    # Training loop: `updates_per_dispatch` jitted updates per call, an evaluation every `eval_every`.
+    chunks = {}  # one compiled function per chunk length
+    while run.step < args.total_steps:
+        num_updates = run.chunk_size()
+        compiling = num_updates not in chunks
+        if compiling:
+            chunks[num_updates] = make_train_chunk(args, policy_net, critic_net, optimizer, data.num_actions, num_updates)
+        t0 = time.time()
+        state, metrics = chunks[num_updates](state, data.store)
+        metrics = jax.device_get(metrics)
+        run.trained(num_updates, time.time() - t0, metrics, compiling, learning_rate=make_learning_rate(args)(run.step))
+        if run.eval_due():
+            run.evaluated(evaluate(state.params), state)
+    run.finish(state, evaluate)
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except (UsageError, DataError) as e:
+        fail(str(e))
