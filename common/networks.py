@@ -14,10 +14,14 @@ This module holds the BSuite MLPs of Table 4 (representation [64, 64, 32], dynam
 Fig. 5 right): `PolicyNetwork` (representation + prediction, for BC and CRR's actor) and
 `QNetwork` (representation + a dynamics-like trunk on the state and the one-hot action, without
 a next state, + a prediction-like head with categorical Q logits, for CRR's critic and CQL).
-It does not hold losses, targets or data code.
+The Atari networks of Appendix D.2.1 mirror these interfaces on 84x84x4 uint8 frames:
+`AtariMuZeroNetwork` (pre-activation LayerNorm ResNet, hidden state 6x6x64), `AtariPolicyNetwork`
+and `AtariQNetwork`. Their methods take any number of leading batch dims, and their `dtype`
+(e.g. bfloat16) sets the compute of convolutions and dense layers while parameters, hidden
+states and logits stay float32. It does not hold losses, targets or data code.
 """
 
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -117,6 +121,214 @@ class QNetwork(nn.Module):
         x = MLP(self.prediction_layers, activate_final=True)(x)
         zeros = nn.initializers.zeros
         return nn.Dense(self.num_bins, kernel_init=zeros, bias_init=zeros)(x)
+
+
+# Atari networks (paper Appendix D.2.1, Fig. 5 right). Facts beyond the paper's text follow the
+# authors' release: convolutions and the dense layers that feed a LayerNorm have no bias, each
+# head starts with LayerNorm + ReLU (a pre-activation trunk ends on a residual sum), and the
+# reward head reads the state directly while policy and value read it after the 2 prediction
+# blocks. Inside the modules below the batch is one axis [N, ...]; the public networks fold and
+# unfold any leading dims. The residual stream (and so the hidden state) is kept in float32.
+
+ATARI_CHANNELS = 64  # channels of every residual block after the first downsampling stage
+HEAD_CHANNELS = 128  # 1x1 conv of each head before flattening
+HEAD_LAYERS = (128, 128)  # "two fully connected layers with 128 hidden units"
+
+
+def _conv(features: int, kernel: int, stride: int, dtype) -> nn.Conv:
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME", use_bias=False, dtype=dtype)
+
+
+def _spatial_layer_norm(dtype) -> nn.LayerNorm:
+    """LayerNorm over H, W and C of [N, H, W, C], with a per-channel scale and offset."""
+    return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, dtype=dtype)
+
+
+def _avg_pool(x: jax.Array) -> jax.Array:
+    """3x3 average pooling with stride 2 and 'SAME' padding (21 -> 11 -> 6), averaging real pixels only."""
+    return nn.avg_pool(x, (3, 3), strides=(2, 2), padding="SAME", count_include_pad=False)
+
+
+def _fold(x: jax.Array, trailing: int) -> Tuple[jax.Array, Tuple[int, ...]]:
+    """[..., *last `trailing` dims] -> ([N, *last dims], the leading shape)."""
+    lead = x.shape[: x.ndim - trailing]
+    return x.reshape((-1,) + x.shape[x.ndim - trailing :]), lead
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block (ResNet v2 with LayerNorm): x + conv(relu(LN(conv(relu(LN(x)))))).
+
+    3x3 convolutions keep the channels of the input [N, H, W, C].
+    """
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = x
+        for _ in range(2):
+            out = nn.relu(_spatial_layer_norm(self.dtype)(out))
+            out = _conv(x.shape[-1], 3, 1, self.dtype)(out)
+        return x + out  # float32 skip + compute-dtype branch stays float32
+
+
+class ResStack(nn.Module):
+    """`num_blocks` residual blocks in sequence (the prediction trunk has 2)."""
+
+    num_blocks: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for _ in range(self.num_blocks):
+            x = ResBlock(self.dtype)(x)
+        return x
+
+
+class AtariTorso(nn.Module):
+    """Representation h_theta: frames [N, 84, 84, 4] (uint8) -> hidden state [N, 6, 6, 64]."""
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        x = observation.astype(jnp.float32) / 255.0
+        x = _conv(ATARI_CHANNELS // 2, 3, 2, self.dtype)(x).astype(jnp.float32)  # 42x42x32
+        x = ResBlock(self.dtype)(x)
+        x = _conv(ATARI_CHANNELS, 3, 2, self.dtype)(x).astype(jnp.float32)  # 21x21x64
+        x = ResStack(2, self.dtype)(x)
+        x = _avg_pool(x)  # 11x11
+        x = ResBlock(self.dtype)(x)
+        x = _avg_pool(x)  # 6x6
+        # No min-max normalisation of the hidden state (paper D.2.1; LayerNorm does that job).
+        return ResStack(6, self.dtype)(x)
+
+
+class AtariTransition(nn.Module):
+    """Dynamics trunk: s' = ResBlocks(s + conv3x3(concat[relu(LN(s)), one-hot action tiled over H x W])).
+
+    state [N, H, W, C], action_one_hot [N, A] -> [N, H, W, C]. The residual link with the input
+    state keeps information flowing through long unrolls.
+    """
+
+    num_blocks: int = 2
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, state: jax.Array, action_one_hot: jax.Array) -> jax.Array:
+        x = nn.relu(_spatial_layer_norm(self.dtype)(state))
+        planes = action_one_hot[:, None, None, :].astype(x.dtype)  # [N, 1, 1, A] tiled to [N, H, W, A]
+        planes = jnp.broadcast_to(planes, x.shape[:-1] + planes.shape[-1:])
+        x = state + _conv(state.shape[-1], 3, 1, self.dtype)(jnp.concatenate([x, planes], axis=-1))
+        return ResStack(self.num_blocks, self.dtype)(x)
+
+
+class AtariHead(nn.Module):
+    """Output head: LN -> ReLU -> 1x1 conv to 128 -> LN -> ReLU -> flatten -> 2 x (FC 128 -> LN -> ReLU) -> out.
+
+    [N, H, W, C] -> float32 [N, num_outputs]. The output layer starts at zero and runs in float32.
+    """
+
+    num_outputs: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.relu(_spatial_layer_norm(self.dtype)(x))
+        x = nn.relu(_spatial_layer_norm(self.dtype)(_conv(HEAD_CHANNELS, 1, 1, self.dtype)(x)))
+        x = x.reshape(x.shape[0], -1)
+        for width in HEAD_LAYERS:
+            x = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Dense(width, use_bias=False, dtype=self.dtype)(x)))
+        zeros = nn.initializers.zeros
+        return nn.Dense(self.num_outputs, kernel_init=zeros, bias_init=zeros)(x.astype(jnp.float32))
+
+
+class AtariMuZeroNetwork(nn.Module):
+    """`MuZeroNetwork`'s representation, dynamics and prediction for Atari frames (Fig. 5 right-a).
+
+    represent: [..., 84, 84, 4] -> [..., 6, 6, 64]; dynamics: ([..., 6, 6, 64], [...]) -> [..., 6, 6, 64];
+    predict: [..., 6, 6, 64] -> (policy [..., A], value [..., num_bins], reward [..., num_bins]).
+    """
+
+    num_actions: int
+    num_bins: int = 601
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        self.representation_net = AtariTorso(self.dtype)
+        self.dynamics_net = AtariTransition(2, self.dtype)
+        self.prediction_trunk = ResStack(2, self.dtype)
+        self.policy_head = AtariHead(self.num_actions, self.dtype)
+        self.value_head = AtariHead(self.num_bins, self.dtype)
+        self.reward_head = AtariHead(self.num_bins, self.dtype)
+
+    def represent(self, observation: jax.Array) -> jax.Array:
+        """h_theta: frames [..., 84, 84, 4] (uint8, 0..255) -> state [..., 6, 6, 64] (float32)."""
+        x, lead = _fold(observation, 3)
+        state = self.representation_net(x)
+        return state.reshape(lead + state.shape[1:])
+
+    def dynamics(self, state: jax.Array, action: jax.Array) -> jax.Array:
+        """g_theta's next state: state [..., 6, 6, 64], integer action [...] -> next state [..., 6, 6, 64]."""
+        lead = jnp.broadcast_shapes(state.shape[:-3], jnp.shape(action))
+        x = jnp.broadcast_to(state, lead + state.shape[-3:]).reshape((-1,) + state.shape[-3:])
+        action_one_hot = jax.nn.one_hot(jnp.broadcast_to(action, lead).reshape(-1), self.num_actions)
+        return self.dynamics_net(x, action_one_hot).reshape(lead + state.shape[-3:])
+
+    def predict(self, state: jax.Array) -> Tuple[jax.Array, jax.Array, jax.Array]:
+        """f_theta: state [..., 6, 6, 64] -> (policy logits [..., A], value logits [..., B], reward logits [..., B])."""
+        x, lead = _fold(state, 3)
+        reward_logits = self.reward_head(x)  # reward of the transition into this state, read off the state
+        x = self.prediction_trunk(x)
+        outputs = (self.policy_head(x), self.value_head(x), reward_logits)
+        return tuple(out.reshape(lead + out.shape[-1:]) for out in outputs)
+
+    def __call__(self, observation: jax.Array, action: jax.Array):
+        """Touches every function once; used only to initialise the parameters."""
+        state = self.represent(observation)
+        next_state = self.dynamics(state, action)
+        return self.predict(state), self.predict(next_state)
+
+
+class AtariPolicyNetwork(nn.Module):
+    """pi(a|s) from the Atari representation + prediction trunk + policy head (Fig. 5 right-b, CRR's actor)."""
+
+    num_actions: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        """frames [..., 84, 84, 4] -> policy logits [..., A] (float32, zero at init)."""
+        x, lead = _fold(observation, 3)
+        x = AtariTorso(self.dtype, name="representation_net")(x)
+        x = ResStack(2, self.dtype, name="prediction_trunk")(x)
+        return AtariHead(self.num_actions, self.dtype, name="policy_head")(x).reshape(lead + (self.num_actions,))
+
+
+class AtariQNetwork(nn.Module):
+    """Categorical Q(s, a) for every action (Fig. 5 right-c/d), as `num_bins` logits.
+
+    Like `QNetwork`: the state s = representation(o) goes with each one-hot action through a
+    dynamics-like trunk (no next state is output), the 2 prediction blocks and a head whose
+    output layer starts at zero (Q = 0). All actions run at once, folded into the batch.
+    """
+
+    num_actions: int
+    num_bins: int = 601
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        """frames [..., 84, 84, 4] -> Q logits [..., A, num_bins] (float32)."""
+        x, lead = _fold(observation, 3)
+        state = AtariTorso(self.dtype, name="representation_net")(x)  # [N, 6, 6, 64]
+        n, num_actions = state.shape[0], self.num_actions
+        states = jnp.repeat(state, num_actions, axis=0)  # [N * A, ...], sample-major
+        actions = jnp.tile(jnp.eye(num_actions), (n, 1))  # action index runs fastest, matching `states`
+        x = AtariTransition(2, self.dtype, name="dynamics_net")(states, actions)
+        x = ResStack(2, self.dtype, name="prediction_trunk")(x)
+        q_logits = AtariHead(self.num_bins, self.dtype, name="q_head")(x)
+        return q_logits.reshape(lead + (num_actions, self.num_bins))
 
 
 def weight_decay_mask(params):

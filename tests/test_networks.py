@@ -1,0 +1,225 @@
+"""Shapes, initial outputs, action dependence, bfloat16 compute and weight-decay masks of common/networks.py.
+
+Shapes are checked with `jax.eval_shape` (tracing only); numbers come from one module-wide set of
+parameters per Atari network. Inits run eagerly with the cheaper "unsafe_rbg" key: on CPU,
+compiling a jitted threefry init is dominated by the random initialisers (about 10 s a network),
+while eager inits share their compiled ops, so the second and third networks cost little. The
+properties checked do not depend on the random values.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common.networks import (
+    AtariMuZeroNetwork,
+    AtariPolicyNetwork,
+    AtariQNetwork,
+    MuZeroNetwork,
+    PolicyNetwork,
+    QNetwork,
+    weight_decay_mask,
+)
+from common.value_transforms import logits_to_scalar
+
+A = 4  # actions
+BINS = 601
+FRAMES = (84, 84, 4)
+HIDDEN = (6, 6, 64)
+LAYOUTS = [(2,), (2, 3)]  # [B] and [B, L] leading dims
+
+
+def frames(lead, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).integers(0, 256, lead + FRAMES), jnp.uint8)
+
+
+def shape_of(fn, *args):
+    return jax.tree.map(lambda s: s.shape, jax.eval_shape(fn, *args))
+
+
+def init_key():
+    return jax.random.key(0, impl="unsafe_rbg")
+
+
+def perturb(params, scale=0.05, seed=1):
+    """Adds N(0, scale^2) noise to every parameter, so zero-initialised output layers say something."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: p + scale * jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+
+
+@pytest.fixture(scope="module")
+def muzero():
+    net = AtariMuZeroNetwork(num_actions=A)
+    return net, net.init(init_key(), frames((1,)), jnp.zeros((1,), jnp.int32))
+
+
+@pytest.fixture(scope="module")
+def policy():
+    net = AtariPolicyNetwork(num_actions=A)
+    return net, net.init(init_key(), frames((1,)))
+
+
+@pytest.fixture(scope="module")
+def critic():
+    net = AtariQNetwork(num_actions=A)
+    return net, net.init(init_key(), frames((1,)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def run_model(net, params, observation, action):
+    """s = h(o), s' = g(s, a), and f on both: every function of the model in one compiled call."""
+    state = net.apply(params, observation, method=net.represent)
+    next_state = net.apply(params, state, action, method=net.dynamics)
+    return state, next_state, net.apply(params, state, method=net.predict), net.apply(params, next_state, method=net.predict)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def run_net(net, params, observation):
+    """A policy or Q network's output, compiled once per network and input shape."""
+    return net.apply(params, observation)
+
+
+# --- Atari shapes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lead", [()] + LAYOUTS)
+def test_atari_muzero_methods_keep_leading_dims_and_hidden_state_is_6x6x64(muzero, lead):
+    net, params = muzero
+    state = shape_of(lambda p, o: net.apply(p, o, method=net.represent), params, frames(lead))
+    assert state == lead + HIDDEN
+    state_in = jnp.zeros(lead + HIDDEN)
+    action = jnp.zeros(lead, jnp.int32)
+    assert shape_of(lambda p, s, a: net.apply(p, s, a, method=net.dynamics), params, state_in, action) == lead + HIDDEN
+    policy_shape, value_shape, reward_shape = shape_of(lambda p, s: net.apply(p, s, method=net.predict), params, state_in)
+    assert (policy_shape, value_shape, reward_shape) == (lead + (A,), lead + (BINS,), lead + (BINS,))
+
+
+def test_atari_dynamics_broadcasts_one_state_over_many_actions(muzero):
+    net, params = muzero
+    state = jnp.zeros((2, 1) + HIDDEN)  # as in ROSMO's one-step look-ahead: state [B, 1], actions [B, M]
+    actions = jnp.zeros((2, 5), jnp.int32)
+    assert shape_of(lambda p, s, a: net.apply(p, s, a, method=net.dynamics), params, state, actions) == (2, 5) + HIDDEN
+
+
+@pytest.mark.parametrize("lead", LAYOUTS)
+def test_atari_policy_and_q_networks_keep_leading_dims(policy, critic, lead):
+    (policy_net, policy_params), (q_net, q_params) = policy, critic
+    assert shape_of(policy_net.apply, policy_params, frames(lead)) == lead + (A,)
+    assert shape_of(q_net.apply, q_params, frames(lead)) == lead + (A, BINS)
+
+
+# --- Atari initial outputs and action dependence ------------------------------------------------
+
+
+def test_atari_muzero_starts_with_uniform_policy_and_zero_value_and_reward(muzero):
+    net, params = muzero
+    state, _, root, child = run_model(net, params, frames((2,)), jnp.array([0, 1]))
+    assert state.dtype == jnp.float32 and float(jnp.abs(state).max()) > 0.0  # a real, non-constant encoding
+    for policy_logits, value_logits, reward_logits in (root, child):
+        np.testing.assert_allclose(jax.nn.softmax(policy_logits), 1.0 / A, rtol=1e-6)
+        # Zero logits are exact; decoding the mean over 601 bins rounds to about 1e-4.
+        np.testing.assert_allclose(logits_to_scalar(value_logits), 0.0, atol=1e-3)
+        np.testing.assert_allclose(logits_to_scalar(reward_logits), 0.0, atol=1e-3)
+        np.testing.assert_array_equal(value_logits, 0.0)
+        np.testing.assert_array_equal(reward_logits, 0.0)
+
+
+def test_atari_policy_and_q_networks_start_uniform_and_at_zero(policy, critic):
+    (policy_net, policy_params), (q_net, q_params) = policy, critic
+    np.testing.assert_allclose(jax.nn.softmax(run_net(policy_net, policy_params, frames((2,)))), 1.0 / A, rtol=1e-6)
+    q_logits = run_net(q_net, q_params, frames((2,)))
+    np.testing.assert_array_equal(q_logits, 0.0)
+    np.testing.assert_allclose(logits_to_scalar(q_logits), 0.0, atol=1e-3)
+
+
+def test_atari_dynamics_next_state_and_reward_depend_on_the_action(muzero):
+    net, params = muzero
+    observation = jnp.broadcast_to(frames((1,)), (2,) + FRAMES)  # the same frames twice, two actions
+    _, next_state, _, (_, _, reward_logits) = run_model(net, perturb(params), observation, jnp.array([0, 1]))
+    assert float(jnp.abs(next_state[0] - next_state[1]).max()) > 1e-3
+    assert float(jnp.abs(reward_logits[0] - reward_logits[1]).max()) > 1e-4
+
+
+def test_atari_q_network_depends_on_the_action(critic):
+    net, params = critic
+    q_logits = run_net(net, perturb(params), frames((2,)))[0]  # [A, num_bins]
+    assert float(jnp.abs(q_logits[0] - q_logits[1]).max()) > 1e-4
+
+
+# --- bfloat16 compute ---------------------------------------------------------------------------
+
+
+def test_atari_bfloat16_compute_returns_float32_close_to_float32(muzero):
+    net, params = muzero
+    params = perturb(params)
+    observation, action = frames((2,), seed=3), jnp.array([1, 3])
+    full = run_model(net, params, observation, action)
+    half = run_model(AtariMuZeroNetwork(num_actions=A, dtype=jnp.bfloat16), params, observation, action)
+    for x, y in zip(jax.tree.leaves(full), jax.tree.leaves(half)):
+        assert y.dtype == jnp.float32 and x.shape == y.shape
+        scale = float(jnp.abs(x).max())
+        assert scale > 1e-2  # the comparison is not between zeros
+        assert float(jnp.abs(x - y).max()) < 0.05 * scale
+
+
+def test_atari_bfloat16_policy_and_q_networks_return_float32(policy, critic):
+    for (net, params), cls in ((policy, AtariPolicyNetwork), (critic, AtariQNetwork)):
+        half = cls(num_actions=A, dtype=jnp.bfloat16)
+        assert jax.eval_shape(half.apply, params, frames((2,))).dtype == jnp.float32
+
+
+# --- weight-decay mask --------------------------------------------------------------------------
+
+
+# Conv and dense kernels per network: the torso has 2 strided convs and 10 residual blocks of 2 convs;
+# the transition 1 conv + 2 blocks; the prediction trunk 2 blocks; each head a 1x1 conv, 2 dense, 1 output.
+TORSO, TRANSITION, TRUNK, HEAD = 2 + 10 * 2, 1 + 2 * 2, 2 * 2, 4
+
+
+@pytest.mark.parametrize(
+    "name, num_kernels",
+    [
+        ("muzero", TORSO + TRANSITION + TRUNK + 3 * HEAD),
+        ("policy", TORSO + TRUNK + HEAD),
+        ("critic", TORSO + TRANSITION + TRUNK + HEAD),
+    ],
+)
+def test_weight_decay_mask_marks_exactly_the_conv_and_dense_kernels(request, name, num_kernels):
+    _, params = request.getfixturevalue(name)
+    flat_mask = jax.tree_util.tree_flatten_with_path(weight_decay_mask(params))[0]
+    flat_params = jax.tree.leaves(params)
+    marked = [(path, p) for (path, m), p in zip(flat_mask, flat_params) if m]
+    unmarked = [(path, p) for (path, m), p in zip(flat_mask, flat_params) if not m]
+    assert len(marked) == num_kernels
+    assert all(path[-1].key == "kernel" and p.ndim in (2, 4) for path, p in marked)
+    # Everything else is a bias or a LayerNorm scale/offset: one vector per layer.
+    assert all(path[-1].key in ("bias", "scale") and p.ndim == 1 for path, p in unmarked)
+    assert unmarked  # LayerNorm parameters exist and stay undecayed
+
+
+# --- BSuite networks unchanged ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lead", LAYOUTS)
+def test_bsuite_networks_shapes_unchanged(lead):
+    obs_dim, bins = 50, 20
+    key, obs, action = jax.random.PRNGKey(0), jnp.zeros((1, obs_dim)), jnp.zeros((1,), jnp.int32)
+    net = MuZeroNetwork(num_actions=A, num_bins=bins)
+    params = jax.eval_shape(net.init, key, obs, action)
+    count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+    # [64, 64, 32] + [32, 256, 32] on state + one-hot + [32] + heads (A, bins, bins), with biases.
+    assert count == (50 * 64 + 64 + 64 * 64 + 64 + 64 * 32 + 32) + ((32 + A) * 32 + 32 + 32 * 256 + 256 + 256 * 32 + 32) + (
+        32 * 32 + 32
+    ) + (33 * A + 2 * 33 * bins)
+    x = jnp.zeros(lead + (obs_dim,))
+    assert shape_of(lambda p, o: net.apply(p, o, method=net.represent), params, x) == lead + (32,)
+    state, action = jnp.zeros(lead + (32,)), jnp.zeros(lead, jnp.int32)
+    assert shape_of(lambda p, s, a: net.apply(p, s, a, method=net.dynamics), params, state, action) == lead + (32,)
+    outputs = shape_of(lambda p, s: net.apply(p, s, method=net.predict), params, state)
+    assert outputs == (lead + (A,), lead + (bins,), lead + (bins,))
+    policy_net, q_net = PolicyNetwork(num_actions=A), QNetwork(num_actions=A, num_bins=bins)
+    assert shape_of(policy_net.apply, jax.eval_shape(policy_net.init, key, obs), x) == lead + (A,)
+    assert shape_of(q_net.apply, jax.eval_shape(q_net.init, key, obs), x) == lead + (A, bins)
