@@ -1,0 +1,455 @@
+"""MZU-Q (ROSMO paper, Section 4.2 (b)): MuZero Unplugged with an MPO-style policy target, in one file.
+
+mzu.py with one change: instead of the root's visit counts, which degenerate with few
+simulations, the policy target is the target network's prior reweighted by the search's
+Q-values at the root, p(a|s) = pi_prior(a|s) exp(Q(s, a) / tau) / Z(s), tau = 0.1 (after
+Hamrick et al., 2021). Everything else (Reanalyse with mctx, the value target bootstrapped from
+the search value at the root, acting with the search) is MuZero Unplugged's.
+
+    python mzu_q.py                                  # catch, 4 simulations (the paper's Fig. 4b budget)
+    python mzu_q.py --env-id cartpole --num-seeds 3 --total-steps 50000
+    python mzu_q.py --temperature 1.0                # a softer policy target
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import mctx
+import optax
+import tyro
+
+from common import bsuite_data
+from common.data import load_offline_data
+from common.episodes import DataError
+from common.evaluation import make_evaluator
+from common.networks import MuZeroNetwork, weight_decay_mask
+from common.replay import Store, Window, sample_windows
+from common.runs import Run, UsageError, fail
+from common.value_transforms import logits_to_scalar, scalar_to_probs
+
+
+@dataclass
+class Args:
+    # Experiment
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 0
+    """seed of the first agent; agent i of --num-seeds uses seed + i"""
+    num_seeds: int = 1
+    """independent agents trained side by side in one process (vmapped)"""
+    track: bool = False
+    """log to Weights & Biases (offline mode when no API key is configured)"""
+    wandb_project_name: str = "rosmo-jax"
+    """the wandb project"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team)"""
+    save_model: bool = False
+    """write runs/{run_name}/checkpoint.msgpack at every evaluation and at the end"""
+    checkpoint: Optional[str] = None
+    """resume from (or, if it already reached --total-steps, only evaluate) this checkpoint"""
+
+    # Data
+    env_id: str = "catch"
+    """BSuite task: catch, cartpole or mountain_car"""
+    data_dir: Optional[str] = None
+    """data cache root (default $ROSMO_DATA_DIR or ./datasets), or one TFDS builder directory"""
+    data_fraction: float = 1.0
+    """keep this uniform fraction of the episodes, in (0, 1]"""
+    noise: float = 0.0
+    """epsilon of the data: probability that the behaviour agent's action was replaced at random"""
+
+    # Algorithm (paper Table 4, Section 2.3 and Appendix D.2.2)
+    discount: float = 0.997**4
+    """discount factor gamma"""
+    learning_rate: float = 7e-4
+    """AdamW learning rate after warm-up"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay, on weights only (not biases)"""
+    warmup_steps: int = 1_000
+    """linear learning-rate warm-up from 0"""
+    lr_decay_rate: float = 0.1
+    """the learning rate is multiplied by this every --lr-decay-steps (staircase)"""
+    lr_decay_steps: int = 100_000
+    """updates between learning-rate decays"""
+    max_grad_norm: float = 5.0
+    """global-norm gradient clipping"""
+    target_update_interval: int = 200
+    """updates between hard copies of the online into the target network"""
+    policy_coef: float = 1.0
+    """weight of the policy loss"""
+    value_coef: float = 0.25
+    """weight of the value loss"""
+    unroll_steps: int = 5
+    """K: model unroll length"""
+    td_steps: int = 3
+    """n: steps of the n-step value target (Eq. 3)"""
+    num_bins: int = 20
+    """categorical bins of the value and reward heads"""
+    dynamics_hidden: int = 256
+    """width of the middle layer of the dynamics MLP [32, H, 32]"""
+    num_simulations: int = 4
+    """MCTS simulations per search (the paper: 4 for BSuite, 20 for Atari)"""
+    max_depth: Optional[int] = None
+    """deepest path a simulation may take; None = unlimited (mctx's default, in effect --num-simulations)"""
+    dirichlet_fraction: float = 0.25
+    """weight of Dirichlet noise mixed into the root prior of the learner's search (kept by the official release; 0.0 turns it off); acting never adds it"""
+    dirichlet_alpha: float = 0.3
+    """concentration of the root Dirichlet noise"""
+    pb_c_init: float = 1.25
+    """c_1 of the pUCT rule (Eq. 2)"""
+    pb_c_base: float = 19_652.0
+    """c_2 of the pUCT rule (Eq. 2)"""
+    temperature: float = 0.1
+    """tau of the policy target pi_prior exp(Q / tau) (the paper's value, after Hamrick et al. 2021)"""
+
+    # Runtime
+    total_steps: int = 20_000
+    """learner updates (the paper trains 200k; 20k is the CPU default for BSuite)"""
+    batch_size: int = 128
+    """windows per update"""
+    eval_every: int = 2_000
+    """updates between evaluations"""
+    eval_episodes: int = 20
+    """episodes per evaluation (per seed)"""
+    eval_greedy: bool = False
+    """act greedily on the improved policy instead of sampling from it (the official release samples)"""
+    updates_per_dispatch: int = 100
+    """updates fused into one jitted call with lax.scan"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and losses: small pure functions (tests check them on hand-made input).
+# ---------------------------------------------------------------------------------------------
+
+
+def scale_gradient(x: jax.Array, scale: float) -> jax.Array:
+    """Identity forward; multiplies the gradient by `scale` (MuZero's 0.5 into the dynamics)."""
+    return x * scale + jax.lax.stop_gradient(x) * (1.0 - scale)
+
+
+def categorical_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
+    """-p^T log pi (Eq. 12-14) over the last axis."""
+    return -jnp.sum(target_probs * jax.nn.log_softmax(logits), axis=-1)
+
+
+def mzu_q_policy_target(
+    prior_logits: jax.Array, qvalues: jax.Array, visit_counts: jax.Array, root_value: jax.Array, temperature: float
+) -> jax.Array:
+    """Section 4.2 (b): p(a|s) = pi_prior(a|s) exp(Q(s, a) / tau) / Z(s), over all actions [..., A].
+
+    Q is the search's Q at the root. An action the search never tried has no estimate (mctx
+    reports 0), so its Q is completed with the root's search value [...] before the softmax.
+    """
+    chex.assert_equal_shape([prior_logits, qvalues, visit_counts])
+    chex.assert_shape(root_value, prior_logits.shape[:-1])
+    completed_q = jnp.where(visit_counts > 0, qvalues, root_value[..., None])
+    return jax.nn.softmax(jax.nn.log_softmax(prior_logits) + completed_q / temperature, axis=-1)
+
+
+
+
+def n_step_value_target(
+    reward: jax.Array,
+    discount: jax.Array,
+    has_action: jax.Array,
+    absorbing: jax.Array,
+    bootstrap_value: jax.Array,
+    gamma: float,
+    td_steps: int,
+    num_targets: int,
+) -> jax.Array:
+    """Eq. 8: z_t = sum_{i<n} gamma^i r_{t+i} + gamma^n v'(s_{t+n}), for t = 0..num_targets-1.
+
+    Inputs are windows [B, L] from common/replay.py. A transition's discount of 0 (termination)
+    cuts the return; past the end of an episode the return neither grows nor discounts, so a
+    return that runs past a truncated episode's last state bootstraps from that state
+    (the window repeats it there). Absorbing positions get target 0.
+    """
+    chex.assert_equal_shape([reward, discount, has_action, absorbing, bootstrap_value])
+    chex.assert_axis_dimension_gt(reward, 1, num_targets + td_steps - 1)
+    reward = jnp.where(has_action, reward, 0.0)
+    cont = jnp.where(has_action, gamma * discount, 1.0)  # multiplier from step j to step j + 1
+    targets = []
+    for t in range(num_targets):
+        z, factor = jnp.zeros_like(reward[:, 0]), jnp.ones_like(reward[:, 0])
+        for i in range(td_steps):
+            z = z + factor * reward[:, t + i]
+            factor = factor * cont[:, t + i]
+        targets.append(z + factor * bootstrap_value[:, t + td_steps])
+    return jnp.where(absorbing[:, :num_targets], 0.0, jnp.stack(targets, axis=1))
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Network, training state and the jitted update.
+# ---------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: flax.core.FrozenDict
+    target_params: flax.core.FrozenDict
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+
+
+def make_learning_rate(args: Args):
+    """Linear warm-up, then x `lr_decay_rate` every `lr_decay_steps` updates (staircase)."""
+
+    def schedule(step):
+        warmup = jnp.minimum(1.0, step / max(args.warmup_steps, 1))
+        return args.learning_rate * warmup * args.lr_decay_rate ** (step // args.lr_decay_steps)
+
+    return schedule
+
+
+def make_optimizer(args: Args, params) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(args.max_grad_norm),
+        optax.adamw(make_learning_rate(args), weight_decay=args.weight_decay, mask=weight_decay_mask(params)),
+    )
+
+
+class Search(NamedTuple):
+    """Root statistics of a batch of searches, shaped like the observations' leading axes [...]."""
+
+    prior_logits: jax.Array  # [..., A] f(s)'s policy logits at the root, before the root noise
+    action_weights: jax.Array  # [..., A] normalised visit counts n(s, a) / sum_b n(s, b) (Eq. 4, T = 1)
+    visit_counts: jax.Array  # [..., A] n(s, a)
+    qvalues: jax.Array  # [..., A] Q(s, a) = r + gamma v of each child; 0 where n(s, a) = 0
+    root_value: jax.Array  # [...] the search value at the root, node_values[:, 0]
+
+
+def mcts(args: Args, network: MuZeroNetwork, params, observation: jax.Array, key: jax.Array, dirichlet_fraction: float) -> Search:
+    """MuZero's tree search (Section 2.3, pUCT rule Eq. 2) with mctx, one root per observation [..., D].
+
+    Root: s = h(o) with f(s)'s prior and decoded value. Each expansion steps the model,
+    s' = g(s, a), and reads f(s')'s decoded reward, value and prior; the discount is gamma (the
+    model predicts no termination). `dirichlet_fraction` of the root prior is replaced by
+    Dirichlet(--dirichlet-alpha) noise.
+    """
+    batch_shape = observation.shape[:-1]
+    state = network.apply(params, observation.reshape(-1, observation.shape[-1]), method=network.represent)
+    prior_logits, value_logits, _ = network.apply(params, state, method=network.predict)
+    chex.assert_shape(prior_logits, (state.shape[0], network.num_actions))
+    root = mctx.RootFnOutput(prior_logits=prior_logits, value=logits_to_scalar(value_logits), embedding=state)
+
+    def recurrent_fn(params, rng, action, embedding):
+        del rng  # the learned model is deterministic
+        next_state = network.apply(params, embedding, action, method=network.dynamics)
+        policy_logits, value_logits, reward_logits = network.apply(params, next_state, method=network.predict)
+        value = logits_to_scalar(value_logits)
+        output = mctx.RecurrentFnOutput(
+            reward=logits_to_scalar(reward_logits),
+            discount=jnp.full_like(value, args.discount),
+            prior_logits=policy_logits,
+            value=value,
+        )
+        return output, next_state
+
+    policy_output = mctx.muzero_policy(
+        params,
+        key,
+        root,
+        recurrent_fn,
+        args.num_simulations,
+        max_depth=args.max_depth,
+        dirichlet_fraction=float(dirichlet_fraction),
+        dirichlet_alpha=float(args.dirichlet_alpha),
+        pb_c_init=args.pb_c_init,
+        pb_c_base=args.pb_c_base,
+    )
+    tree = policy_output.search_tree
+    summary = tree.summary()
+    search = Search(
+        prior_logits=prior_logits,
+        action_weights=policy_output.action_weights,
+        visit_counts=summary.visit_counts,
+        qvalues=summary.qvalues,
+        root_value=tree.node_values[:, mctx.Tree.ROOT_INDEX],
+    )
+    return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), search)
+
+
+def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
+    K, n = args.unroll_steps, args.td_steps
+
+    def loss_fn(params, target_params, window: Window, key: jax.Array):
+        batch_size = window.action.shape[0]
+        chex.assert_shape(window.action, (batch_size, K + n + 1))
+
+        # Targets from the target network theta' on the real observations (Reanalyse): one search
+        # from every real state s_{t+j}, j = 0..K+n, all B * (K + n + 1) roots in one batch.
+        search = mcts(args, network, target_params, window.observation, key, args.dirichlet_fraction)  # [B, L, ...]
+        chex.assert_shape(search.action_weights, (batch_size, K + n + 1, num_actions))
+
+        # Policy target at the K + 1 real states: the noise-free prior of theta' reweighted by the
+        # root's Q-values, pi_prior exp(Q / tau) / Z (Section 4.2 (b)), instead of the visit counts.
+        roots = jax.tree.map(lambda x: x[:, : K + 1], search)
+        policy_target = mzu_q_policy_target(roots.prior_logits, roots.qvalues, roots.visit_counts, roots.root_value, args.temperature)
+        absorbing = window.absorbing[:, : K + 1]
+        policy_target = jnp.where(absorbing[..., None], 1.0 / num_actions, policy_target)
+
+        # Eq. 3: the n-step return bootstraps from the search value at the root of s_{t+k+n}
+        # (node_values[:, 0], as the official release; Eq. 3 writes the visit-weighted root Q).
+        value_target = n_step_value_target(
+            window.reward, window.discount, window.has_action, window.absorbing, search.root_value, args.discount, n, K + 1
+        )
+        reward_target = window.reward[:, :K]  # reward of the transition into s^{k+1}, 0 past the end
+        policy_target, value_target = jax.lax.stop_gradient((policy_target, value_target))
+
+        # Online unroll (Algorithm 2, UNROLL): s^0 = h(o_t), s^{k+1} = g(s^k, a_{t+k}).
+        state = network.apply(params, window.observation[:, 0], method=network.represent)
+        unrolled = [state]
+        for k in range(K):
+            state = network.apply(params, scale_gradient(state, 0.5), window.action[:, k], method=network.dynamics)
+            unrolled.append(state)
+        policy_logits, value_logits, reward_logits = network.apply(
+            params, jnp.stack(unrolled, axis=1), method=network.predict
+        )
+
+        # Eq. 1 with Eq. 12-14, averaged over the batch and the unroll positions.
+        reward_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(reward_target, args.num_bins), reward_logits[:, 1:]))
+        value_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(value_target, args.num_bins), value_logits))
+        policy_loss = jnp.mean(categorical_cross_entropy(policy_target, policy_logits))
+        total = reward_loss + args.value_coef * value_loss + args.policy_coef * policy_loss
+
+        probs = jax.nn.softmax(policy_logits)
+        metrics = {
+            "loss": total,
+            "reward_loss": reward_loss,
+            "value_loss": value_loss,
+            "policy_loss": policy_loss,
+            "value_target": jnp.mean(value_target),
+            "root_value": jnp.mean(search.root_value),
+            "policy_entropy": jnp.mean(-jnp.sum(probs * jnp.log(probs + 1e-12), -1)),
+        }
+        return total, metrics
+
+    return loss_fn
+
+
+def init_train_states(args: Args, network: MuZeroNetwork, obs_dim: int, seeds) -> TrainState:
+    """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
+
+    def init_one(seed):
+        key, init_key = jax.random.split(jax.random.PRNGKey(seed))
+        params = network.init(init_key, jnp.zeros((1, obs_dim)), jnp.zeros((1,), jnp.int32))
+        opt_state = make_optimizer(args, params).init(params)
+        return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
+
+    state = jax.vmap(init_one)(jnp.asarray(seeds))
+    return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
+
+
+def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions: int, num_updates: int):
+    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch."""
+    loss_fn = make_loss_fn(args, network, num_actions)
+    window_length = args.unroll_steps + args.td_steps + 1
+
+    def update(state: TrainState, store: Store):
+        key, sample_key, loss_key = jax.random.split(state.key, 3)
+        window = sample_windows(store, sample_key, args.batch_size, window_length, num_actions)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window, loss_key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        step = state.step + 1
+        target_params = optax.periodic_update(params, state.target_params, step, args.target_update_interval)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        state = TrainState(params=params, target_params=target_params, opt_state=opt_state, step=step, key=key)
+        return state, metrics
+
+    def chunk(state: TrainState, store: Store):
+        state, metrics = jax.lax.scan(lambda s, _: update(s, store), state, None, length=num_updates)
+        finite = jnp.all(jnp.isfinite(metrics["loss"]))
+        return state, {**jax.tree.map(jnp.mean, metrics), "finite": finite}
+
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=0)
+
+
+def make_act(args: Args, network: MuZeroNetwork):
+    """Acting rule: the same search with the online network from the current observation, without
+    root noise; the action is drawn from the root's visit distribution (its argmax with --eval-greedy)."""
+
+    def act_one(params, observation, key):
+        search_key, sample_key = jax.random.split(key)
+        search = mcts(args, network, params, observation, search_key, 0.0)
+        if args.eval_greedy:
+            return jnp.argmax(search.action_weights, axis=-1)  # ties go to the lowest action index
+        return jax.random.categorical(sample_key, jnp.log(search.action_weights))
+
+    return jax.jit(jax.vmap(act_one))  # over seeds: params [S, ...], observation [S, E, D], key [S]
+
+
+# ---------------------------------------------------------------------------------------------
+# Main: data, training loop, evaluation, logging, saving.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_args(args: Args) -> None:
+    if args.env_id not in bsuite_data.BSUITE_ENVS:
+        raise UsageError(f"unknown --env-id '{args.env_id}'; valid ids: {', '.join(bsuite_data.BSUITE_ENVS)}")
+    for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch", "unroll_steps", "td_steps", "num_simulations"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.num_bins < 2:
+        raise UsageError(f"--num-bins must be at least 2, got {args.num_bins}")
+    if args.max_depth is not None and args.max_depth < 1:
+        raise UsageError(f"--max-depth must be at least 1 (or None for unlimited), got {args.max_depth}")
+    if not 0.0 <= args.dirichlet_fraction <= 1.0:
+        raise UsageError(f"--dirichlet-fraction must be in [0, 1], got {args.dirichlet_fraction}")
+    if args.dirichlet_alpha <= 0:
+        raise UsageError(f"--dirichlet-alpha must be positive, got {args.dirichlet_alpha}")
+    if args.pb_c_init < 0 or args.pb_c_base <= 0:
+        raise UsageError(f"--pb-c-init must be non-negative and --pb-c-base positive, got {args.pb_c_init} and {args.pb_c_base}")
+    if args.temperature <= 0:
+        raise UsageError(f"--temperature must be positive, got {args.temperature}")
+
+
+def main(args: Args) -> None:
+    check_args(args)
+    seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
+
+    # Data: RLDS episodes -> one flat array store on the device (generated on first use).
+    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size)
+
+    # Networks, optimiser and one training state per seed (stacked for vmap).
+    network = MuZeroNetwork(
+        num_actions=data.num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
+    )
+    state = init_train_states(args, network, data.obs_dim, seeds)
+    optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+    run = Run("mzu_q", args, data.info)
+    state = run.start(state)
+    act = make_act(args, network)
+    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003))
+
+    # Training loop: `updates_per_dispatch` jitted updates per call, an evaluation every `eval_every`.
+    chunks = {}  # one compiled function per chunk length
+    while run.step < args.total_steps:
+        num_updates = run.chunk_size()
+        compiling = num_updates not in chunks
+        if compiling:
+            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates)
+        t0 = time.time()
+        state, metrics = chunks[num_updates](state, data.store)
+        metrics = jax.device_get(metrics)
+        run.trained(num_updates, time.time() - t0, metrics, compiling, learning_rate=make_learning_rate(args)(run.step))
+        if run.eval_due():
+            run.evaluated(evaluate(state.params), state)
+    run.finish(state, evaluate)
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except (UsageError, DataError) as e:
+        fail(str(e))
