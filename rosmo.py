@@ -229,10 +229,13 @@ def make_optimizer(args: Args, params) -> optax.GradientTransformation:
 def one_step_advantage(network, params, state, value, actions, gamma):
     """Eq. 7: adv_g(s, a) = r_g(s, a) + gamma * v(g(s, a)) - v(s) for actions [..., M].
 
-    state [..., S] and value [...] belong to the same states; returns [..., M].
+    state [..., *S] (a vector on BSuite, 6x6x64 on Atari) and value [...] belong to the same
+    states; returns [..., M]. The dynamics runs once per candidate column (vmap over M).
     """
-    states = jnp.broadcast_to(state[..., None, :], actions.shape + state.shape[-1:])
-    next_state = network.apply(params, states, actions, method=network.dynamics)
+    lead = actions.ndim - 1
+    next_state = jax.vmap(
+        lambda a: network.apply(params, state, a, method=network.dynamics), in_axes=lead, out_axes=lead
+    )(actions)  # [..., M, *S]
     _, value_logits, reward_logits = network.apply(params, next_state, method=network.predict)
     return logits_to_scalar(reward_logits) + gamma * logits_to_scalar(value_logits) - value[..., None]
 

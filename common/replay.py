@@ -1,8 +1,8 @@
 """In-memory episodic store and on-device sampling of training windows.
 
 `make_store` moves an `Episodes` (common/episodes.py) to the device once, together with, for
-every step, the index of the last step of its episode. `sample_windows` is a pure, jittable
-function: it draws `batch_size` start steps uniformly over all transitions of the data and
+every step, the indices of the first and last steps of its episode. `sample_windows` is a pure,
+jittable function: it draws `batch_size` start steps uniformly over all transitions of the data and
 gathers windows of `length` consecutive steps (K + n + 1 for the model-based learners). Windows
 never read across an episode boundary: steps past the episode's last step repeat that last
 observation and come with masks that say so:
@@ -15,6 +15,12 @@ Where has_action is False the action is drawn uniformly at random (the model sti
 through it, towards zero reward and value), the reward is 0 and the discount 1. An n-step
 return that reaches a terminal state is cut by that transition's discount of 0; one that runs
 past the end of a truncated episode bootstraps from its last observation, repeated there.
+
+Frame stacking (Atari): with `make_store(episodes, frame_stack=F)`, F > 1, the data holds single
+frames [N, H, W] and a window's observation at step i is the stack [H, W, F] of the frames
+max(i - F + 1 + j, episode start) for j = 0..F-1, newest last: the first frame repeats at the
+start of an episode and a stack never reaches into the previous one. F is carried by the shape of
+`Store.frame_offsets`, so it is static under jit; F = 1 (BSuite) returns observations unchanged.
 
 Sampling inside the jitted update means no host round trip per batch. This module holds no
 loss code and imports no network.
@@ -37,10 +43,12 @@ class Store(NamedTuple):
     is_terminal: jax.Array  # [N] bool
     episode_end: jax.Array  # [N] int32, index of the last step of the step's episode
     starts: jax.Array  # [M] int32, every step that starts a transition (not is_last)
+    episode_start: jax.Array  # [N] int32, index of the first step of the step's episode
+    frame_offsets: jax.Array  # [F] int32, -(F-1)..0: steps stacked into one observation (F = frame_stack)
 
 
 class Window(NamedTuple):
-    observation: jax.Array  # [B, L, *obs_shape]
+    observation: jax.Array  # [B, L, *obs_shape], or [B, L, *obs_shape, F] with frame stacking
     action: jax.Array  # [B, L] int32 (uniform random where not has_action)
     reward: jax.Array  # [B, L] float32 (0 where not has_action)
     discount: jax.Array  # [B, L] float32 (1 where not has_action)
@@ -48,11 +56,18 @@ class Window(NamedTuple):
     absorbing: jax.Array  # [B, L] bool
 
 
-def make_store(episodes: Episodes) -> Store:
-    """Flat episode arrays -> device-resident Store (episode ends precomputed on the host)."""
+def make_store(episodes: Episodes, frame_stack: int = 1) -> Store:
+    """Flat episode arrays -> device-resident Store (episode bounds precomputed on the host).
+
+    `frame_stack` F > 1 makes windows stack the last F frames of each step (Atari: 4).
+    """
+    if frame_stack < 1:
+        raise DataError(f"frame_stack must be at least 1, got {frame_stack}")
+    first = np.flatnonzero(episodes.is_first)
     last = np.flatnonzero(episodes.is_last)
     episode_id = np.cumsum(episodes.is_first) - 1
     episode_end = last[episode_id].astype(np.int32)
+    episode_start = first[episode_id].astype(np.int32)
     starts = np.flatnonzero(~episodes.is_last).astype(np.int32)
     return Store(
         observation=jnp.asarray(episodes.observation),
@@ -62,6 +77,8 @@ def make_store(episodes: Episodes) -> Store:
         is_terminal=jnp.asarray(episodes.is_terminal, bool),
         episode_end=jnp.asarray(episode_end),
         starts=jnp.asarray(starts),
+        episode_start=jnp.asarray(episode_start),
+        frame_offsets=jnp.arange(1 - frame_stack, 1, dtype=jnp.int32),
     )
 
 
@@ -83,8 +100,15 @@ def gather_windows(store: Store, start: jax.Array, length: int, random_action: j
     has_action = idx < end
     idx = jnp.minimum(idx, end)  # past the end: repeat the last step
     absorbing = ~in_episode | store.is_terminal[idx]
+    if store.frame_offsets.shape[0] == 1:
+        observation = store.observation[idx]
+    else:
+        # Frames of the stack at each step, clamped to the episode's first step: [B, L, F].
+        first = store.episode_start[start][:, None, None]
+        frames = jnp.maximum(idx[:, :, None] + store.frame_offsets, first)
+        observation = jnp.moveaxis(store.observation[frames], 2, -1)  # [B, L, *obs_shape, F]
     return Window(
-        observation=store.observation[idx],
+        observation=observation,
         action=jnp.where(has_action, store.action[idx], random_action),
         reward=jnp.where(has_action, store.reward[idx], 0.0),
         discount=jnp.where(has_action, store.discount[idx], 1.0),

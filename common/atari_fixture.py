@@ -1,0 +1,234 @@
+"""Small RL Unplugged Atari shards of real ALE gameplay, for tests and for trying the pipeline offline.
+
+`write_fixture` plays `game` under the Dopamine protocol (common/atari_env.py, single frames) with a
+seeded sticky random behaviour policy (with probability `repeat_probability` the previous action
+again, else a uniform one; 0 gives the uniform random policy) and writes the episodes in the
+on-disk format of the public episodic ordered release: `{out}/{Game}/run_{r}-{i:05d}-of-{N:05d}`,
+GZIP-compressed TFRecord, one tf.train.Example per whole episode (see common/atari_data.py).
+An episode of T transitions is stored as T + 1 steps, as TFDS's parser expects: observations o_0..o_T
+(84x84x1 grayscale PNGs), actions a_0..a_{T-1} then 0, rewards r_1..r_T then 0, and discounts
+d_0..d_T where d_i is the discount on arriving at o_i: 1, except d_T = 0 when o_T is terminal
+(a game over). An episode cut by `max_steps` keeps d_T = 1. `clipped_rewards` are the rewards
+clipped to [-1, 1]; `unclipped_rewards` and `episode_return` hold the raw game rewards (in the
+public data both hold clipped values). Shard i is checkpoint i; episode_idx counts from 0 within
+a shard. Everything follows from `seed`, `run` and the shard index. Records are written by the
+small encoder here (protobuf wire format, TFRecord framing with CRC32C, gzip); TFDS's own parser
+reads them back unchanged (tests/test_atari_data.py). Command line: `python -m common.atari_fixture
+--game Pong --run 1 --num-shards 2 --episodes-per-shard 2 --max-steps 120 --out DIR [--seed 0]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from common.atari_data import check_game, check_run, masked_crc32c, shard_name
+from common.atari_env import make_single_frame_env, num_actions
+
+# ----------------------------------------------------------------------------------------------
+# Encoding: tf.train.Example protobuf wire format and GZIP TFRecord files
+# ----------------------------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negative int64
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def bytes_feature(values: Iterable[bytes]) -> bytes:
+    """A tf.train.Feature holding a BytesList."""
+    return _length_delimited(1, b"".join(_length_delimited(1, bytes(v)) for v in values))
+
+
+def float_feature(values: Sequence[float]) -> bytes:
+    """A tf.train.Feature holding a (packed) FloatList."""
+    packed = np.asarray(values, "<f4").tobytes()
+    return _length_delimited(2, _length_delimited(1, packed) if packed else b"")
+
+
+def int64_feature(values: Sequence[int]) -> bytes:
+    """A tf.train.Feature holding a (packed) Int64List."""
+    packed = b"".join(_varint(int(v)) for v in values)
+    return _length_delimited(3, _length_delimited(1, packed) if packed else b"")
+
+
+def encode_example(features: dict[str, bytes]) -> bytes:
+    """A serialized tf.train.Example from {name: encoded Feature} (map entries in name order)."""
+    entries = b"".join(
+        _length_delimited(1, _length_delimited(1, name.encode("utf-8")) + _length_delimited(2, feature))
+        for name, feature in sorted(features.items())
+    )
+    return _length_delimited(1, entries)
+
+
+def write_tfrecord_gzip(path: str | os.PathLike, records: Iterable[bytes]) -> None:
+    """A GZIP-compressed TFRecord file (written to a temporary name, then moved into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    with open(partial, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        for record in records:
+            length = struct.pack("<Q", len(record))
+            out.write(length + struct.pack("<I", masked_crc32c(length)))
+            out.write(record + struct.pack("<I", masked_crc32c(record)))
+    os.replace(partial, path)
+
+
+def encode_png(frame: np.ndarray) -> bytes:
+    """An [84, 84] uint8 frame -> 8-bit grayscale PNG (decodes to 84x84x1)."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(frame, np.uint8))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return png.tobytes()
+
+
+# ----------------------------------------------------------------------------------------------
+# Recording real gameplay
+# ----------------------------------------------------------------------------------------------
+
+
+class RecordedEpisode(NamedTuple):
+    frames: np.ndarray  # [T + 1, 84, 84] uint8, o_0..o_T
+    action: np.ndarray  # [T] int64, a_i taken at o_i
+    reward: np.ndarray  # [T] float32, raw game reward after a_i
+    terminated: bool  # o_T is a game over (else the episode was cut at max_steps)
+
+
+def episode_example(checkpoint_idx: int, episode_idx: int, episode: RecordedEpisode) -> bytes:
+    """One episode as a serialized Example in the RL Unplugged layout (T + 1 steps, see above)."""
+    steps = len(episode.action)
+    clipped = np.clip(episode.reward, -1.0, 1.0)
+    discounts = np.ones(steps + 1, np.float32)
+    discounts[-1] = 0.0 if episode.terminated else 1.0
+    return encode_example(
+        {
+            "checkpoint_idx": int64_feature([checkpoint_idx]),
+            "episode_idx": int64_feature([episode_idx]),
+            "episode_return": float_feature([float(np.sum(episode.reward))]),
+            "clipped_episode_return": float_feature([float(np.sum(clipped))]),
+            "observations": bytes_feature(encode_png(frame) for frame in episode.frames),
+            "actions": int64_feature([*episode.action.tolist(), 0]),
+            "unclipped_rewards": float_feature([*episode.reward.tolist(), 0.0]),
+            "clipped_rewards": float_feature([*clipped.tolist(), 0.0]),
+            "discounts": float_feature(discounts),
+        }
+    )
+
+
+def record_episode(env, rng: np.random.Generator, action_count: int, repeat_probability: float) -> RecordedEpisode:
+    """Play one episode with the sticky random policy until game over or the env's step cap."""
+    frame, _ = env.reset()
+    frames, actions, rewards = [frame], [], []
+    while True:
+        if actions and rng.random() < repeat_probability:
+            action = actions[-1]
+        else:
+            action = int(rng.integers(action_count))
+        frame, reward, terminated, truncated, _ = env.step(action)
+        frames.append(frame)
+        actions.append(action)
+        rewards.append(float(reward))
+        if terminated or truncated:
+            return RecordedEpisode(
+                np.stack(frames).astype(np.uint8),
+                np.asarray(actions, np.int64),
+                np.asarray(rewards, np.float32),
+                bool(terminated),
+            )
+
+
+def write_fixture(
+    out: str | os.PathLike,
+    game: str,
+    run: int = 1,
+    num_shards: int = 2,
+    episodes_per_shard: int = 2,
+    max_steps: int = 120,
+    seed: int = 0,
+    repeat_probability: float = 0.5,
+) -> list[list[RecordedEpisode]]:
+    """Record and write `num_shards` shards of `episodes_per_shard` episodes; returns what was recorded."""
+    check_game(game)
+    check_run(run)
+    action_count = num_actions(game)
+    recorded = []
+    for index in range(num_shards):
+        env_seed, policy_seed = np.random.SeedSequence([seed, run, index]).generate_state(2)
+        env = make_single_frame_env(game, int(env_seed), max_episode_steps=max_steps)
+        rng = np.random.default_rng(int(policy_seed))
+        try:
+            episodes = [record_episode(env, rng, action_count, repeat_probability) for _ in range(episodes_per_shard)]
+        finally:
+            env.close()
+        records = (episode_example(index, e, episode) for e, episode in enumerate(episodes))
+        write_tfrecord_gzip(Path(out) / shard_name(game, run, index, num_shards), records)
+        recorded.append(episodes)
+    return recorded
+
+
+@dataclasses.dataclass
+class Args:
+    out: str
+    """Data directory to write into; shards go to OUT/GAME/run_RUN-IIIII-of-NNNNN."""
+    game: str = "Pong"
+    """RL Unplugged Atari game (ALE v5 name)."""
+    run: int = 1
+    """Run number in the file names, 1..5."""
+    num_shards: int = 2
+    """Shards (checkpoints) to write."""
+    episodes_per_shard: int = 2
+    """Episodes per shard."""
+    max_steps: int = 120
+    """Agent steps after which an episode is cut (stored with discounts[-1] == 1)."""
+    seed: int = 0
+    """Seed of the emulator and of the behaviour policy."""
+    repeat_probability: float = 0.5
+    """Probability that the behaviour policy repeats its previous action (0: uniform random)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import tyro
+
+    args = tyro.cli(
+        Args, args=argv, prog="python -m common.atari_fixture", description="Write small RL Unplugged Atari shards."
+    )
+    for name in ("num_shards", "episodes_per_shard", "max_steps"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+    try:
+        recorded = write_fixture(
+            args.out, args.game, args.run, args.num_shards, args.episodes_per_shard, args.max_steps, args.seed,
+            args.repeat_probability,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    episodes = [episode for shard in recorded for episode in shard]
+    print(
+        f"{len(episodes)} episodes, {sum(len(e.action) for e in episodes)} transitions, "
+        f"{sum(e.terminated for e in episodes)} ending in a game over -> {Path(args.out) / args.game}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
