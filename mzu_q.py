@@ -11,10 +11,11 @@ the search value at the root, acting with the search) is MuZero Unplugged's.
     python mzu_q.py --temperature 1.0                # a softer policy target
 """
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional
 
 import chex
 import flax
@@ -24,13 +25,13 @@ import mctx
 import optax
 import tyro
 
-from common import bsuite_data
-from common.data import load_offline_data
+from common.data import check_env_id, is_atari, load_offline_data
 from common.episodes import DataError
 from common.evaluation import make_evaluator
-from common.networks import MuZeroNetwork, weight_decay_mask
+from common.networks import AtariMuZeroNetwork, MuZeroNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, UsageError, fail
+from common.sharding import check_batch_divisible, data_mesh, replicate, shard_batch
 from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 
@@ -56,13 +57,15 @@ class Args:
 
     # Data
     env_id: str = "catch"
-    """BSuite task: catch, cartpole or mountain_car"""
+    """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
     data_dir: Optional[str] = None
-    """data cache root (default $ROSMO_DATA_DIR or ./datasets), or one TFDS builder directory"""
+    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets) or one TFDS builder directory; Atari: shard directory, gs:// or http(s):// URL (default the public RL Unplugged bucket)"""
     data_fraction: float = 1.0
     """keep this uniform fraction of the episodes, in (0, 1]"""
     noise: float = 0.0
-    """epsilon of the data: probability that the behaviour agent's action was replaced at random"""
+    """epsilon of the data: probability that the behaviour agent's action was replaced at random (BSuite)"""
+    run: int = 1
+    """RL Unplugged run of the game's data, 1..5 (Atari)"""
 
     # Algorithm (paper Table 4, Section 2.3 and Appendix D.2.2)
     discount: float = 0.997**4
@@ -87,14 +90,14 @@ class Args:
     """weight of the value loss"""
     unroll_steps: int = 5
     """K: model unroll length"""
-    td_steps: int = 3
-    """n: steps of the n-step value target (Eq. 3)"""
-    num_bins: int = 20
-    """categorical bins of the value and reward heads"""
+    td_steps: Optional[int] = None
+    """n: steps of the n-step value target (Eq. 3); default 3 on BSuite, 5 on Atari"""
+    num_bins: Optional[int] = None
+    """categorical bins of the value and reward heads; default 20 on BSuite, 601 on Atari"""
     dynamics_hidden: int = 256
-    """width of the middle layer of the dynamics MLP [32, H, 32]"""
-    num_simulations: int = 4
-    """MCTS simulations per search (the paper: 4 for BSuite, 20 for Atari)"""
+    """width of the middle layer of the dynamics MLP [32, H, 32] (BSuite)"""
+    num_simulations: Optional[int] = None
+    """MCTS simulations per search; default 4 on BSuite, 20 on Atari (the paper's budgets)"""
     max_depth: Optional[int] = None
     """deepest path a simulation may take; None = unlimited (mctx's default, in effect --num-simulations)"""
     dirichlet_fraction: float = 0.25
@@ -109,16 +112,20 @@ class Args:
     """tau of the policy target pi_prior exp(Q / tau) (the paper's value, after Hamrick et al. 2021)"""
 
     # Runtime
-    total_steps: int = 20_000
-    """learner updates (the paper trains 200k; 20k is the CPU default for BSuite)"""
-    batch_size: int = 128
-    """windows per update"""
-    eval_every: int = 2_000
-    """updates between evaluations"""
+    total_steps: Optional[int] = None
+    """learner updates; default 20k on BSuite (a CPU budget; the paper trains 200k), 200k on Atari"""
+    batch_size: Optional[int] = None
+    """windows per update (split over all devices); default 128 on BSuite, 512 on Atari"""
+    eval_every: Optional[int] = None
+    """updates between evaluations; default 2k on BSuite, 10k on Atari"""
     eval_episodes: int = 20
     """episodes per evaluation (per seed)"""
+    eval_max_steps: Optional[int] = None
+    """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the improved policy instead of sampling from it (the official release samples)"""
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: int = 100
     """updates fused into one jitted call with lax.scan"""
 
@@ -228,16 +235,19 @@ class Search(NamedTuple):
     root_value: jax.Array  # [...] the search value at the root, node_values[:, 0]
 
 
-def mcts(args: Args, network: MuZeroNetwork, params, observation: jax.Array, key: jax.Array, dirichlet_fraction: float) -> Search:
-    """MuZero's tree search (Section 2.3, pUCT rule Eq. 2) with mctx, one root per observation [..., D].
+def mcts(
+    args: Args, network: MuZeroNetwork, params, observation: jax.Array, batch_ndim: int, key: jax.Array, dirichlet_fraction: float
+) -> Search:
+    """MuZero's tree search (Section 2.3, pUCT rule Eq. 2) with mctx, one root per observation of the
+    leading `batch_ndim` axes of `observation` [*batch, *obs_shape].
 
     Root: s = h(o) with f(s)'s prior and decoded value. Each expansion steps the model,
     s' = g(s, a), and reads f(s')'s decoded reward, value and prior; the discount is gamma (the
     model predicts no termination). `dirichlet_fraction` of the root prior is replaced by
     Dirichlet(--dirichlet-alpha) noise.
     """
-    batch_shape = observation.shape[:-1]
-    state = network.apply(params, observation.reshape(-1, observation.shape[-1]), method=network.represent)
+    batch_shape = observation.shape[:batch_ndim]  # the leading `batch_ndim` axes are roots
+    state = network.apply(params, observation.reshape((-1,) + observation.shape[batch_ndim:]), method=network.represent)
     prior_logits, value_logits, _ = network.apply(params, state, method=network.predict)
     chex.assert_shape(prior_logits, (state.shape[0], network.num_actions))
     root = mctx.RootFnOutput(prior_logits=prior_logits, value=logits_to_scalar(value_logits), embedding=state)
@@ -288,7 +298,7 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
 
         # Targets from the target network theta' on the real observations (Reanalyse): one search
         # from every real state s_{t+j}, j = 0..K+n, all B * (K + n + 1) roots in one batch.
-        search = mcts(args, network, target_params, window.observation, key, args.dirichlet_fraction)  # [B, L, ...]
+        search = mcts(args, network, target_params, window.observation, 2, key, args.dirichlet_fraction)  # [B, L, ...]
         chex.assert_shape(search.action_weights, (batch_size, K + n + 1, num_actions))
 
         # Policy target at the K + 1 real states: the noise-free prior of theta' reweighted by the
@@ -337,12 +347,19 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
     return loss_fn
 
 
-def init_train_states(args: Args, network: MuZeroNetwork, obs_dim: int, seeds) -> TrainState:
+def make_network(args: Args, num_actions: int):
+    """The paper's model: the MLPs of Table 4 on BSuite, the ResNets of Appendix D.2.1 on Atari."""
+    if is_atari(args.env_id):
+        return AtariMuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype))
+    return MuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32))
+
+
+def init_train_states(args: Args, network: MuZeroNetwork, example_obs: jax.Array, seeds) -> TrainState:
     """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
 
     def init_one(seed):
         key, init_key = jax.random.split(jax.random.PRNGKey(seed))
-        params = network.init(init_key, jnp.zeros((1, obs_dim)), jnp.zeros((1,), jnp.int32))
+        params = network.init(init_key, example_obs, jnp.zeros((1,), jnp.int32))
         opt_state = make_optimizer(args, params).init(params)
         return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
 
@@ -350,14 +367,16 @@ def init_train_states(args: Args, network: MuZeroNetwork, obs_dim: int, seeds) -
     return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
 
 
-def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions: int, num_updates: int):
-    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch."""
+def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions: int, num_updates: int, mesh=None):
+    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch,
+    data-parallel over the devices of `mesh` (default: all)."""
+    mesh = data_mesh() if mesh is None else mesh
     loss_fn = make_loss_fn(args, network, num_actions)
     window_length = args.unroll_steps + args.td_steps + 1
 
     def update(state: TrainState, store: Store):
         key, sample_key, loss_key = jax.random.split(state.key, 3)
-        window = sample_windows(store, sample_key, args.batch_size, window_length, num_actions)
+        window = shard_batch(sample_windows(store, sample_key, args.batch_size, window_length, num_actions), mesh)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window, loss_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -381,7 +400,7 @@ def make_act(args: Args, network: MuZeroNetwork):
 
     def act_one(params, observation, key):
         search_key, sample_key = jax.random.split(key)
-        search = mcts(args, network, params, observation, search_key, 0.0)
+        search = mcts(args, network, params, observation, 1, search_key, 0.0)
         if args.eval_greedy:
             return jnp.argmax(search.action_weights, axis=-1)  # ties go to the lowest action index
         return jax.random.categorical(sample_key, jnp.log(search.action_weights))
@@ -394,12 +413,27 @@ def make_act(args: Args, network: MuZeroNetwork):
 # ---------------------------------------------------------------------------------------------
 
 
+def apply_env_defaults(args: Args) -> Args:
+    """Fill the flags left at None with the paper's values: Table 4 on BSuite, Table 3 on Atari."""
+    atari = is_atari(args.env_id)
+    defaults = {
+        "num_simulations": 20 if atari else 4,
+        "td_steps": 5 if atari else 3,
+        "num_bins": 601 if atari else 20,
+        "batch_size": 512 if atari else 128,
+        "total_steps": 200_000 if atari else 20_000,
+        "eval_every": 10_000 if atari else 2_000,
+    }
+    return dataclasses.replace(args, **{k: v for k, v in defaults.items() if getattr(args, k) is None})
+
+
 def check_args(args: Args) -> None:
-    if args.env_id not in bsuite_data.BSUITE_ENVS:
-        raise UsageError(f"unknown --env-id '{args.env_id}'; valid ids: {', '.join(bsuite_data.BSUITE_ENVS)}")
+    check_env_id(args.env_id)
     for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch", "unroll_steps", "td_steps", "num_simulations"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.run not in range(1, 6):
+        raise UsageError(f"--run must be one of the RL Unplugged runs 1..5, got {args.run}")
     if args.num_bins < 2:
         raise UsageError(f"--num-bins must be at least 2, got {args.num_bins}")
     if args.max_depth is not None and args.max_depth < 1:
@@ -415,22 +449,26 @@ def check_args(args: Args) -> None:
 
 
 def main(args: Args) -> None:
+    args = apply_env_defaults(args)
     check_args(args)
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
 
     # Data: RLDS episodes -> one flat array store on the device (generated on first use).
-    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size)
+    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run)
 
     # Networks, optimiser and one training state per seed (stacked for vmap).
-    network = MuZeroNetwork(
-        num_actions=data.num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
-    )
-    state = init_train_states(args, network, data.obs_dim, seeds)
+    network = make_network(args, data.num_actions)
+    state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     run = Run("mzu_q", args, data.info)
     state = run.start(state)
+    mesh = data_mesh()  # every device; the batch is split over them, state and data are replicated
+    check_batch_divisible(args.batch_size, mesh)
+    state, store = replicate((state, data.store), mesh)
     act = make_act(args, network)
-    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003))
+    evaluate = make_evaluator(
+        args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003), args.eval_max_steps
+    )
 
     # Training loop: `updates_per_dispatch` jitted updates per call, an evaluation every `eval_every`.
     chunks = {}  # one compiled function per chunk length
@@ -438,9 +476,9 @@ def main(args: Args) -> None:
         num_updates = run.chunk_size()
         compiling = num_updates not in chunks
         if compiling:
-            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates)
+            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates, mesh)
         t0 = time.time()
-        state, metrics = chunks[num_updates](state, data.store)
+        state, metrics = chunks[num_updates](state, store)
         metrics = jax.device_get(metrics)
         run.trained(num_updates, time.time() - t0, metrics, compiling, learning_rate=make_learning_rate(args)(run.step))
         if run.eval_due():

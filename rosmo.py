@@ -13,6 +13,7 @@ one-step improved policy.
     python rosmo.py --behavior-only                  # the Behavior ablation (Fig. 4d)
 """
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -25,13 +26,13 @@ import jax.numpy as jnp
 import optax
 import tyro
 
-from common import bsuite_data
-from common.data import load_offline_data
+from common.data import check_env_id, is_atari, load_offline_data
 from common.episodes import DataError
 from common.evaluation import make_evaluator
-from common.networks import MuZeroNetwork, weight_decay_mask
+from common.networks import AtariMuZeroNetwork, MuZeroNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, UsageError, fail
+from common.sharding import check_batch_divisible, data_mesh, replicate, shard_batch
 from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 
@@ -57,13 +58,15 @@ class Args:
 
     # Data
     env_id: str = "catch"
-    """BSuite task: catch, cartpole or mountain_car"""
+    """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
     data_dir: Optional[str] = None
-    """data cache root (default $ROSMO_DATA_DIR or ./datasets), or one TFDS builder directory"""
+    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets) or one TFDS builder directory; Atari: shard directory, gs:// or http(s):// URL (default the public RL Unplugged bucket)"""
     data_fraction: float = 1.0
     """keep this uniform fraction of the episodes, in (0, 1]"""
     noise: float = 0.0
-    """epsilon of the data: probability that the behaviour agent's action was replaced at random"""
+    """epsilon of the data: probability that the behaviour agent's action was replaced at random (BSuite)"""
+    run: int = 1
+    """RL Unplugged run of the game's data, 1..5 (Atari)"""
 
     # Algorithm (paper Table 4 and Section 3)
     discount: float = 0.997**4
@@ -88,12 +91,12 @@ class Args:
     """weight of the value loss"""
     unroll_steps: int = 5
     """K: model unroll length"""
-    td_steps: int = 3
-    """n: steps of the n-step value target (Eq. 8)"""
-    num_bins: int = 20
-    """categorical bins of the value and reward heads"""
+    td_steps: Optional[int] = None
+    """n: steps of the n-step value target (Eq. 8); default 3 on BSuite, 5 on Atari"""
+    num_bins: Optional[int] = None
+    """categorical bins of the value and reward heads; default 20 on BSuite, 601 on Atari"""
     dynamics_hidden: int = 256
-    """width of the middle layer of the dynamics MLP [32, H, 32]"""
+    """width of the middle layer of the dynamics MLP [32, H, 32] (BSuite)"""
     behavior_coef: float = 0.2
     """alpha of the behaviour regulariser (Eq. 11); 0 gives the OneStep ablation"""
     behavior_only: bool = False
@@ -104,16 +107,20 @@ class Args:
     """0: exact policy target over all actions (Eq. 6); N > 0: sampled target with N actions (Eq. 9-10)"""
 
     # Runtime
-    total_steps: int = 20_000
-    """learner updates (the paper trains 200k; 20k is the CPU default for BSuite)"""
-    batch_size: int = 128
-    """windows per update"""
-    eval_every: int = 2_000
-    """updates between evaluations"""
+    total_steps: Optional[int] = None
+    """learner updates; default 20k on BSuite (a CPU budget; the paper trains 200k), 200k on Atari"""
+    batch_size: Optional[int] = None
+    """windows per update (split over all devices); default 128 on BSuite, 512 on Atari"""
+    eval_every: Optional[int] = None
+    """updates between evaluations; default 2k on BSuite, 10k on Atari"""
     eval_episodes: int = 20
     """episodes per evaluation (per seed)"""
+    eval_max_steps: Optional[int] = None
+    """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the improved policy instead of sampling from it (the official release samples)"""
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: int = 100
     """updates fused into one jitted call with lax.scan"""
 
@@ -325,12 +332,19 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
     return loss_fn
 
 
-def init_train_states(args: Args, network: MuZeroNetwork, obs_dim: int, seeds) -> TrainState:
+def make_network(args: Args, num_actions: int):
+    """The paper's model: the MLPs of Table 4 on BSuite, the ResNets of Appendix D.2.1 on Atari."""
+    if is_atari(args.env_id):
+        return AtariMuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype))
+    return MuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32))
+
+
+def init_train_states(args: Args, network: MuZeroNetwork, example_obs: jax.Array, seeds) -> TrainState:
     """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
 
     def init_one(seed):
         key, init_key = jax.random.split(jax.random.PRNGKey(seed))
-        params = network.init(init_key, jnp.zeros((1, obs_dim)), jnp.zeros((1,), jnp.int32))
+        params = network.init(init_key, example_obs, jnp.zeros((1,), jnp.int32))
         opt_state = make_optimizer(args, params).init(params)
         return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
 
@@ -338,14 +352,16 @@ def init_train_states(args: Args, network: MuZeroNetwork, obs_dim: int, seeds) -
     return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
 
 
-def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions: int, num_updates: int):
-    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch."""
+def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions: int, num_updates: int, mesh=None):
+    """A jitted function running `num_updates` updates of every vmapped seed in one dispatch,
+    data-parallel over the devices of `mesh` (default: all)."""
+    mesh = data_mesh() if mesh is None else mesh
     loss_fn = make_loss_fn(args, network, num_actions)
     window_length = args.unroll_steps + args.td_steps + 1
 
     def update(state: TrainState, store: Store):
         key, sample_key, loss_key = jax.random.split(state.key, 3)
-        window = sample_windows(store, sample_key, args.batch_size, window_length, num_actions)
+        window = shard_batch(sample_windows(store, sample_key, args.batch_size, window_length, num_actions), mesh)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window, loss_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -369,8 +385,9 @@ def make_act(network: MuZeroNetwork, num_actions: int, gamma: float, greedy: boo
     def act_one(params, observation, key):
         state = network.apply(params, observation, method=network.represent)
         policy_logits, value_logits, _ = network.apply(params, state, method=network.predict)
-        actions = jnp.broadcast_to(jnp.arange(num_actions), observation.shape[:-1] + (num_actions,))
-        adv = one_step_advantage(network, params, state, logits_to_scalar(value_logits), actions, gamma)
+        value = logits_to_scalar(value_logits)  # [E]
+        actions = jnp.broadcast_to(jnp.arange(num_actions), value.shape + (num_actions,))
+        adv = one_step_advantage(network, params, state, value, actions, gamma)
         improved_logits = jax.nn.log_softmax(policy_logits) + adv
         if greedy:
             return jnp.argmax(improved_logits, axis=-1)
@@ -384,35 +401,53 @@ def make_act(network: MuZeroNetwork, num_actions: int, gamma: float, greedy: boo
 # ---------------------------------------------------------------------------------------------
 
 
+def apply_env_defaults(args: Args) -> Args:
+    """Fill the flags left at None with the paper's values: Table 4 on BSuite, Table 3 on Atari."""
+    atari = is_atari(args.env_id)
+    defaults = {
+        "td_steps": 5 if atari else 3,
+        "num_bins": 601 if atari else 20,
+        "batch_size": 512 if atari else 128,
+        "total_steps": 200_000 if atari else 20_000,
+        "eval_every": 10_000 if atari else 2_000,
+    }
+    return dataclasses.replace(args, **{k: v for k, v in defaults.items() if getattr(args, k) is None})
+
+
 def check_args(args: Args) -> None:
-    if args.env_id not in bsuite_data.BSUITE_ENVS:
-        raise UsageError(f"unknown --env-id '{args.env_id}'; valid ids: {', '.join(bsuite_data.BSUITE_ENVS)}")
+    check_env_id(args.env_id)
     for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch", "unroll_steps", "td_steps"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.num_samples < 0:
         raise UsageError(f"--num-samples must be 0 (exact target) or a positive sample count, got {args.num_samples}")
+    if args.run not in range(1, 6):
+        raise UsageError(f"--run must be one of the RL Unplugged runs 1..5, got {args.run}")
     if args.num_bins < 2:
         raise UsageError(f"--num-bins must be at least 2, got {args.num_bins}")
 
 
 def main(args: Args) -> None:
+    args = apply_env_defaults(args)
     check_args(args)
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
 
     # Data: RLDS episodes -> one flat array store on the device (generated on first use).
-    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size)
+    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run)
 
     # Networks, optimiser and one training state per seed (stacked for vmap).
-    network = MuZeroNetwork(
-        num_actions=data.num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
-    )
-    state = init_train_states(args, network, data.obs_dim, seeds)
+    network = make_network(args, data.num_actions)
+    state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     run = Run("rosmo", args, data.info)
     state = run.start(state)
+    mesh = data_mesh()  # every device; the batch is split over them, state and data are replicated
+    check_batch_divisible(args.batch_size, mesh)
+    state, store = replicate((state, data.store), mesh)
     act = make_act(network, data.num_actions, args.discount, args.eval_greedy)
-    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003))
+    evaluate = make_evaluator(
+        args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003), args.eval_max_steps
+    )
 
     # Training loop: `updates_per_dispatch` jitted updates per call, an evaluation every `eval_every`.
     chunks = {}  # one compiled function per chunk length
@@ -420,9 +455,9 @@ def main(args: Args) -> None:
         num_updates = run.chunk_size()
         compiling = num_updates not in chunks
         if compiling:
-            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates)
+            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates, mesh)
         t0 = time.time()
-        state, metrics = chunks[num_updates](state, data.store)
+        state, metrics = chunks[num_updates](state, store)
         metrics = jax.device_get(metrics)
         run.trained(num_updates, time.time() - t0, metrics, compiling, learning_rate=make_learning_rate(args)(run.step))
         if run.eval_due():

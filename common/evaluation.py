@@ -7,7 +7,7 @@ Returns are the undiscounted environment returns. `make_evaluator` wraps a jitte
 acting function of an algorithm script into `evaluate(params)`. This module holds no training code.
 """
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -47,15 +47,27 @@ def evaluate_bsuite(
     return returns
 
 
-def make_evaluator(env_id: str, act: Callable, seeds: Sequence[int], num_episodes: int, key) -> Callable:
+def make_evaluator(
+    env_id: str, act: Callable, seeds: Sequence[int], num_episodes: int, key, max_episode_steps: Optional[int] = None
+) -> Callable:
     """`evaluate(params) -> mean return per seed [S]` for a jitted, seed-vmapped acting function.
 
-    `act(params [S, ...], observation [S, E, D], keys [S]) -> actions [S, E]`; observations are
-    flattened to vectors. A fresh key is split off for every step, so sampled policies differ
+    `act(params [S, ...], observation [S, E, *obs_shape], keys [S]) -> actions [S, E]`; BSuite
+    observations are flattened to vectors, Atari games (common/atari_env.py) give stacked frames. A fresh key is split off for every step, so sampled policies differ
     between steps and evaluations but the whole run stays reproducible from `key`.
+    `max_episode_steps` caps Atari episodes (default: the protocol's 27,000 agent steps); BSuite
+    episodes always end by themselves.
     """
     import jax
 
+    from common.data import is_atari
+
+    if is_atari(env_id):  # observations stay [S, E, 84, 84, 4] uint8
+        from common.atari_env import make_atari_evaluator
+
+        if max_episode_steps is None:
+            return make_atari_evaluator(env_id, act, seeds, num_episodes, key)
+        return make_atari_evaluator(env_id, act, seeds, num_episodes, key, max_episode_steps)
     state = {"key": key}
 
     def evaluate(params) -> np.ndarray:

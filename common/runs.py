@@ -24,6 +24,15 @@ class UsageError(ValueError):
     """Bad input from the user; the message is one line saying what was wrong and how to fix it."""
 
 
+def normalized_scores(env_id: str, returns) -> list:
+    """Normalised score of each return, or None for each where the env has no reference scores."""
+    from common.scores import has_reference_scores, normalized_score
+
+    if not has_reference_scores(env_id):
+        return [None for _ in returns]
+    return [normalized_score(env_id, r) for r in returns]
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error (no traceback) and exit."""
     print(f"error: {message}", file=sys.stderr)
@@ -153,6 +162,7 @@ class Run:
         self.checkpoint_path = self.dir / "checkpoint.msgpack"
         self.history: Dict[str, list] = {"steps": [], "returns": []}
         self.train_time, self.updates_done = 0.0, 0
+        self.all_time, self.all_updates = 0.0, 0  # including the dispatches that compiled
         self.step = self.last_good_step = 0
 
     def start(self, state: Any) -> Any:
@@ -180,6 +190,8 @@ class Run:
         """Record one dispatch of `num_updates` updates (metrics: means over them, per seed, and 'finite')."""
         metrics = dict(metrics)
         finite = bool(np.all(metrics.pop("finite")))
+        self.all_time += seconds
+        self.all_updates += num_updates
         if not compiled:  # updates/s excludes compilation (and evaluation)
             self.train_time += seconds
             self.updates_done += num_updates
@@ -201,15 +213,14 @@ class Run:
 
     def evaluated(self, returns: np.ndarray, state: Any = None) -> None:
         """Record an evaluation at the current step (mean return per seed); checkpoint and results.json."""
-        from common.scores import normalized_score
-
         returns = np.asarray(returns, np.float64)
         self.history["steps"].append(self.step)
         self.history["returns"].append(returns.tolist())
         self.last_good_step = self.step
+        scores = normalized_scores(self.args.env_id, returns)
         self.tracker.scalars({
             "charts/eval_return": returns.mean(),
-            "charts/normalized_score": np.mean([normalized_score(self.args.env_id, r) for r in returns]),
+            **({"charts/normalized_score": np.mean(scores)} if scores[0] is not None else {}),
             **{f"charts/eval_return_seed{s}": r for s, r in zip(self.seeds, returns)},
         }, self.step)
         if state is not None and self.args.save_model:
@@ -223,8 +234,6 @@ class Run:
 
     def finish(self, state: Any, evaluate: Callable[[Any], np.ndarray]) -> Dict[str, Any]:
         """Final results (evaluating once if the loop ran no update, e.g. a finished checkpoint)."""
-        from common.scores import normalized_score
-
         self.bar.close()
         if not self.history["returns"]:
             self.evaluated(evaluate(state.params))
@@ -233,26 +242,28 @@ class Run:
         results = self._write("finished")
         self.tracker.close()
         final = np.asarray(results["final_returns"])
+        scores = results["normalized_scores"]
+        normalised = f"normalised {np.mean(scores):.3f}" if scores[0] is not None else "no reference scores to normalise"
         print(
             f"final mean return {final.mean():.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}), "
-            f"normalised {np.mean([normalized_score(self.args.env_id, r) for r in final]):.3f}; "
-            f"{self.updates_per_s:.0f} updates/s x {self.args.num_seeds} seeds; results in {self.results_path}"
+            f"{normalised}; {self.updates_per_s:.0f} updates/s x {self.args.num_seeds} seeds; results in {self.results_path}"
         )
         return results
 
     @property
     def updates_per_s(self) -> float:
+        """Updates per second without compilation; a run whose every dispatch compiled counts it in."""
+        if self.updates_done == 0:
+            return self.all_updates / max(self.all_time, 1e-9)
         return self.updates_done / max(self.train_time, 1e-9)
 
     def _write(self, status: str) -> Dict[str, Any]:
-        from common.scores import normalized_score
-
         final = self.history["returns"][-1] if self.history["returns"] else [float("nan")] * len(self.seeds)
         results = {
             "algo": self.algo, "env_id": self.args.env_id, "status": status, "seeds": self.seeds,
             "total_steps": self.step if status != "diverged" else self.last_good_step,
             "final_returns": final, "mean_final_return": float(np.mean(final)),
-            "normalized_scores": [normalized_score(self.args.env_id, r) for r in final],
+            "normalized_scores": normalized_scores(self.args.env_id, final),
             "eval_history": self.history, "wall_clock_s": time.time() - self.start_time,
             "updates_per_s": self.updates_per_s,  # training-loop steps (every vmapped seed advances)
             "agent_updates_per_s": self.updates_per_s * len(self.seeds),

@@ -102,7 +102,7 @@ def test_loss_is_categorical_td_loss_plus_alpha_times_penalty_on_a_hand_window()
         q_logits = network.apply(params, obs[:, 0])
         nets = (q_logits, logits_to_scalar(q_logits), logits_to_scalar(network.apply(target_params, obs[:, 1])),
                 logits_to_scalar(network.apply(params, obs[:, 1])))
-        losses = {double_q: cql.make_loss_fn(cql.Args(alpha=0.5, discount=0.9, double_q=double_q), network)(params, target_params, window)
+        losses = {double_q: cql.make_loss_fn(cql.apply_env_defaults(cql.Args(alpha=0.5, discount=0.9, double_q=double_q)), network)(params, target_params, window)
                   for double_q in (False, True)}
         return nets, losses
 

@@ -85,8 +85,8 @@ def small_setup():
     from test_replay import synthetic_episodes
 
     policy_net, critic_net = small_networks()
-    args = crr.Args(batch_size=8, warmup_steps=1, target_update_interval=3)
-    state = crr.init_train_states(args, policy_net, critic_net, 3, [0, 1])
+    args = crr.apply_env_defaults(crr.Args(batch_size=8, warmup_steps=1, target_update_interval=3))
+    state = crr.init_train_states(args, policy_net, critic_net, jnp.zeros((1, 3)), [0, 1])
     return policy_net, critic_net, args, state, make_store(synthetic_episodes([4, 7, 3, 9]))
 
 
@@ -101,7 +101,7 @@ def test_each_loss_reaches_only_its_own_network_and_the_advantage_is_a_constant(
     target_params = jax.tree.unflatten(tree, [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, noise)])
     window = sample_windows(store, jax.random.PRNGKey(2), 16, 2, 3)
 
-    loss_fn = crr.make_loss_fn(crr.Args(), policy_net, critic_net)
+    loss_fn = crr.make_loss_fn(crr.apply_env_defaults(crr.Args()), policy_net, critic_net)
 
     @jax.jit
     def gradients(params, target_params, window):

@@ -54,13 +54,13 @@ def direct_muzero_policy(network, params, observation, key, args, dirichlet_frac
 
 def test_mzu_policy_target_is_mctx_action_weights(tiny):
     network, params = tiny
-    args = mzu.Args(num_simulations=7)
+    args = mzu.apply_env_defaults(mzu.Args(num_simulations=7))
     observation = jax.random.normal(jax.random.PRNGKey(1), (2, 5, OBS_DIM))  # [B, L, D]
     key = jax.random.PRNGKey(42)
 
     @jax.jit
     def both(params, observation, key):
-        return (mzu.mcts(args, network, params, observation, key, args.dirichlet_fraction),
+        return (mzu.mcts(args, network, params, observation, 2, key, args.dirichlet_fraction),
                 direct_muzero_policy(network, params, observation.reshape(10, OBS_DIM), key, args, 0.25))
 
     search, reference = both(params, observation, key)
@@ -90,7 +90,7 @@ def online_policy_logits(network, params, window):
 def fake_mcts(search, calls):
     """Stands in for a script's `mcts`: records its inputs and returns the made-up root statistics `search`."""
 
-    def mcts(args, network, params, observation, key, dirichlet_fraction):
+    def mcts(args, network, params, observation, batch_ndim, key, dirichlet_fraction):
         calls.append({"params": params, "observation": observation, "dirichlet_fraction": dirichlet_fraction})
         return search
 
@@ -119,7 +119,7 @@ def test_value_target_bootstraps_from_the_search_root_value(tiny, monkeypatch):
     calls = []
     monkeypatch.setattr(mzu, "mcts", fake_mcts(made_up_search([5.0, 6.0, 7.0, 8.0]), calls))  # search value at s_0..s_3
     target_params = jax.tree.map(lambda x: x + 1.0, params)
-    args = mzu.Args(unroll_steps=1, td_steps=2, discount=g)
+    args = mzu.apply_env_defaults(mzu.Args(unroll_steps=1, td_steps=2, discount=g))
     _, metrics = mzu.make_loss_fn(args, network, NUM_ACTIONS)(params, target_params, window, jax.random.PRNGKey(0))
     z = [1 + g * 2 + g * g * 7, 2 + g * 3 + g * g * 8]  # 3.75 and 5.5: bootstrapped from the root values of s_2, s_3
     np.testing.assert_allclose(metrics["value_target"], np.mean(z), rtol=1e-6)
@@ -147,7 +147,7 @@ def test_mzu_policy_target_is_the_visit_distribution_and_uniform_when_absorbing(
     window = terminal_window()
     weights = [[[0.25, 0.5, 0.25], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
     monkeypatch.setattr(mzu, "mcts", fake_mcts(made_up_search([0.3, 0.2, 0.1, 0.0], action_weights=weights), []))
-    args = mzu.Args(unroll_steps=1, td_steps=2)
+    args = mzu.apply_env_defaults(mzu.Args(unroll_steps=1, td_steps=2))
     _, metrics = mzu.make_loss_fn(args, network, NUM_ACTIONS)(params, params, window, jax.random.PRNGKey(0))
     target = np.array([[[0.25, 0.5, 0.25], [1 / 3, 1 / 3, 1 / 3]]])  # s_1 is terminal: uniform
     log_pi = jax.nn.log_softmax(online_policy_logits(network, params, window))
@@ -182,7 +182,7 @@ def test_mzu_q_loss_uses_the_noise_free_prior_and_completed_root_q(tiny, monkeyp
     visits = [[[3.0, 0.0, 1.0], [1.0, 1.0, 2.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
     search = made_up_search([0.25, 0.2, 0.0, 0.0], prior_logits=prior_logits, qvalues=qvalues, visit_counts=visits)
     monkeypatch.setattr(mzu_q, "mcts", fake_mcts(search, []))
-    args = mzu_q.Args(unroll_steps=1, td_steps=2)
+    args = mzu_q.apply_env_defaults(mzu_q.Args(unroll_steps=1, td_steps=2))
     _, metrics = mzu_q.make_loss_fn(args, network, NUM_ACTIONS)(params, params, window, jax.random.PRNGKey(0))
     first = np.array([0.5, 0.3, 0.2]) * np.exp(np.array([0.4, 0.25, -0.1]) / 0.1)  # action 1 unvisited: Q = root value
     target = np.array([[first / first.sum(), [1 / 3, 1 / 3, 1 / 3]]])  # s_1 is terminal: uniform

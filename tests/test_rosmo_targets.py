@@ -115,11 +115,11 @@ def test_vmapped_seeds_train_exactly_like_separate_runs():
     store = make_store(episodes)
     # behavior_coef=0: Eq. 11's step function 1[adv > 0] at adv ~ 0 would turn float
     # reassociation under vmap into different gradients.
-    args = rosmo.Args(batch_size=8, target_update_interval=5, warmup_steps=1, behavior_coef=0.0)
+    args = rosmo.apply_env_defaults(rosmo.Args(batch_size=8, target_update_interval=5, warmup_steps=1, behavior_coef=0.0))
     network = rosmo.MuZeroNetwork(num_actions=3, num_bins=20, dynamics_layers=(8, 16, 8),
                                   representation_layers=(16, 8), prediction_layers=(8,))
-    both = rosmo.init_train_states(args, network, 3, [3, 4])
-    alone = rosmo.init_train_states(args, network, 3, [4])
+    both = rosmo.init_train_states(args, network, jnp.zeros((1, 3)), [3, 4])
+    alone = rosmo.init_train_states(args, network, jnp.zeros((1, 3)), [4])
     optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], both.params))
     chunk = rosmo.make_train_chunk(args, network, optimizer, 3, 12)
     both, m_both = chunk(both, store)

@@ -1,0 +1,53 @@
+"""End-to-end Atari runs of the scripts on an RL Unplugged fixture recorded from real ALE play.
+
+`python -m common.atari_fixture` writes a few short Pong episodes in the exact RL Unplugged
+shard format; the scripts train on them for a few updates with the Atari networks of
+Appendix D.2.1 and evaluate in the real game (episodes capped at a few steps for speed).
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from scripts import ROOT, one_line_error, run_script
+
+TINY = ["--env-id", "Pong", "--batch-size", "4", "--total-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
+        "--eval-max-steps", "12", "--updates-per-dispatch", "2"]
+
+
+@pytest.fixture(scope="module")
+def pong_shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rlu")
+    out = subprocess.run(
+        [sys.executable, "-m", "common.atari_fixture", "--game", "Pong", "--run", "1", "--num-shards", "2",
+         "--episodes-per-shard", "2", "--max-steps", "40", "--out", str(root)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root
+
+
+@pytest.mark.parametrize("script, extra", [("rosmo.py", []), ("mzu.py", ["--num-simulations", "2"]), ("crr.py", [])])
+def test_script_trains_on_rl_unplugged_shards_and_evaluates_in_the_real_game(pong_shards, tmp_path, script, extra):
+    out = run_script([*TINY, "--data-dir", str(pong_shards), *extra], tmp_path, script)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (results_path,) = (tmp_path / "runs").glob("Pong__*/results.json")
+    results = json.loads(results_path.read_text())
+    assert results["status"] == "finished" and results["env_id"] == "Pong" and results["total_steps"] == 4
+    assert results["args"]["num_bins"] == 601 and results["args"]["batch_size"] == 4  # Atari defaults, flag wins
+    assert results["data"]["episodes"] == 4 and results["data"]["transitions"] == 160
+    # Pong's raw return over 12 agent steps of real play is 0 or a lost point; normalised with Pong's table.
+    (ret,) = results["final_returns"]
+    assert -12 <= ret <= 1 and results["normalized_scores"][0] == pytest.approx((ret + 20.3) / (18.25 + 20.3))
+
+
+def test_a_run_outside_the_five_rl_unplugged_runs_is_a_one_line_error(tmp_path):
+    line = one_line_error(run_script(["--env-id", "Pong", "--run", "6"], tmp_path))
+    assert "--run must be one of the RL Unplugged runs 1..5" in line
+
+
+def test_unknown_env_id_lists_bsuite_tasks_and_atari_games(tmp_path):
+    line = one_line_error(run_script(["--env-id", "Pacman"], tmp_path, "bc.py"))
+    assert "catch, cartpole, mountain_car" in line and "MsPacman" in line and "Pong" in line
