@@ -7,12 +7,13 @@ Every (algorithm, task) is one run of the script with all seeds vmapped (`--num-
 Resumable: a configuration whose finished results.json already exists under runs/ is not run
 again. Writes benchmark/results/bsuite_{total_steps}.md and .json: per task the data's mean
 return, the final evaluation return (mean and std over seeds), the normalised score, and
-wall-clock time; all labelled with the budget and the machine.
+the mean return at every evaluation (a coarse learning curve) and wall-clock time; all labelled with
+the budget and the machine. Wall-clock times include data generation on first use and any other
+load on the machine.
 """
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List
 
 import numpy as np
@@ -68,6 +69,7 @@ def main(args: Args) -> None:
                 "normalized_mean": float(np.mean(results["normalized_scores"])),
                 "final_returns": final.tolist(), "wall_clock_s": results["wall_clock_s"],
                 "updates_per_s": results["updates_per_s"],
+                "curve": {int(k): float(np.mean(v)) for k, v in zip(results["eval_history"]["steps"], results["eval_history"]["returns"])},
             }
             rows.append(row)
             print(f"{algo:8s} {env_id:13s} data {row['data_return']:9.2f} | final {row['return_mean']:9.2f} "
@@ -80,12 +82,14 @@ def main(args: Args) -> None:
         "",
         f"{header}. Machine: {machine_description()}.",
         f"Command: `python benchmark/bsuite.py --algos {' '.join(args.algos)} --envs {' '.join(args.envs)} "
-        f"--num-seeds {args.num_seeds} --total-steps {args.total_steps} --noise {args.noise}`",
+        f"--num-seeds {args.num_seeds} --total-steps {args.total_steps} --noise {args.noise} --eval-every {args.eval_every}` "
+        "(finished runs are reused, so a row may come from an earlier invocation with another --eval-every)",
         "",
-        "| algorithm | task | data mean return | final return (mean +- std over seeds) | normalised score | wall clock |",
-        "|---|---|---|---|---|---|",
+        "| algorithm | task | data mean return | final return (mean +- std over seeds) | normalised score | mean return at each evaluation | wall clock |",
+        "|---|---|---|---|---|---|---|",
         *[f"| {r['algo']} | {r['env_id']} | {r['data_return']:.2f} | {r['return_mean']:.2f} +- {r['return_std']:.2f} | "
-          f"{r['normalized_mean']:.3f} | {r['wall_clock_s'] / 60:.1f} min |" for r in rows],
+          f"{r['normalized_mean']:.3f} | {', '.join(f'{k // 1000}k: {v:.2f}' for k, v in r['curve'].items())} | "
+          f"{r['wall_clock_s'] / 60:.1f} min |" for r in rows],
         "",
     ]
     stem = ROOT / "benchmark" / "results" / f"bsuite_{args.total_steps // 1000}k"

@@ -9,7 +9,7 @@ compilation and evaluation time. One "update" advances every vmapped seed by one
 mzu.py and mzu_q.py are measured once per `--mzu-simulations` value. The table also gives each
 configuration's time per update relative to rosmo.py with the same seed count (the paper:
 MuZero Unplugged needs about 17x ROSMO's wall-clock time to reach the same Atari score).
-Writes benchmark/results/speed_{env_id}.md.
+Writes benchmark/results/speed_{env_id}.md (or --out).
 """
 
 from dataclasses import dataclass, field
@@ -36,6 +36,8 @@ class Args:
     """updates per measured run"""
     batch_size: int = 128
     """windows per update (paper Table 4)"""
+    out: str = ""
+    """output file stem under benchmark/results/ (default speed_{env_id})"""
 
 
 def main(args: Args) -> None:
@@ -69,14 +71,14 @@ def main(args: Args) -> None:
         "compilation and evaluation excluded.",
         f"Command: `python benchmark/speed.py --algos {' '.join(args.algos)} --env-id {args.env_id} "
         f"--num-seeds {' '.join(map(str, args.num_seeds))} --mzu-simulations {' '.join(map(str, args.mzu_simulations))} "
-        f"--total-steps {args.total_steps}`",
+        f"--total-steps {args.total_steps}" + (f" --out {args.out}" if args.out else "") + "`",
         "",
         "| algorithm | vmapped seeds | updates/s | agent-updates/s | ms per agent-update | time per update / rosmo |",
         "|---|---|---|---|---|---|",
         *table,
         "",
     ]
-    out = ROOT / "benchmark" / "results" / f"speed_{args.env_id}.md"
+    out = ROOT / "benchmark" / "results" / f"{args.out or 'speed_' + args.env_id}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
