@@ -244,6 +244,7 @@ def check_args(args: Args) -> None:
 def main(args: Args) -> None:
     args = apply_env_defaults(args)
     check_args(args)
+    run = Run("bc", args)  # outputs of this run; a wrong --checkpoint fails here, before the data
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
 
     # Data: RLDS episodes -> one flat array store on the device (generated on first use).
@@ -253,8 +254,7 @@ def main(args: Args) -> None:
     network = make_network(args, data.num_actions)
     state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
-    run = Run("bc", args, data.info)
-    state = run.start(state)
+    state = run.start(state, data.info)
     mesh = data_mesh()  # every device; the batch is split over them, state and data are replicated
     check_batch_divisible(args.batch_size, mesh)
     state, store = replicate((state, data.store), mesh)

@@ -113,11 +113,11 @@ def save_checkpoint(path: Path, state: Any, meta: Dict[str, Any]) -> None:
     write_atomic(path, flax.serialization.msgpack_serialize(payload))
 
 
-def load_checkpoint(path: Path, template: Any, expect: Dict[str, Any]) -> tuple:
-    """Restore a state saved by `save_checkpoint` into `template`'s structure.
+def read_checkpoint(path: Path, expect: Dict[str, Any]) -> tuple:
+    """The payload and metadata of a checkpoint written by `save_checkpoint`, checked against `expect`.
 
-    `expect` holds metadata that must match (e.g. algo, env_id, num_seeds); a mismatch is a
-    one-line UsageError naming both values.
+    `expect` holds metadata that must match (e.g. algo, env_id, num_seeds); a mismatch, a missing
+    or an unreadable file is a one-line UsageError.
     """
     path = Path(path)
     if not path.is_file():
@@ -133,6 +133,12 @@ def load_checkpoint(path: Path, template: Any, expect: Dict[str, Any]) -> tuple:
                 f"checkpoint '{path}' was written with {key}={meta.get(key)!r}, this run has {key}={value!r}; "
                 f"use a checkpoint of the same {key}"
             )
+    return payload, meta
+
+
+def load_checkpoint(path: Path, template: Any, expect: Dict[str, Any]) -> tuple:
+    """Restore a state saved by `save_checkpoint` into `template`'s structure (see read_checkpoint)."""
+    payload, meta = read_checkpoint(path, expect)
     try:
         state = flax.serialization.from_state_dict(template, payload["state"])
     except Exception as e:  # noqa: BLE001
@@ -152,10 +158,13 @@ class Run:
     wandb_project_name, wandb_entity, save_model, checkpoint).
     """
 
-    def __init__(self, algo: str, args: Any, data_info: Dict[str, Any]):
-        self.algo, self.args, self.data_info = algo, args, data_info
+    def __init__(self, algo: str, args: Any):
+        """Checks --checkpoint's metadata at once, so a wrong checkpoint fails before any data is read."""
+        self.algo, self.args, self.data_info = algo, args, {}
         self.seeds = [args.seed + i for i in range(args.num_seeds)]
         self.meta = {"algo": algo, "env_id": args.env_id, "num_seeds": args.num_seeds}
+        if args.checkpoint:
+            read_checkpoint(Path(args.checkpoint), self.meta)
         self.name = make_run_name(args.env_id, args.exp_name, args.seed)
         self.dir = Path("runs") / self.name
         self.results_path = self.dir / "results.json"
@@ -165,11 +174,13 @@ class Run:
         self.all_time, self.all_updates = 0.0, 0  # including the dispatches that compiled
         self.step = self.last_good_step = 0
 
-    def start(self, state: Any) -> Any:
+    def start(self, state: Any, data_info: Dict[str, Any]) -> Any:
         """Restore --checkpoint into `state` (algorithm, env and seed count must match), then open
-        the run directory, the tracker and the progress bar. Returns the state to train."""
+        the run directory, the tracker and the progress bar. Returns the state to train.
+        `data_info` describes the data in results.json."""
         from tqdm import tqdm
 
+        self.data_info = data_info
         if self.args.checkpoint:
             state, _ = load_checkpoint(Path(self.args.checkpoint), state, self.meta)
             print(f"resumed from {self.args.checkpoint} at update {int(np.asarray(state.step).ravel()[0])}")
