@@ -301,6 +301,8 @@ def apply_env_defaults(args: Args) -> Args:
 
 def check_args(args: Args) -> None:
     check_env_id(args.env_id)
+    if args.eval_max_steps is not None and args.eval_max_steps < 1:
+        raise UsageError(f"--eval-max-steps must be at least 1 (or None for the protocol's 27,000), got {args.eval_max_steps}")
     for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch", "target_update_interval"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")

@@ -53,3 +53,8 @@ def test_a_run_outside_the_five_rl_unplugged_runs_is_a_one_line_error(tmp_path):
 def test_unknown_env_id_lists_bsuite_tasks_and_atari_games(tmp_path):
     line = one_line_error(run_script(["--env-id", "Pacman"], tmp_path, "bc.py"))
     assert "catch, cartpole, mountain_car" in line and "MsPacman" in line and "Pong" in line
+
+
+def test_a_non_positive_evaluation_cap_is_a_one_line_error(tmp_path):
+    line = one_line_error(run_script(["--env-id", "Pong", "--eval-max-steps", "0"], tmp_path, "cql.py"))
+    assert "--eval-max-steps must be at least 1" in line
