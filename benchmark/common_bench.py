@@ -7,7 +7,9 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +46,69 @@ def run_algorithm(algo: str, flags: list, cwd: Path, log_path: Path) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"error: {algo}.py {' '.join(flags)} failed with code {proc.returncode}; see {log_path}")
     return time.time() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# Studies: many configurations of the algorithm scripts, each run once and found again by its
+# full resolved arguments (so a finished run is reused by any study that needs the same one).
+
+# Arguments that do not change what a run computes; ignored when matching finished runs.
+BOOKKEEPING = {"exp_name", "track", "wandb_project_name", "wandb_entity", "save_model", "checkpoint", "data_dir",
+               "updates_per_dispatch"}
+
+
+@dataclass
+class Config:
+    """One run of an algorithm script: `python {algo}.py {flags}` with all seeds vmapped."""
+
+    algo: str
+    env_id: str
+    flags: List[str]
+    series: str  # the line or bar this run belongs to (e.g. "rosmo", "mzu d=1")
+    x: Any = None  # its position on the study's axis (e.g. a data fraction), None for a plain comparison
+
+
+def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
+    """The full arguments `python {algo}.py FLAGS` runs with (env defaults filled), as results.json stores them."""
+    import importlib
+
+    import tyro
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    module = importlib.import_module(algo)
+    args = module.apply_env_defaults(tyro.cli(module.Args, args=flags))
+    return json.loads(json.dumps(vars(args), default=str))
+
+
+def find_finished(algo: str, flags: List[str], runs_dir: Path = ROOT / "runs") -> Optional[dict]:
+    """The newest finished results.json of `algo` whose arguments equal those of FLAGS (bookkeeping aside)."""
+    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
+    for path in sorted(glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json")), key=os.path.getmtime, reverse=True):
+        results = json.loads(Path(path).read_text())
+        if results.get("algo") == algo and results.get("status") == "finished" and all(
+            results["args"].get(k) == v for k, v in want.items()
+        ):
+            return {**results, "run_dir": str(Path(path).parent.relative_to(ROOT))}
+    return None
+
+
+def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False) -> List[Optional[dict]]:
+    """Run every configuration that has no finished run yet (one at a time); their results, in order."""
+    logs = ROOT / "runs" / "benchmark_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, c in enumerate(configs):
+        results = find_finished(c.algo, c.flags)
+        if results is None and not dry_run:
+            tag = f"{exp_prefix}_{c.algo}_{i}"
+            print(f"[{i + 1}/{len(configs)}] running {c.algo}.py {' '.join(c.flags)}", flush=True)
+            seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], ROOT, logs / f"{c.env_id}_{tag}.log")
+            print(f"    done in {seconds / 60:.1f} min", flush=True)
+            results = find_finished(c.algo, c.flags)
+        elif results is None:
+            print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}")
+        else:
+            print(f"[{i + 1}/{len(configs)}] reusing {c.algo}.py {' '.join(c.flags)}")
+        out.append(results)
+    return out

@@ -169,7 +169,7 @@ class Run:
         self.dir = Path("runs") / self.name
         self.results_path = self.dir / "results.json"
         self.checkpoint_path = self.dir / "checkpoint.msgpack"
-        self.history: Dict[str, list] = {"steps": [], "returns": []}
+        self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": []}
         self.train_time, self.updates_done = 0.0, 0
         self.all_time, self.all_updates = 0.0, 0  # including the dispatches that compiled
         self.step = self.last_good_step = 0
@@ -227,6 +227,7 @@ class Run:
         returns = np.asarray(returns, np.float64)
         self.history["steps"].append(self.step)
         self.history["returns"].append(returns.tolist())
+        self.history["wall_clock_s"].append(time.time() - self.start_time)  # since start, with data, compilation, evaluations
         self.last_good_step = self.step
         scores = normalized_scores(self.args.env_id, returns)
         self.tracker.scalars({
