@@ -28,7 +28,7 @@ from common.evaluation import make_evaluator
 from common.networks import AtariPolicyNetwork, PolicyNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, UsageError, fail
-from common.sharding import check_batch_divisible, data_mesh, replicate, shard_batch
+from common.sharding import check_batch_divisible, data_mesh, init_distributed, place_store, replicate, shard_batch
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Args:
     run: int = 1
     """RL Unplugged run of the game's data, 1..5 (Atari)"""
 
-    # Algorithm (paper Table 4: the optimiser shared by every method)
+    # Algorithm (ROSMO paper Table 4's optimiser, this project's choice for every method)
     learning_rate: float = 7e-4
     """AdamW learning rate after warm-up"""
     weight_decay: float = 1e-4
@@ -94,6 +94,8 @@ class Args:
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: int = 100
     """updates fused into one jitted call with lax.scan"""
+    distributed: bool = False
+    """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +224,8 @@ def make_act(network: PolicyNetwork, greedy: bool):
 
 
 def apply_env_defaults(args: Args) -> Args:
-    """Fill the flags left at None with the paper's values: Table 4 on BSuite, Table 3 on Atari."""
+    """Fill the flags left at None from the env kind: Table 4 on BSuite, Table 3 on Atari (but a 20k-update
+    BSuite budget, for a CPU; the paper trains 200k)."""
     atari = is_atari(args.env_id)
     defaults = {
         "batch_size": 512 if atari else 128,
@@ -246,6 +249,8 @@ def check_args(args: Args) -> None:
 def main(args: Args) -> None:
     args = apply_env_defaults(args)
     check_args(args)
+    if args.distributed:
+        init_distributed()  # before any device is touched
     run = Run("bc", args)  # outputs of this run; a wrong --checkpoint fails here, before the data
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
 
@@ -257,9 +262,9 @@ def main(args: Args) -> None:
     state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     state = run.start(state, data.info)
-    mesh = data_mesh()  # every device; the batch is split over them, state and data are replicated
+    mesh = data_mesh()  # every device of every process; the batch is split over all of them
     check_batch_divisible(args.batch_size, mesh)
-    state, store = replicate((state, data.store), mesh)
+    state, store = replicate(state, mesh), place_store(data.store, mesh)  # one store part per process
     act = make_act(network, args.eval_greedy)
     evaluate = make_evaluator(
         args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003), args.eval_max_steps

@@ -35,7 +35,7 @@ from common.evaluation import make_evaluator
 from common.networks import AtariMuZeroNetwork, MuZeroNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, UsageError, fail
-from common.sharding import check_batch_divisible, data_mesh, replicate, shard_batch
+from common.sharding import check_batch_divisible, data_mesh, init_distributed, place_store, replicate, shard_batch
 from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 
@@ -130,6 +130,8 @@ class Args:
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: int = 100
     """updates fused into one jitted call with lax.scan"""
+    distributed: bool = False
+    """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,8 +147,6 @@ def scale_gradient(x: jax.Array, scale: float) -> jax.Array:
 def categorical_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
     """-p^T log pi (Eq. 12-14) over the last axis."""
     return -jnp.sum(target_probs * jax.nn.log_softmax(logits), axis=-1)
-
-
 
 
 def n_step_value_target(
@@ -178,8 +178,6 @@ def n_step_value_target(
             factor = factor * cont[:, t + i]
         targets.append(z + factor * bootstrap_value[:, t + td_steps])
     return jnp.where(absorbing[:, :num_targets], 0.0, jnp.stack(targets, axis=1))
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +398,8 @@ def make_act(args: Args, network: MuZeroNetwork):
 
 
 def apply_env_defaults(args: Args) -> Args:
-    """Fill the flags left at None with the paper's values: Table 4 on BSuite, Table 3 on Atari."""
+    """Fill the flags left at None from the env kind: Table 4 on BSuite, Table 3 on Atari (but a 20k-update
+    BSuite budget, for a CPU; the paper trains 200k)."""
     atari = is_atari(args.env_id)
     defaults = {
         "num_simulations": 20 if atari else 4,
@@ -437,6 +436,8 @@ def check_args(args: Args) -> None:
 def main(args: Args) -> None:
     args = apply_env_defaults(args)
     check_args(args)
+    if args.distributed:
+        init_distributed()  # before any device is touched
     run = Run("mzu", args)  # outputs of this run; a wrong --checkpoint fails here, before the data
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
 
@@ -448,9 +449,9 @@ def main(args: Args) -> None:
     state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     state = run.start(state, data.info)
-    mesh = data_mesh()  # every device; the batch is split over them, state and data are replicated
+    mesh = data_mesh()  # every device of every process; the batch is split over all of them
     check_batch_divisible(args.batch_size, mesh)
-    state, store = replicate((state, data.store), mesh)
+    state, store = replicate(state, mesh), place_store(data.store, mesh)  # one store part per process
     act = make_act(args, network)
     evaluate = make_evaluator(
         args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003), args.eval_max_steps

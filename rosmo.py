@@ -32,7 +32,7 @@ from common.evaluation import make_evaluator
 from common.networks import AtariMuZeroNetwork, MuZeroNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, UsageError, fail
-from common.sharding import check_batch_divisible, data_mesh, replicate, shard_batch
+from common.sharding import check_batch_divisible, data_mesh, init_distributed, place_store, replicate, shard_batch
 from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 
@@ -123,6 +123,8 @@ class Args:
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: int = 100
     """updates fused into one jitted call with lax.scan"""
+    distributed: bool = False
+    """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +404,8 @@ def make_act(network: MuZeroNetwork, num_actions: int, gamma: float, greedy: boo
 
 
 def apply_env_defaults(args: Args) -> Args:
-    """Fill the flags left at None with the paper's values: Table 4 on BSuite, Table 3 on Atari."""
+    """Fill the flags left at None from the env kind: Table 4 on BSuite, Table 3 on Atari (but a 20k-update
+    BSuite budget, for a CPU; the paper trains 200k)."""
     atari = is_atari(args.env_id)
     defaults = {
         "td_steps": 5 if atari else 3,
@@ -432,6 +435,8 @@ def check_args(args: Args) -> None:
 def main(args: Args) -> None:
     args = apply_env_defaults(args)
     check_args(args)
+    if args.distributed:
+        init_distributed()  # before any device is touched
     run = Run("rosmo", args)  # outputs of this run; a wrong --checkpoint fails here, before the data
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
 
@@ -443,9 +448,9 @@ def main(args: Args) -> None:
     state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     state = run.start(state, data.info)
-    mesh = data_mesh()  # every device; the batch is split over them, state and data are replicated
+    mesh = data_mesh()  # every device of every process; the batch is split over all of them
     check_batch_divisible(args.batch_size, mesh)
-    state, store = replicate((state, data.store), mesh)
+    state, store = replicate(state, mesh), place_store(data.store, mesh)  # one store part per process
     act = make_act(network, data.num_actions, args.discount, args.eval_greedy)
     evaluate = make_evaluator(
         args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003), args.eval_max_steps

@@ -73,6 +73,31 @@ def curve_iqm(scores: np.ndarray, reps: int, seed: int = 0) -> np.ndarray:
     return np.array([iqm_with_ci(s, reps, seed=seed) for s in scores])
 
 
+def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -> List[Dict]:
+    """One row per (series, x) of the configurations (common_bench.Config, in order) and their results
+    (None: not run): mean and std of the final return per task, the final IQM with its interval, and
+    the IQM curve over updates and wall-clock time."""
+    rows = []
+    keys = list(dict.fromkeys((c.series, c.x) for c in configs))
+    for series, x in keys:
+        runs = [r for c, r in zip(configs, results) if (c.series, c.x) == (series, x)]
+        if any(r is None for r in runs):
+            rows.append({"series": series, "x": x, "missing": True})
+            continue
+        curve = curves(runs)
+        rows.append({
+            "series": series, "x": x, "missing": False,
+            "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs},
+            "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in runs},
+            "iqm": iqm_with_ci(final_scores(runs), reps),
+            "curve": {"steps": curve["steps"].tolist(), "wall_clock_s": curve["wall_clock_s"].tolist(),
+                      "iqm": curve_iqm(curve["scores"], reps).tolist()},
+            "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
+            "runs": [r["run_dir"] for r in runs],
+        })
+    return rows
+
+
 def plot_lines(path, title: str, xlabel: str, lines: Dict[str, Tuple[List, np.ndarray]], categorical: bool = False,
                ylabel: str = "IQM normalised score") -> None:
     """One line (with its confidence band) per series: lines[name] = (x values, [len(x), 3] of point, low, high)."""

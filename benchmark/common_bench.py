@@ -89,23 +89,25 @@ def find_finished(algo: str, flags: List[str], runs_dir: Path = ROOT / "runs") -
         if results.get("algo") == algo and results.get("status") == "finished" and all(
             results["args"].get(k) == v for k, v in want.items()
         ):
-            return {**results, "run_dir": str(Path(path).parent.relative_to(ROOT))}
+            return {**results, "run_dir": str(Path(path).parent.relative_to(runs_dir.parent))}
     return None
 
 
-def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False) -> List[Optional[dict]]:
-    """Run every configuration that has no finished run yet (one at a time); their results, in order."""
-    logs = ROOT / "runs" / "benchmark_logs"
+def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, workdir: Path = ROOT) -> List[Optional[dict]]:
+    """Run every configuration that has no finished run under `workdir`/runs yet (one at a time, in
+    `workdir`); their results, in order."""
+    workdir = Path(workdir)
+    logs = workdir / "runs" / "benchmark_logs"
     logs.mkdir(parents=True, exist_ok=True)
     out = []
     for i, c in enumerate(configs):
-        results = find_finished(c.algo, c.flags)
+        results = find_finished(c.algo, c.flags, workdir / "runs")
         if results is None and not dry_run:
             tag = f"{exp_prefix}_{c.algo}_{i}"
             print(f"[{i + 1}/{len(configs)}] running {c.algo}.py {' '.join(c.flags)}", flush=True)
-            seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], ROOT, logs / f"{c.env_id}_{tag}.log")
+            seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], workdir, logs / f"{c.env_id}_{tag}.log")
             print(f"    done in {seconds / 60:.1f} min", flush=True)
-            results = find_finished(c.algo, c.flags)
+            results = find_finished(c.algo, c.flags, workdir / "runs")
         elif results is None:
             print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}")
         else:

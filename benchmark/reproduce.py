@@ -31,6 +31,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Literal, Optional
 
 import numpy as np
@@ -80,6 +81,10 @@ class Args:
     """search_budget: maximum search depths d (0: unlimited, the MZU default)"""
     bootstrap_reps: int = 2000
     """stratified-bootstrap resamples per confidence interval"""
+    workdir: str = str(ROOT)
+    """where the runs live (runs/ and datasets/ under it)"""
+    out_dir: str = str(ROOT / "benchmark" / "results")
+    """where the tables and plots go"""
     dry_run: bool = False
     """list the runs (and which are already finished) without running anything"""
 
@@ -133,29 +138,6 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
         add("rosmo", "OneStep", behavior_coef=0.0)
         add("rosmo", "Behavior", behavior_only=True)
     return configs
-
-
-def summarise(configs: List[Config], results: List[dict], envs: List[str], reps: int) -> List[Dict]:
-    """One row per (series, x): returns per task, final IQM with its interval, and the IQM curve."""
-    rows = []
-    keys = list(dict.fromkeys((c.series, c.x) for c in configs))
-    for series, x in keys:
-        runs = [r for c, r in zip(configs, results) if (c.series, c.x) == (series, x)]
-        if any(r is None for r in runs):
-            rows.append({"series": series, "x": x, "missing": True})
-            continue
-        curve = agg.curves(runs)
-        rows.append({
-            "series": series, "x": x, "missing": False,
-            "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs},
-            "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in runs},
-            "iqm": agg.iqm_with_ci(agg.final_scores(runs), reps),
-            "curve": {"steps": curve["steps"].tolist(), "wall_clock_s": curve["wall_clock_s"].tolist(),
-                      "iqm": agg.curve_iqm(curve["scores"], reps).tolist()},
-            "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
-            "runs": [r["run_dir"] for r in runs],
-        })
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,9 +258,9 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
 
 
 def write_study(study: str, args: Args, envs: List[str], configs: List[Config], results: List[dict], seconds: float) -> None:
-    rows = summarise(configs, results, envs, args.bootstrap_reps)
+    rows = agg.summarise(configs, results, args.bootstrap_reps)
     budget = f"{args.total_steps // 1000}k" if args.total_steps >= 1000 else f"{args.total_steps}"
-    stem = ROOT / "benchmark" / "results" / f"{study}_{budget}"
+    stem = Path(args.out_dir) / f"{study}_{budget}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     has_x = any(r["x"] is not None for r in rows)
@@ -351,7 +333,7 @@ def main(args: Args) -> None:
         study_start = time.time()
         configs = study_configs(study, args, envs)
         print(f"== {study}: {len(configs)} runs ({args.num_seeds} seeds each) ==", flush=True)
-        results = run_configs(configs, f"repro_{study}", args.dry_run)
+        results = run_configs(configs, f"repro_{study}", args.dry_run, Path(args.workdir))
         if args.dry_run:
             continue
         write_study(study, args, envs, configs, results, time.time() - study_start)

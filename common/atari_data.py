@@ -777,6 +777,7 @@ def load_atari(
     workers: int = 4,
     progress: bool = True,
     force: bool = False,
+    process: tuple[int, int] = (0, 1),
 ) -> tuple[Episodes, str]:
     """The episodes of `data_fraction` of one RL Unplugged Atari run, and where they came from.
 
@@ -785,7 +786,9 @@ def load_atari(
     local directory, else the public one (50, or 49). The first call streams the shards (`workers`
     at a time) and caches the decoded subset under `cache_path(game, run, data_fraction,
     cache_dir)`; later calls with the same source read only the cache (`force` rebuilds it).
-    Returns (Episodes with uint8 observations [N, 84, 84], the shards' common prefix).
+    `process` = (p, P): read only shards p, p + P, p + 2P, ... (one process of P under
+    jax.distributed; its own cache). Returns (Episodes with uint8 observations [N, 84, 84], the
+    shards' common prefix).
     Raises DataError with a one-line fix on any problem.
     """
     check_game(game)
@@ -806,13 +809,22 @@ def load_atari(
         "num_shards": count,
         "block_size": BLOCK_SIZE,
     }
+    part, num_parts = process
+    if not 0 <= part < num_parts:
+        raise DataError(f"process {part} is not one of {num_parts} processes")
+    if num_parts > count:
+        raise DataError(f"{count} shards of {game} run {run} cannot be split over {num_parts} processes; use at most {count}")
+    if num_parts > 1:
+        key["process"] = [part, num_parts]
     path = cache_path(game, run, data_fraction, cache_dir)
+    if num_parts > 1:
+        path = path.with_name(f"{path.name}_part{part}of{num_parts}")
     meta = read_cache_meta(path)
     if meta is not None and not force:
         if all(meta.get(name) == value for name, value in key.items()):
             return load_cached(path), source
         print(f"The cache {path} holds other data ({meta.get('source')}); rebuilding it from {source}.", flush=True)
-    locations = [join_location(location, shard_name(game, run, i, count)) for i in range(count)]
+    locations = [join_location(location, shard_name(game, run, i, count)) for i in range(part, count, num_parts)]
     if not remote:
         _check_local_shards(locations, game, run, location, data_fraction)
     from common.atari_env import num_actions

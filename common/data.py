@@ -15,7 +15,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 import numpy as np
 
 from common import atari_data, bsuite_data
-from common.episodes import DataError
+from common.episodes import DataError, process_part
 from common.replay import Store, check_batch_size, make_store
 
 ATARI_FRAME_STACK = 4
@@ -50,18 +50,33 @@ def load_offline_data(
 ) -> OfflineData:
     """The dataset of `env_id` -> OfflineData; one-line DataError on any problem.
 
-    BSuite: `noise` picks the dataset; Atari: `run` (1..5) picks the RL Unplugged run.
+    BSuite: `noise` picks the dataset; Atari: `run` (1..5) picks the RL Unplugged run. Under
+    `jax.distributed` (P processes), process p keeps only its disjoint part: Atari shards p, p + P,
+    ...; BSuite episodes p, p + P, ... (process 0 generates a missing BSuite dataset first).
     """
+    import jax
+
+    process, num_processes = jax.process_index(), jax.process_count()
     if is_atari(env_id):
         from common import atari_env
 
-        episodes, source = atari_data.load_atari(env_id, run, data_dir, data_fraction)
+        episodes, source = atari_data.load_atari(env_id, run, data_dir, data_fraction, process=(process, num_processes))
         num_actions = atari_env.num_actions(env_id)  # the loader has checked the actions against it
         store = make_store(episodes, frame_stack=ATARI_FRAME_STACK)
         obs_shape, obs_dtype = tuple(episodes.observation.shape[1:]) + (ATARI_FRAME_STACK,), np.uint8
         info = {"path": str(source), "run": run}
     else:
-        episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction)
+        if num_processes > 1:
+            from jax.experimental import multihost_utils
+
+            if process > 0:  # wait until process 0 has the dataset (it generates it on first use)
+                multihost_utils.sync_global_devices("bsuite data")
+            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction)
+            if process == 0:
+                multihost_utils.sync_global_devices("bsuite data")
+            episodes = process_part(episodes, process, num_processes, str(source))
+        else:
+            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction)
         episodes = episodes._replace(observation=episodes.observation.reshape(episodes.num_steps, -1))
         env = bsuite_data.make_env(env_id, 0)
         num_actions = env.action_spec().num_values
@@ -79,13 +94,15 @@ def load_offline_data(
         info = {"path": str(Path(source)), "noise": noise}
     check_batch_size(store, batch_size)
     info.update({
+        **({"process": process, "num_processes": num_processes} if num_processes > 1 else {}),
         "data_fraction": data_fraction,
         "episodes": episodes.num_episodes,
         "transitions": episodes.num_transitions,
         "mean_return": float(np.mean(episodes.episode_returns())),  # clipped rewards on Atari
     })
+    part = f" (part {process + 1} of {num_processes})" if num_processes > 1 else ""
     print(
-        f"data: {source} | {info['episodes']} episodes, {info['transitions']} transitions, "
+        f"data{part}: {source} | {info['episodes']} episodes, {info['transitions']} transitions, "
         f"mean return {info['mean_return']:.3f}"
     )
     return OfflineData(store, num_actions, obs_shape, obs_dtype, info)

@@ -75,3 +75,20 @@ def subset_episode_indices(num_episodes: int, data_fraction: float) -> np.ndarra
     check_data_fraction(data_fraction)
     count = max(1, int(round(num_episodes * data_fraction)))
     return np.unique(np.round(np.linspace(0, num_episodes - 1, count)).astype(np.int64))
+
+
+def take_episodes(episodes: Episodes, keep: np.ndarray) -> Episodes:
+    """The episodes with indices `keep` (in that order), as one Episodes."""
+    episode_id = np.cumsum(episodes.is_first) - 1
+    mask = np.isin(episode_id, np.asarray(keep))
+    return Episodes(*(field[mask] for field in episodes))
+
+
+def process_part(episodes: Episodes, process: int, num_processes: int, source: str) -> Episodes:
+    """Episodes process, process + P, process + 2P, ...: the disjoint share of one of P processes."""
+    if episodes.num_episodes < num_processes:
+        raise DataError(
+            f"{source}: {episodes.num_episodes} episodes cannot be split over {num_processes} processes; "
+            "use a larger --data-fraction or fewer processes"
+        )
+    return take_episodes(episodes, np.arange(process, episodes.num_episodes, num_processes))

@@ -56,21 +56,24 @@ def make_evaluator(
     observations are flattened to vectors, Atari games (common/atari_env.py) give stacked frames. A fresh key is split off for every step, so sampled policies differ
     between steps and evaluations but the whole run stays reproducible from `key`.
     `max_episode_steps` caps Atari episodes (default: the protocol's 27,000 agent steps); BSuite
-    episodes always end by themselves.
+    episodes always end by themselves. Parameters replicated over several processes
+    (jax.distributed) are evaluated from this process's copy.
     """
     import jax
 
     from common.data import is_atari
+    from common.sharding import local_copy
 
     if is_atari(env_id):  # observations stay [S, E, 84, 84, 4] uint8
         from common.atari_env import make_atari_evaluator
 
-        if max_episode_steps is None:
-            return make_atari_evaluator(env_id, act, seeds, num_episodes, key)
-        return make_atari_evaluator(env_id, act, seeds, num_episodes, key, max_episode_steps)
+        steps = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        evaluate_atari = make_atari_evaluator(env_id, act, seeds, num_episodes, key, **steps)
+        return lambda params: evaluate_atari(local_copy(params))
     state = {"key": key}
 
     def evaluate(params) -> np.ndarray:
+        params = local_copy(params)
         def policy(obs: np.ndarray) -> np.ndarray:
             state["key"], step_key = jax.random.split(state["key"])
             flat = obs.reshape(obs.shape[:2] + (-1,))

@@ -45,6 +45,7 @@ class Store(NamedTuple):
     starts: jax.Array  # [M] int32, every step that starts a transition (not is_last)
     episode_start: jax.Array  # [N] int32, index of the first step of the step's episode
     frame_offsets: jax.Array  # [F] int32, -(F-1)..0: steps stacked into one observation (F = frame_stack)
+    num_starts: jax.Array  # [] int32, entries of `starts` that are real (the rest pads a process's shard)
 
 
 class Window(NamedTuple):
@@ -79,12 +80,38 @@ def make_store(episodes: Episodes, frame_stack: int = 1) -> Store:
         starts=jnp.asarray(starts),
         episode_start=jnp.asarray(episode_start),
         frame_offsets=jnp.arange(1 - frame_stack, 1, dtype=jnp.int32),
+        num_starts=jnp.asarray(len(starts), jnp.int32),
     )
+
+
+def pad_store(store: Store, num_steps: int, num_starts: int) -> Store:
+    """A host (numpy) copy of `store` padded with zeros to `num_steps` steps and `num_starts` starts.
+
+    Padding is never sampled: windows begin only at the first `num_starts` entries of `starts` (the
+    real ones) and never pass the last step of their episode."""
+
+    def pad(x, size):
+        x = np.asarray(x)
+        return np.concatenate([x, np.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
+
+    steps = {name: pad(getattr(store, name), num_steps) for name in
+             ("observation", "action", "reward", "discount", "is_terminal", "episode_end", "episode_start")}
+    return store._replace(**steps, starts=pad(store.starts, num_starts), frame_offsets=np.asarray(store.frame_offsets),
+                          num_starts=np.asarray(store.num_starts))
+
+
+def stack_shards(stores: list) -> Store:
+    """Stores of P disjoint parts of the data -> one host Store with leaves [P, ...] (each part padded to
+    the longest); `sample_windows` draws batch_size / P windows from each part."""
+    num_steps = max(int(s.action.shape[0]) for s in stores)
+    num_starts = max(int(s.starts.shape[0]) for s in stores)
+    padded = [pad_store(s, num_steps, num_starts) for s in stores]
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *padded)
 
 
 def check_batch_size(store: Store, batch_size: int) -> None:
     """A batch may not hold more windows than the data has transitions."""
-    num_transitions = int(store.starts.shape[0])
+    num_transitions = int(store.num_starts)
     if batch_size < 1 or batch_size > num_transitions:
         raise DataError(
             f"--batch-size {batch_size} does not fit the data ({num_transitions} transitions); "
@@ -118,8 +145,17 @@ def gather_windows(store: Store, start: jax.Array, length: int, random_action: j
 
 
 def sample_windows(store: Store, key: jax.Array, batch_size: int, length: int, num_actions: int) -> Window:
-    """Uniformly sampled windows (each transition of the data equally likely to start one)."""
+    """Uniformly sampled windows (each transition of the data equally likely to start one).
+
+    A store stacked from P process shards (`stack_shards`, leaves [P, ...]) gives batch_size / P
+    windows from each shard, in shard order (uniform within each process's part of the data).
+    """
+    if store.frame_offsets.ndim == 2:
+        num_shards = store.frame_offsets.shape[0]
+        keys = jax.random.split(key, num_shards)
+        per_shard = jax.vmap(lambda s, k: sample_windows(s, k, batch_size // num_shards, length, num_actions))(store, keys)
+        return jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), per_shard)
     start_key, action_key = jax.random.split(key)
-    start = store.starts[jax.random.randint(start_key, (batch_size,), 0, store.starts.shape[0])]
+    start = store.starts[jax.random.randint(start_key, (batch_size,), 0, store.num_starts)]
     random_action = jax.random.randint(action_key, (batch_size, length), 0, num_actions)
     return gather_windows(store, start, length, random_action)

@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, Optional
 import flax.serialization
 import numpy as np
 
+from common.sharding import is_main_process, local_copy
+
 
 class UsageError(ValueError):
     """Bad input from the user; the message is one line saying what was wrong and how to fix it."""
@@ -156,6 +158,9 @@ class Run:
     results.json). `finish` writes the final results. `args` must have the common command line
     (env_id, exp_name, seed, num_seeds, total_steps, eval_every, updates_per_dispatch, track,
     wandb_project_name, wandb_entity, save_model, checkpoint).
+
+    Under jax.distributed only process 0 evaluates and writes; on the other processes `start`
+    opens nothing, `eval_due` is never true and `trained`/`finish` only keep the step count.
     """
 
     def __init__(self, algo: str, args: Any):
@@ -173,6 +178,7 @@ class Run:
         self.train_time, self.updates_done = 0.0, 0
         self.all_time, self.all_updates = 0.0, 0  # including the dispatches that compiled
         self.step = self.last_good_step = 0
+        self.main = is_main_process()
 
     def start(self, state: Any, data_info: Dict[str, Any]) -> Any:
         """Restore --checkpoint into `state` (algorithm, env and seed count must match), then open
@@ -185,9 +191,11 @@ class Run:
             state, _ = load_checkpoint(Path(self.args.checkpoint), state, self.meta)
             print(f"resumed from {self.args.checkpoint} at update {int(np.asarray(state.step).ravel()[0])}")
         self.step = self.last_good_step = int(np.asarray(state.step).ravel()[0])
+        self.start_time = time.time()
+        if not self.main:
+            return state
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tracker = Tracker(self.dir, self.args, self.name, self.args.track, self.args.wandb_project_name, self.args.wandb_entity)
-        self.start_time = time.time()
         self.bar = tqdm(total=self.args.total_steps, initial=self.step, desc=f"{self.algo} {self.args.env_id}",
                         unit="upd", dynamic_ncols=True)
         return state
@@ -207,6 +215,10 @@ class Run:
             self.train_time += seconds
             self.updates_done += num_updates
         self.step += num_updates
+        if not self.main:
+            if not finite:
+                fail(f"the loss became NaN or infinite between updates {self.step - num_updates} and {self.step}; stopping", code=1)
+            return
         self.bar.update(num_updates)
         if not finite:
             self.bar.close()
@@ -220,7 +232,7 @@ class Run:
         self._last_loss = float(np.mean(metrics.get("loss", np.nan)))
 
     def eval_due(self) -> bool:
-        return self.step % self.args.eval_every == 0 or self.step == self.args.total_steps
+        return self.main and (self.step % self.args.eval_every == 0 or self.step == self.args.total_steps)
 
     def evaluated(self, returns: np.ndarray, state: Any = None) -> None:
         """Record an evaluation at the current step (mean return per seed); checkpoint and results.json."""
@@ -242,10 +254,12 @@ class Run:
                              ups=f"{self.updates_per_s:.0f}")
 
     def save(self, state: Any) -> None:
-        save_checkpoint(self.checkpoint_path, state, {**self.meta, "step": self.step, "seeds": self.seeds, "args": vars(self.args)})
+        save_checkpoint(self.checkpoint_path, local_copy(state), {**self.meta, "step": self.step, "seeds": self.seeds, "args": vars(self.args)})
 
     def finish(self, state: Any, evaluate: Callable[[Any], np.ndarray]) -> Dict[str, Any]:
         """Final results (evaluating once if the loop ran no update, e.g. a finished checkpoint)."""
+        if not self.main:
+            return {}
         self.bar.close()
         if not self.history["returns"]:
             self.evaluated(evaluate(state.params))

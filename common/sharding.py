@@ -1,28 +1,73 @@
-"""Data parallelism over every device, with the same code on one CPU, several GPUs or a TPU slice.
+"""Data parallelism over every device and every host, with the same code on one CPU, several GPUs,
+a TPU slice or a cluster of hosts.
 
-The scripts train with one jitted update. `data_mesh` lays the visible devices (of every process
-after `jax.distributed.initialize()`) on one axis, "data". The training state and the data
-store are replicated on it; inside the update, `shard_batch` constrains the sampled windows to
-be split along their batch axis, so XLA runs each device on its part of the batch and all-reduces
-the gradients (GSPMD). The update's arithmetic is that of one device: the same windows are
-sampled, and the loss is the same mean, so 4 devices give the result of 1 up to float
-reassociation. With one device every call here is a no-op.
+The scripts train with one jitted update. `data_mesh` lays the devices out as [processes, local
+devices] on the axes ("process", "data"). The training state is replicated on every device;
+inside the update, `shard_batch` constrains the sampled windows to be split along their batch
+axis over all devices, so XLA runs each device on its part of the batch and all-reduces the
+gradients (GSPMD). With one process the data store is replicated too, the same windows are
+sampled whatever the device count, and the loss is the same mean: 4 devices give the result of
+1 up to float reassociation. With one device every call here is a no-op.
+
+Several hosts (`--distributed`): `init_distributed` starts JAX's multi-process runtime
+(`jax.distributed.initialize`); every process loads only its own disjoint part of the data
+(common/data.py) and `place_store` makes the parts one global store [P, ...] whose part p lives
+on process p's devices, where its windows are sampled (common/replay.py). Only process 0 writes
+outputs and evaluates (`local_copy` gives it the replicated parameters as local arrays).
 
 This module holds no model or loss code.
 """
 
+import os
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+PROCESS_AXIS = "process"
 DATA_AXIS = "data"
 
 
+def init_distributed() -> None:
+    """Start JAX's multi-process runtime (call before anything touches a device).
+
+    On TPU pods, SLURM and Open MPI clusters JAX finds the coordinator and the process ids itself;
+    elsewhere set JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
+    JAX_PROCESS_ID in every process's environment. CPU processes talk through gloo.
+    """
+    from common.runs import UsageError
+
+    kwargs = {}
+    for name, key in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+        if os.environ.get(key):
+            try:
+                kwargs[name] = int(os.environ[key])
+            except ValueError:
+                raise UsageError(f"{key}={os.environ[key]!r} is not an integer; set it to this process's {name.replace('_', ' ')}")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (ValueError, RuntimeError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"--distributed could not start JAX's multi-process runtime ({first_line}); outside a TPU pod, SLURM or "
+            "Open MPI job set JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID in every process"
+        )
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0
+
+
 def data_mesh() -> Mesh:
-    """All devices (global across processes) on one data-parallel axis."""
-    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+    """All devices (of every process) as [processes, local devices] on the axes ("process", "data")."""
+    rows = [[d for d in jax.devices() if d.process_index == p] for p in range(jax.process_count())]
+    if len({len(r) for r in rows}) != 1:
+        from common.runs import UsageError
+
+        raise UsageError(f"the processes have different device counts ({[len(r) for r in rows]}); give every process the same")
+    return Mesh(np.asarray(rows), (PROCESS_AXIS, DATA_AXIS))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -30,11 +75,39 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+def place_store(store: Any, mesh: Mesh) -> Any:
+    """The data store on the devices: replicated with one process; with P processes, this process's
+    part joins the others' in one global store [P, ...], part p on process p's devices."""
+    if mesh.shape[PROCESS_AXIS] == 1:
+        return replicate(store, mesh)
+    from jax.experimental import multihost_utils
+
+    from common.replay import pad_store
+
+    sizes = multihost_utils.process_allgather(np.array([store.action.shape[0], store.starts.shape[0]]))
+    num_steps, num_starts = (int(v) for v in np.max(sizes.reshape(-1, 2), axis=0))
+    local = pad_store(store, num_steps, num_starts)
+    sharding = NamedSharding(mesh, PartitionSpec(PROCESS_AXIS))
+    count = mesh.shape[PROCESS_AXIS]
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x[None], (count, *x.shape)), local)
+
+
 def shard_batch(tree: Any, mesh: Mesh) -> Any:
-    """Inside jit: split the leading (batch) axis of every leaf over the devices of `mesh`."""
+    """Inside jit: split the leading (batch) axis of every leaf over all the devices of `mesh`."""
     if mesh.size == 1:
         return tree
-    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec((PROCESS_AXIS, DATA_AXIS))))
+
+
+def local_copy(tree: Any) -> Any:
+    """Arrays replicated over several processes -> this process's copy (other leaves unchanged)."""
+
+    def local(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x.addressable_data(0)
+        return x
+
+    return jax.tree.map(local, tree)
 
 
 def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:

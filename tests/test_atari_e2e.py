@@ -58,3 +58,21 @@ def test_unknown_env_id_lists_bsuite_tasks_and_atari_games(tmp_path):
 def test_a_non_positive_evaluation_cap_is_a_one_line_error(tmp_path):
     line = one_line_error(run_script(["--env-id", "Pong", "--eval-max-steps", "0"], tmp_path, "cql.py"))
     assert "--eval-max-steps must be at least 1" in line
+
+
+def test_atari_protocol_script_trains_every_game_and_reports_the_iqm(pong_shards, tmp_path):
+    out_dir = tmp_path / "results"
+    cmd = [sys.executable, str(ROOT / "benchmark" / "atari.py"), "--games", "Pong", "--algos", "bc", "--num-seeds", "2",
+           "--total-steps", "4", "--eval-every", "4", "--eval-episodes", "1", "--data-dir", str(pong_shards),
+           "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2", "--bootstrap-reps", "100",
+           "--workdir", str(tmp_path), "--out-dir", str(out_dir)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    table = json.loads((out_dir / "atari_4.json").read_text())
+    (row,) = table["rows"]
+    (run_dir,) = row["runs"]
+    results = json.loads((tmp_path / run_dir / "results.json").read_text())
+    assert results["env_id"] == "Pong" and results["args"]["batch_size"] == 4 and len(results["final_returns"]) == 2
+    assert row["returns"]["Pong"][0] == pytest.approx(sum(results["final_returns"]) / 2)
+    md = (out_dir / "atari_4.md").read_text()
+    assert "| Pong |" in md and "| bc |" in md

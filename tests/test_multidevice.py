@@ -1,7 +1,9 @@
 """Data parallelism: updates on 4 (CPU) devices equal the same updates on 1 device.
 
 The same windows are sampled either way; the 4-device update splits them over the devices and
-all-reduces the gradients.
+all-reduces the gradients. The multi-host layout is checked too: a store of 2 process parts,
+sharded over a [2 processes, 2 devices] mesh, gives the updates of the same store on 1 device
+(each part's windows are sampled where the part lives).
 
 The check runs in a subprocess, because the device count is fixed when JAX starts:
 XLA_FLAGS=--xla_force_host_platform_device_count=4 gives 4 CPU devices.
@@ -20,25 +22,30 @@ CHECK = textwrap.dedent(
     import sys
     sys.path[:0] = [{root!r}, {tests!r}]
     import jax, jax.numpy as jnp, numpy as np
-    from jax.sharding import Mesh
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
     from test_replay import synthetic_episodes
-    from common.replay import make_store
+    from common.episodes import process_part
+    from common.replay import make_store, stack_shards
     from common.sharding import replicate
     import {module} as algo
 
     assert len(jax.devices()) == 4, jax.devices()
-    store = make_store(synthetic_episodes([4, 7, 3, 9, 5, 6]))
+    episodes = synthetic_episodes([4, 7, 3, 9, 5, 6])
+    parts = stack_shards([make_store(process_part(episodes, p, 2, "test")) for p in range(2)])
+    layout = sys.argv[1]
+    store = make_store(episodes) if layout == "replicated" else parts
     args = algo.apply_env_defaults(algo.Args(batch_size=8, warmup_steps=1, target_update_interval=2, **{extra}))
     network = {network}
     states, metrics = [], []
-    for devices in (jax.devices()[:1], jax.devices()):
-        mesh = Mesh(np.asarray(devices), ("data",))
+    for shape in ((1, 1), (1, 4) if layout == "replicated" else (2, 2)):
+        mesh = Mesh(np.asarray(jax.devices()[: shape[0] * shape[1]]).reshape(shape), ("process", "data"))
         state = {init}
         optimizer = algo.make_optimizer(args, jax.tree.map(lambda x: x[0], {params}))
         chunk = {chunk}
         initial = jax.device_get(state.params)
-        state, store_on_mesh = replicate((state, store), mesh)
-        state, m = chunk(state, store_on_mesh)
+        state = replicate(state, mesh)
+        spec = PartitionSpec("process") if shape[0] > 1 else PartitionSpec()
+        state, m = chunk(state, jax.device_put(store, NamedSharding(mesh, spec)))
         states.append(jax.device_get(state)); metrics.append(jax.device_get(m))
     # The loss and the gradient norm agree to float precision; the parameters after Adam's first step
     # (about lr * sign(g) per weight, which amplifies reassociation in near-zero gradients) closely.
@@ -72,10 +79,10 @@ SCRIPTS = {
 }
 
 
-def run_check(module: str) -> subprocess.CompletedProcess:
+def run_check(module: str, layout: str = "replicated") -> subprocess.CompletedProcess:
     code = CHECK.format(root=str(ROOT), tests=str(ROOT / "tests"), module=module, **SCRIPTS[module])
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, "-c", code, layout], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
 
 
 def test_rosmo_update_on_four_devices_equals_one_device():
@@ -85,4 +92,9 @@ def test_rosmo_update_on_four_devices_equals_one_device():
 
 def test_crr_update_on_four_devices_equals_one_device():
     out = run_check("crr")
+    assert out.returncode == 0 and "equal" in out.stdout, out.stderr[-3000:]
+
+
+def test_rosmo_update_with_two_process_parts_on_a_two_by_two_mesh_equals_one_device():
+    out = run_check("rosmo", "process_parts")
     assert out.returncode == 0 and "equal" in out.stdout, out.stderr[-3000:]
