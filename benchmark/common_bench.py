@@ -52,9 +52,9 @@ def run_algorithm(algo: str, flags: list, cwd: Path, log_path: Path) -> float:
 # Studies: many configurations of the algorithm scripts, each run once and found again by its
 # full resolved arguments (so a finished run is reused by any study that needs the same one).
 
-# Arguments that do not change what a run computes; ignored when matching finished runs.
+# Arguments that do not change what a run computes (on one host); ignored when matching finished runs.
 BOOKKEEPING = {"exp_name", "track", "wandb_project_name", "wandb_entity", "save_model", "checkpoint", "data_dir",
-               "updates_per_dispatch"}
+               "updates_per_dispatch", "distributed"}
 
 
 @dataclass

@@ -87,6 +87,8 @@ class Args:
     """where the tables and plots go"""
     dry_run: bool = False
     """list the runs (and which are already finished) without running anything"""
+    report_only: bool = False
+    """write the tables and plots from the runs already finished (the others show as 'not run'), running nothing"""
 
 
 def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
@@ -333,7 +335,7 @@ def main(args: Args) -> None:
         study_start = time.time()
         configs = study_configs(study, args, envs)
         print(f"== {study}: {len(configs)} runs ({args.num_seeds} seeds each) ==", flush=True)
-        results = run_configs(configs, f"repro_{study}", args.dry_run, Path(args.workdir))
+        results = run_configs(configs, f"repro_{study}", args.dry_run or args.report_only, Path(args.workdir))
         if args.dry_run:
             continue
         write_study(study, args, envs, configs, results, time.time() - study_start)

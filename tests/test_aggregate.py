@@ -8,7 +8,7 @@ import scipy.stats
 
 from scripts import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmark"))
+sys.path.append(str(ROOT / "benchmark"))
 import aggregate as agg  # noqa: E402
 
 
