@@ -3,6 +3,7 @@
     python benchmark/reproduce.py --study table2                      # paper budget: 5 seeds x 200k updates
     python benchmark/reproduce.py --study noise --num-seeds 3 --total-steps 10000   # a CPU-sized budget
     python benchmark/reproduce.py --study all --dry-run                # list every run it would do
+    python benchmark/reproduce.py --study all --report-only            # tables from the runs finished so far
 
 Studies (each one runs the algorithm scripts with all seeds of a configuration vmapped in one
 process, `--num-seeds`):

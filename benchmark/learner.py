@@ -1,0 +1,167 @@
+"""Atari learner throughput and achieved FLOP/s against the device's measured peak.
+
+    python benchmark/learner.py                                   # rosmo and mzu, batch 512, float32
+    python benchmark/learner.py --compute-dtype bfloat16          # on a GPU or TPU
+    python benchmark/learner.py --batch-size 16 --num-updates 4   # a quick look on a CPU
+
+For each script it builds the Atari networks of Appendix D.2.1 (Table 3 settings chosen from
+--env-id), a device store of random 84x84 frames (the update's cost does not depend on the
+pixels) and the script's own jitted `make_train_chunk`, exactly as the script trains, then times
+`--num-updates` updates after a warm-up call (compilation excluded). FLOPs per update come from
+XLA's cost analysis of a one-update chunk. XLA counts the body of a while loop once, so for MZU
+the search's loop over simulations (mctx) is counted as one simulation: its FLOP/s is a lower
+bound. The peak is measured, not taken from a data sheet: the best of a few square matmuls
+(`--matmul-size`) in the compute dtype. Writes benchmark/results/learner_{platform}.md.
+"""
+
+import importlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import tyro
+
+from common_bench import ROOT, machine_description
+
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Args:
+    algos: List[str] = field(default_factory=lambda: ["rosmo", "mzu"])
+    """algorithm scripts to measure"""
+    env_id: str = "MsPacman"
+    """Atari game (sets the action count and the Table 3 defaults)"""
+    batch_size: int = 512
+    """windows per update (paper Table 3: 512)"""
+    num_updates: int = 50
+    """timed updates (after one warm-up chunk)"""
+    updates_per_dispatch: int = 10
+    """updates fused into one jitted call"""
+    compute_dtype: str = "float32"
+    """network compute precision: float32 or bfloat16"""
+    store_frames: int = 20_000
+    """random frames in the device store"""
+    matmul_size: int = 8192
+    """side of the square matmul that measures the peak FLOP/s"""
+    out: str = ""
+    """output file (default benchmark/results/learner_{platform}.md)"""
+
+
+def synthetic_store(num_frames: int, episode_length: int = 500):
+    """A Store of random uint8 frames cut into whole episodes of `episode_length` steps, 4-frame stacking."""
+    from common.data import ATARI_FRAME_STACK
+    from common.episodes import Episodes
+    from common.replay import make_store
+
+    rng = np.random.default_rng(0)
+    n = max(num_frames // episode_length, 1) * episode_length
+    step = np.arange(n) % episode_length
+    last = step == episode_length - 1
+    episodes = Episodes(
+        observation=rng.integers(0, 256, size=(n, 84, 84), dtype=np.uint8),
+        action=np.where(last, 0, rng.integers(0, 4, size=n)).astype(np.int32),
+        reward=np.where(last, 0.0, rng.choice([0.0, 1.0], size=n, p=[0.9, 0.1])).astype(np.float32),
+        discount=np.where(last, 0.0, 1.0).astype(np.float32),
+        is_first=step == 0, is_last=last, is_terminal=last,
+    )
+    return make_store(episodes, frame_stack=ATARI_FRAME_STACK)
+
+
+def measured_peak(size: int, dtype) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), dtype)
+    matmul = jax.jit(lambda x, y: x @ y)
+    matmul(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best
+
+
+def measure(algo: str, args: Args, store) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from common.atari_env import num_actions
+    from common.sharding import data_mesh, replicate
+
+    module = importlib.import_module(algo)
+    run_args = module.apply_env_defaults(module.Args(env_id=args.env_id, batch_size=args.batch_size,
+                                                     compute_dtype=args.compute_dtype))
+    actions = num_actions(args.env_id)
+    network = module.make_network(run_args, actions)
+    state = module.init_train_states(run_args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
+    optimizer = module.make_optimizer(run_args, jax.tree.map(lambda x: x[0], state.params))
+    mesh = data_mesh()
+    state, store = replicate(state, mesh), replicate(store, mesh)
+
+    one = module.make_train_chunk(run_args, network, optimizer, actions, 1, mesh)
+    cost = one.lower(state, store).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+    chunk = module.make_train_chunk(run_args, network, optimizer, actions, args.updates_per_dispatch, mesh)
+    state, metrics = chunk(state, store)  # compile and warm up
+    jax.block_until_ready(metrics)
+    dispatches = max(args.num_updates // args.updates_per_dispatch, 1)
+    t0 = time.perf_counter()
+    for _ in range(dispatches):
+        state, metrics = chunk(state, store)
+    jax.block_until_ready(metrics)
+    seconds = time.perf_counter() - t0
+    ups = dispatches * args.updates_per_dispatch / seconds
+    return {"algo": algo, "updates_per_s": ups, "flops_per_update": flops, "flops_per_s": flops * ups}
+
+
+def main(args: Args) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    if args.updates_per_dispatch < 1 or args.num_updates < 1 or args.batch_size < 1:
+        raise SystemExit("error: --batch-size, --num-updates and --updates-per-dispatch must be at least 1")
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.compute_dtype]
+    peak = measured_peak(args.matmul_size, dtype)
+    print(f"measured peak ({args.matmul_size}^3 {args.compute_dtype} matmul): {peak / 1e12:.2f} TFLOP/s", flush=True)
+    store = synthetic_store(args.store_frames)
+    rows = []
+    for algo in args.algos:
+        row = measure(algo, args, store)
+        rows.append(row)
+        print(f"{algo}: {row['updates_per_s']:.2f} updates/s, {row['flops_per_update'] / 1e9:.1f} GFLOP/update, "
+              f"{row['flops_per_s'] / 1e12:.3f} TFLOP/s = {100 * row['flops_per_s'] / peak:.1f}% of the measured peak", flush=True)
+    platform = jax.devices()[0].platform
+    path = Path(args.out) if args.out else ROOT / "benchmark" / "results" / f"learner_{platform}.md"
+    lines = [
+        f"# Atari learner throughput ({platform})",
+        "",
+        f"Machine: {machine_description()}; {len(jax.devices())} device(s). {args.env_id} networks (Table 3), batch "
+        f"{args.batch_size}, compute {args.compute_dtype}, {args.num_updates} timed updates in dispatches of "
+        f"{args.updates_per_dispatch}, compilation excluded. Peak: best {args.matmul_size}^3 matmul, "
+        f"{peak / 1e12:.2f} TFLOP/s.",
+        f"Command: `python benchmark/learner.py --algos {' '.join(args.algos)} --batch-size {args.batch_size} "
+        f"--compute-dtype {args.compute_dtype} --num-updates {args.num_updates}`",
+        "",
+        "| algorithm | updates/s | GFLOP per update (XLA) | achieved TFLOP/s | share of measured peak |",
+        "|---|---|---|---|---|",
+        *[f"| {r['algo']} | {r['updates_per_s']:.2f} | {r['flops_per_update'] / 1e9:.1f} | {r['flops_per_s'] / 1e12:.3f} | "
+          f"{100 * r['flops_per_s'] / peak:.1f}% |" for r in rows],
+        "",
+        "MZU's FLOPs count its search loop once (XLA's cost analysis of a while loop), so its figures are lower bounds.",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
