@@ -178,10 +178,29 @@ def _spread(rows, series):
     return max(values) - min(values) if values else None
 
 
+def _fmt(estimate) -> str:
+    return "-" if estimate is None else f"{estimate[0]:.3f}"
+
+
+def _rosmo_above_mzu(rows, xs, claim: str) -> tuple:
+    """(claim, measured, verdict): ROSMO's IQM above MZU's at every x of the study."""
+    checks = [_better(_get(rows, "rosmo", x), _get(rows, "mzu", x)) for x in xs]
+    measured = "; ".join(f"{x:g}: rosmo {_fmt(_get(rows, 'rosmo', x))} vs mzu {_fmt(_get(rows, 'mzu', x))}" for x in xs)
+    return claim, measured, _verdict(checks)
+
+
+def _rosmo_steadier(rows, claim: str) -> tuple:
+    """(claim, measured, verdict): ROSMO's IQM varies less over the study's axis than MZU's (max - min)."""
+    sr, sm = _spread(rows, "rosmo"), _spread(rows, "mzu")
+    if sr is None or sm is None:
+        return claim, "-", "not measured"
+    return claim, f"spread rosmo {sr:.3f} vs mzu {sm:.3f}", "holds" if sr < sm else "does not hold"
+
+
 def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
     """(paper's claim, what was measured, verdict) for the study."""
     out = []
-    f = lambda e: "-" if e is None else f"{e[0]:.3f}"  # noqa: E731
+    f = _fmt
     if study == "table2":
         algos = [r["series"] for r in rows if not r["missing"]]
         if "rosmo" in algos:
@@ -199,32 +218,17 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
         out.append((f"MZU degrades as coverage falls and is poor at {lo:g} of the data",
                     f"mzu {f(_get(rows, 'mzu', lo))} at {lo:g} vs {f(_get(rows, 'mzu', hi))} at {hi:g}",
                     _better(_get(rows, "mzu", hi), _get(rows, "mzu", lo))))
-        checks = [_better(_get(rows, "rosmo", x), _get(rows, "mzu", x)) for x in args.fractions]
-        out.append(("ROSMO outperforms MZU at every data fraction",
-                    "; ".join(f"{x:g}: rosmo {f(_get(rows, 'rosmo', x))} vs mzu {f(_get(rows, 'mzu', x))}" for x in args.fractions),
-                    _verdict(checks)))
+        out.append(_rosmo_above_mzu(rows, args.fractions, "ROSMO outperforms MZU at every data fraction"))
     elif study == "noise":
-        sr, sm = _spread(rows, "rosmo"), _spread(rows, "mzu")
-        out.append(("ROSMO is much less sensitive to the dataset noise than MZU (spread of the score over noise levels)",
-                    f"spread rosmo {sr:.3f} vs mzu {sm:.3f}" if sr is not None and sm is not None else "-",
-                    "not measured" if sr is None or sm is None else ("holds" if sr < sm else "does not hold")))
-        checks = [_better(_get(rows, "rosmo", x), _get(rows, "mzu", x)) for x in args.noises]
-        out.append(("ROSMO scores above MZU at every noise level",
-                    "; ".join(f"{x:g}: rosmo {f(_get(rows, 'rosmo', x))} vs mzu {f(_get(rows, 'mzu', x))}" for x in args.noises),
-                    _verdict(checks)))
+        out.append(_rosmo_steadier(rows, "ROSMO is much less sensitive to the dataset noise than MZU (spread of the score over noise levels)"))
+        out.append(_rosmo_above_mzu(rows, args.noises, "ROSMO scores above MZU at every noise level"))
     elif study == "model_capacity":
         lo, hi = min(args.hidden_units), max(args.hidden_units)
         out.append((f"MZU degrades with less dynamics capacity ({lo} vs {hi} hidden units)",
                     f"mzu {f(_get(rows, 'mzu', lo))} at {lo} vs {f(_get(rows, 'mzu', hi))} at {hi}",
                     _better(_get(rows, "mzu", hi), _get(rows, "mzu", lo))))
-        sr, sm = _spread(rows, "rosmo"), _spread(rows, "mzu")
-        out.append(("ROSMO is stable across capacities (smaller spread than MZU)",
-                    f"spread rosmo {sr:.3f} vs mzu {sm:.3f}" if sr is not None and sm is not None else "-",
-                    "not measured" if sr is None or sm is None else ("holds" if sr < sm else "does not hold")))
-        checks = [_better(_get(rows, "rosmo", x), _get(rows, "mzu", x)) for x in args.hidden_units]
-        out.append(("ROSMO outperforms MZU at every capacity",
-                    "; ".join(f"{x}: rosmo {f(_get(rows, 'rosmo', x))} vs mzu {f(_get(rows, 'mzu', x))}" for x in args.hidden_units),
-                    _verdict(checks)))
+        out.append(_rosmo_steadier(rows, "ROSMO is stable across capacities (smaller spread than MZU)"))
+        out.append(_rosmo_above_mzu(rows, args.hidden_units, "ROSMO outperforms MZU at every capacity"))
     elif study == "search_budget":
         lo, hi = min(args.simulations), max(args.simulations)
         unlimited = "d=unlimited"
