@@ -40,7 +40,7 @@ from common.networks import AtariQNetwork, QNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, UsageError, fail
 from common.sharding import check_batch_divisible, data_mesh, init_distributed, place_store, replicate, shard_batch
-from common.value_transforms import logits_to_scalar, scalar_to_probs
+from common.value_transforms import logits_to_scalar, logits_to_transformed, scalar_to_probs
 
 
 @dataclass
@@ -96,6 +96,9 @@ class Args:
     """categorical bins of the Q head; default 20 on BSuite, 601 on Atari"""
     alpha: float = 1.0
     """weight of the CQL(H) penalty (minq_weight of the official Atari configs); 0 gives categorical DQN"""
+    penalty_space: Literal["transformed", "raw"] = "transformed"
+    """Q values the penalty acts on: 'transformed' the expected bin value in h-space (the scale of the TD loss),
+    'raw' decoded through h^-1 to return units (large gradients when returns are in the hundreds)"""
     double_q: bool = False
     """pick the next action with the online network and evaluate it with the target network (double DQN)"""
 
@@ -211,7 +214,9 @@ def make_loss_fn(args: Args, network: QNetwork):
         q_values = logits_to_scalar(q_logits)  # [B, A]
         data_logits = jnp.take_along_axis(q_logits, action[:, None, None], axis=1)[:, 0]  # [B, num_bins]
         td_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(target, args.num_bins), data_logits))
-        penalty = cql_penalty(q_values, action)
+        # The penalty on the scale the TD loss works in (h-space), or on decoded returns (--penalty-space raw).
+        penalty_q = logits_to_transformed(q_logits) if args.penalty_space == "transformed" else q_values  # [B, A]
+        penalty = cql_penalty(penalty_q, action)
         total = td_loss + args.alpha * penalty
 
         q_data = jnp.take_along_axis(q_values, action[:, None], axis=-1)[:, 0]

@@ -81,16 +81,58 @@ def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
     return json.loads(json.dumps(vars(args), default=str))
 
 
-def find_finished(algo: str, flags: List[str], runs_dir: Path = ROOT / "runs") -> Optional[dict]:
-    """The newest finished results.json of `algo` whose arguments equal those of FLAGS (bookkeeping aside)."""
+def script_defaults(algo: str) -> Dict[str, Any]:
+    """The declared defaults of `{algo}.py`'s Args (None where a default is filled from the env)."""
+    import dataclasses
+    import importlib
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    fields = dataclasses.fields(importlib.import_module(algo).Args)
+    return json.loads(json.dumps({f.name: f.default for f in fields if f.default is not dataclasses.MISSING}, default=str))
+
+
+def same_run(stored: Dict[str, Any], want: Dict[str, Any], defaults: Dict[str, Any]) -> bool:
+    """Whether a run stored with arguments `stored` computed what `want` asks for. A flag added to a script
+    after the run was made counts as matching when it is asked at its default (the run computed that)."""
+    return all(stored[k] == v if k in stored else (k in defaults and defaults[k] == v) for k, v in want.items())
+
+
+# Finished runs of the studies are also kept in the repository (one results.json each, a few KB), so a
+# study resumes on a fresh checkout without rerunning them.
+RECORDS = ROOT / "benchmark" / "results" / "runs"
+
+
+def find_finished(algo: str, flags: List[str], runs_dir: Path = ROOT / "runs", records: Optional[Path] = RECORDS) -> Optional[dict]:
+    """The newest finished results.json of `algo` whose arguments equal those of FLAGS (bookkeeping aside),
+    under `runs_dir` or among the kept `records`."""
     want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
-    for path in sorted(glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json")), key=os.path.getmtime, reverse=True):
+    defaults = script_defaults(algo)
+    paths = glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json"))
+    if records is not None:
+        paths += glob.glob(str(records / f"{want['env_id']}__*.json"))
+    for path in sorted(paths, key=os.path.getmtime, reverse=True):
         results = json.loads(Path(path).read_text())
-        if results.get("algo") == algo and results.get("status") == "finished" and all(
-            results["args"].get(k) == v for k, v in want.items()
-        ):
-            return {**results, "run_dir": str(Path(path).parent.relative_to(runs_dir.parent))}
+        if results.get("algo") == algo and results.get("status") == "finished" and same_run(results["args"], want, defaults):
+            run_dir = Path(path).parent if path.endswith("results.json") else Path(path).with_suffix("")
+            try:
+                run_dir = run_dir.relative_to(runs_dir.parent)
+            except ValueError:
+                pass
+            return {**results, "run_dir": str(run_dir), "results_path": path}
     return None
+
+
+def keep_record(results: dict, records: Path = RECORDS) -> None:
+    """Copy a finished run's results.json into the kept records (named after its run directory)."""
+    src = Path(results["results_path"])
+    if not src.name == "results.json":
+        return  # already a record
+    records.mkdir(parents=True, exist_ok=True)
+    dst = records / f"{src.parent.name}.json"
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, dst)
 
 
 def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, workdir: Path = ROOT) -> List[Optional[dict]]:
@@ -108,6 +150,8 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
             seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], workdir, logs / f"{c.env_id}_{tag}.log")
             print(f"    done in {seconds / 60:.1f} min", flush=True)
             results = find_finished(c.algo, c.flags, workdir / "runs")
+            if results is not None:
+                keep_record(results)
         elif results is None:
             print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}")
         else:

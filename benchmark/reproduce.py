@@ -45,13 +45,17 @@ sys.path.insert(0, str(ROOT))  # common/ (score tables)
 
 BSUITE = ["catch", "cartpole", "mountain_car"]
 ALGOS = ["rosmo", "mzu", "mzu_q", "crr", "cql", "bc"]
-STUDIES = ["table2", "data_fraction", "noise", "model_capacity", "search_budget", "ablation_sampling",
+# Table 2's rows: the six algorithms, plus ROSMO with Eq. 11's data reading of the behaviour advantage (the
+# official release's choice) and BC acting greedily (argmax pi) beside BC sampling from pi.
+VARIANTS = {"rosmo-data": ("rosmo", {"behavior_advantage": "data"}), "bc-greedy": ("bc", {"eval_greedy": True})}
+ROWS = ["rosmo", "rosmo-data", "mzu", "mzu_q", "crr", "cql", "bc", "bc-greedy"]
+STUDIES = ["table2", "lr_decay", "cql_sweep", "data_fraction", "noise", "model_capacity", "search_budget", "ablation_sampling",
            "ablation_unroll", "ablation_regularization"]
 
 
 @dataclass
 class Args:
-    study: Literal["table2", "data_fraction", "noise", "model_capacity", "search_budget", "ablation_sampling",
+    study: Literal["table2", "lr_decay", "cql_sweep", "data_fraction", "noise", "model_capacity", "search_budget", "ablation_sampling",
                    "ablation_unroll", "ablation_regularization", "all"] = "table2"
     """which reproduction to run ('all' runs them one after another)"""
     envs: Optional[List[str]] = None
@@ -66,8 +70,13 @@ class Args:
     """updates between evaluations (default total_steps / 10)"""
     eval_episodes: int = 20
     """evaluation episodes per seed"""
-    algos: List[str] = field(default_factory=lambda: list(ALGOS))
-    """table2: the algorithms"""
+    algos: List[str] = field(default_factory=lambda: list(ROWS))
+    """table2: the rows (the algorithms, 'rosmo-data' and 'bc-greedy'), run in this order"""
+    lr_decay_steps: Optional[int] = None
+    """--lr-decay-steps of every run (default: the scripts' 100k, i.e. no decay within 100k updates);
+    the paper's shape is x0.1 at half the budget (100k of 200k)"""
+    alphas: List[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])
+    """cql_sweep: the penalty weights"""
     fractions: List[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     """data_fraction: the data fractions"""
     noises: List[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5])
@@ -92,6 +101,10 @@ class Args:
     """write the tables and plots from the runs already finished (the others show as 'not run'), running nothing"""
 
 
+def default_envs(study: str) -> List[str]:
+    return ["catch"] if study == "noise" else ["cartpole"] if study in ("lr_decay", "cql_sweep") else list(BSUITE)
+
+
 def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
     """The runs of one study: algorithm, task, flags, and where each goes in the table."""
     configs = []
@@ -101,6 +114,8 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
             cli = ["--env-id", env_id, "--num-seeds", str(args.num_seeds), "--seed", str(args.seed),
                    "--total-steps", str(args.total_steps), "--eval-every", str(args.eval_every),
                    "--eval-episodes", str(args.eval_episodes)]
+            if args.lr_decay_steps is not None and "lr_decay_steps" not in flags:
+                cli += ["--lr-decay-steps", str(args.lr_decay_steps)]
             for name, value in flags.items():
                 if isinstance(value, bool):
                     cli += [f"--{name.replace('_', '-')}"] if value else []
@@ -109,8 +124,21 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
             configs.append(Config(algo, env_id, cli, series, x))
 
     if study == "table2":
-        for algo in args.algos:
-            add(algo, algo)
+        for row in args.algos:
+            algo, flags = VARIANTS.get(row, (row, {}))
+            add(algo, row, **flags)
+    elif study == "lr_decay":
+        add("rosmo", "decay x0.1 at half", lr_decay_steps=max(args.total_steps // 2, 1))
+        add("rosmo", "no decay", lr_decay_steps=max(args.total_steps, 1))  # the first decay would fall after the last update
+    elif study == "cql_sweep":
+        # The penalty weight, with the shared optimiser of the ROSMO paper's Table 4 (learning rate 7e-4, target
+        # copy every 200 updates) and with the CQL paper's discrete (QR-DQN/Dopamine) ones (5e-5, every 2000);
+        # the old penalty on decoded returns at alpha 1 for reference.
+        for alpha in args.alphas:
+            add("cql", "shared optimiser", alpha, alpha=alpha)
+        for alpha in args.alphas:
+            add("cql", "CQL-paper optimiser", alpha, alpha=alpha, learning_rate=5e-5, target_update_interval=2000)
+        add("cql", "penalty on returns (old)", 1.0, alpha=1.0, penalty_space="raw")
     elif study == "data_fraction":
         for algo in ("rosmo", "mzu"):
             for fraction in args.fractions:
@@ -208,11 +236,25 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
             checks = [_better(_get(rows, "rosmo"), _get(rows, a)) for a in others]
             out.append(("ROSMO has the best overall result (IQM over the tasks)",
                         ", ".join(f"{a} {f(_get(rows, a))}" for a in algos), _verdict(checks)))
-        if "bc" in algos:
-            rl = [a for a in algos if a != "bc"]
-            checks = [_better(_get(rows, a), _get(rows, "bc")) for a in rl]
-            out.append(("every offline RL method beats behaviour cloning",
-                        ", ".join(f"{a} {f(_get(rows, a))}" for a in rl) + f" vs bc {f(_get(rows, 'bc'))}", _verdict(checks)))
+        for bc in ("bc", "bc-greedy"):
+            if bc in algos:
+                rl = [a for a in algos if not a.startswith("bc")]
+                checks = [_better(_get(rows, a), _get(rows, bc)) for a in rl]
+                out.append((f"every offline RL method beats behaviour cloning ({bc})",
+                            ", ".join(f"{a} {f(_get(rows, a))}" for a in rl) + f" vs {bc} {f(_get(rows, bc))}", _verdict(checks)))
+        if "rosmo-data" in algos and "rosmo" in algos:
+            out.append(("Eq. 11 read with the model's advantage (default) vs the data's (official release)",
+                        f"rosmo {f(_get(rows, 'rosmo'))} vs rosmo-data {f(_get(rows, 'rosmo-data'))}",
+                        _better(_get(rows, "rosmo"), _get(rows, "rosmo-data"))))
+    elif study == "lr_decay":
+        a, b = _get(rows, "decay x0.1 at half"), _get(rows, "no decay")
+        out.append(("the paper's schedule (x0.1 at half the budget) is at least as good as none at this budget",
+                    f"decay {f(a)} vs none {f(b)}", "holds" if a is not None and b is not None and a[0] >= b[0] else
+                    ("not measured" if a is None or b is None else "does not hold")))
+    elif study == "cql_sweep":
+        best = max((r for r in rows if not r["missing"]), key=lambda r: r["iqm"][0], default=None)
+        if best is not None:
+            out.append(("(choice) the best CQL setting on this task", f"{best['series']} @ alpha {best['x']}: {f(best['iqm'])}", "measured"))
     elif study == "data_fraction":
         lo, hi = min(args.fractions), max(args.fractions)
         out.append((f"MZU degrades as coverage falls and is poor at {lo:g} of the data",
@@ -267,18 +309,23 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
 def write_study(study: str, args: Args, envs: List[str], configs: List[Config], results: List[dict], seconds: float) -> None:
     rows = agg.summarise(configs, results, args.bootstrap_reps)
     budget = f"{args.total_steps // 1000}k" if args.total_steps >= 1000 else f"{args.total_steps}"
-    stem = Path(args.out_dir) / f"{study}_{budget}"
+    name = study if envs == default_envs(study) else f"{study}_{'_'.join(envs)}"
+    stem = Path(args.out_dir) / f"{name}_{budget}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     has_x = any(r["x"] is not None for r in rows)
     command = (f"python benchmark/reproduce.py --study {study} --envs {' '.join(envs)} --num-seeds {args.num_seeds} "
-               f"--total-steps {args.total_steps} --eval-every {args.eval_every}")
+               f"--total-steps {args.total_steps} --eval-every {args.eval_every}"
+               + (f" --lr-decay-steps {args.lr_decay_steps}" if args.lr_decay_steps is not None else "")
+               + (f" --algos {' '.join(args.algos)}" if study == "table2" and args.algos != ROWS else ""))
+    decay = ("no learning-rate decay within the budget" if (args.lr_decay_steps or 100_000) >= args.total_steps
+             else f"learning rate x0.1 every {args.lr_decay_steps} updates")
     head = "| configuration | " + " | ".join(f"{e} return (mean +- std)" for e in envs) + " | IQM normalised score [95% CI] |"
     lines = [
         f"# {study}: {args.num_seeds} seeds x {args.total_steps} updates",
         "",
         f"Budget: {args.num_seeds} seeds per configuration, {args.total_steps} learner updates (paper: 5 seeds, 200k), "
-        f"{args.eval_episodes} evaluation episodes per seed every {args.eval_every} updates. Machine: {machine}.",
+        f"{args.eval_episodes} evaluation episodes per seed every {args.eval_every} updates, {decay}. Machine: {machine}.",
         f"Command: `{command}`. Runs reused or made by it took {seconds / 60:.1f} min of wall-clock time in this invocation; "
         f"the runs themselves took {sum(r.get('wall_clock_s', 0) for r in rows) / 60:.1f} min in all.",
         "IQM over seeds x tasks of the normalised final score, 95% stratified-bootstrap percentile interval "
@@ -295,7 +342,7 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
         cells = [f"{r['returns'][e][0]:.2f} +- {r['returns'][e][1]:.2f}" for e in envs]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agg.fmt_ci(r['iqm'])} |")
     data = next((r["data_returns"] for r in rows if not r["missing"] and r["x"] in (None, 1.0, 0.0, max(args.hidden_units))), None)
-    if data and study in ("table2", "ablation_sampling", "ablation_unroll", "ablation_regularization"):
+    if data and study in ("table2", "lr_decay", "cql_sweep", "ablation_sampling", "ablation_unroll", "ablation_regularization"):
         lines += ["", "Mean return of the data: " + ", ".join(f"{e} {data[e]:.2f}" for e in envs) + "."]
     lines += ["", "## The paper's claims against this run", "", "| claim (paper) | measured (IQM) | verdict |", "|---|---|---|"]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(study, rows, args)]
@@ -315,7 +362,7 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
             xs.append(r["x"])
             est.append(r["iqm"])
         categorical = study in ("search_budget", "ablation_unroll", "model_capacity", "data_fraction")
-        xlabel = {"data_fraction": "data fraction", "noise": "dataset noise epsilon", "model_capacity": "dynamics hidden units",
+        xlabel = {"cql_sweep": "alpha", "data_fraction": "data fraction", "noise": "dataset noise epsilon", "model_capacity": "dynamics hidden units",
                   "search_budget": "simulations N", "ablation_unroll": "unroll steps K"}[study]
         agg.plot_lines(stem.with_suffix(".png"), title, xlabel, {k: (xs, np.array(e)) for k, (xs, e) in lines_by_series.items()},
                        categorical=categorical)
@@ -334,9 +381,12 @@ def main(args: Args) -> None:
     unknown = [e for e in (args.envs or []) if e not in BSUITE]
     if unknown:
         raise SystemExit(f"error: --envs {' '.join(unknown)} are not BSuite tasks; use some of {', '.join(BSUITE)}")
+    bad = [a for a in args.algos if a not in ROWS]
+    if bad:
+        raise SystemExit(f"error: --algos {' '.join(bad)} are not Table 2 rows; use some of {', '.join(ROWS)}")
     start = time.time()
     for study in STUDIES if args.study == "all" else [args.study]:
-        envs = args.envs or (["catch"] if study == "noise" else BSUITE)
+        envs = args.envs or default_envs(study)
         study_start = time.time()
         configs = study_configs(study, args, envs)
         print(f"== {study}: {len(configs)} runs ({args.num_seeds} seeds each) ==", flush=True)

@@ -54,7 +54,12 @@ def scalar_to_probs(x: jax.Array, num_bins: int) -> jax.Array:
     return two_hot(h(x), num_bins)
 
 
+def logits_to_transformed(logits: jax.Array) -> jax.Array:
+    """Categorical logits [..., num_bins] -> the expected bin value, a scalar in h-space (before h^-1)."""
+    num_bins = logits.shape[-1]
+    return jnp.sum(jax.nn.softmax(logits, axis=-1) * support(num_bins), axis=-1)
+
+
 def logits_to_scalar(logits: jax.Array) -> jax.Array:
     """Categorical logits [..., num_bins] -> raw scalar: h^-1 of the expected bin value."""
-    num_bins = logits.shape[-1]
-    return h_inv(jnp.sum(jax.nn.softmax(logits, axis=-1) * support(num_bins), axis=-1))
+    return h_inv(logits_to_transformed(logits))

@@ -115,7 +115,10 @@ def test_loss_is_categorical_td_loss_plus_alpha_times_penalty_on_a_hand_window()
         y = np.array([1.0 + g * next_q_target[0, select[0].argmax()], -1.0])  # no bootstrap after the terminal step
         log_probs = np.asarray(jax.nn.log_softmax(q_logits[[0, 1], [2, 1]]))
         td = -np.mean(np.sum(np.asarray(scalar_to_probs(jnp.asarray(y), 20)) * log_probs, axis=-1))
-        penalty = np.mean(np.log(np.exp(q).sum(-1)) - q[[0, 1], [2, 1]])
+        # The penalty on h-space values: the expected bin value (bins -9.5..9.5), not decoded by h^-1.
+        probs = np.exp(q_logits - q_logits.max(-1, keepdims=True))
+        z = (probs / probs.sum(-1, keepdims=True) * (np.arange(20) - 9.5)).sum(-1)  # [B, A]
+        penalty = np.mean(np.log(np.exp(z).sum(-1)) - z[[0, 1], [2, 1]])
         np.testing.assert_allclose(metrics["td_target"], y.mean(), rtol=1e-5)
         np.testing.assert_allclose(metrics["td_loss"], td, rtol=1e-5)
         np.testing.assert_allclose(metrics["cql_penalty"], penalty, rtol=1e-5)
@@ -143,3 +146,59 @@ def test_cql_trains_on_catch_and_writes_results(catch_data, tmp_path):
 def test_negative_alpha_is_a_one_line_error(tmp_path):
     line = one_line_error(run_script(["--alpha", "-1"], tmp_path, script="cql.py"))
     assert "--alpha must be 0 (no penalty) or positive, got -1.0" in line
+
+
+def test_penalty_in_h_space_has_a_gradient_comparable_to_the_td_loss_unlike_raw_returns():
+    # A hand-made categorical critic with cartpole-scale values: per action a Gaussian bump of logits over the 20
+    # h-space bins, centred on h(60) (action 0) and h(40) (action 1); the TD target is 70 for the data action.
+    from common.value_transforms import h, logits_to_transformed, support
+
+    bins = support(20)
+    target = jnp.array([70.0])
+    for width in (3.0, 1.0, 0.5):  # a diffuse to a nearly converged critic
+        logits = (-0.5 * ((bins[None] - h(jnp.array([60.0, 40.0]))[:, None]) / width) ** 2)[None]  # [B=1, A=2, 20]
+        for data_action in (0, 1):
+            action = jnp.array([data_action])
+
+            def td(lg):
+                data_logits = jnp.take_along_axis(lg, action[:, None, None], axis=1)[:, 0]
+                return jnp.mean(cql.categorical_cross_entropy(scalar_to_probs(target, 20), data_logits))
+
+            def norm(f):
+                return float(jnp.linalg.norm(jax.grad(f)(logits)))
+
+            td_norm = norm(td)
+            in_h_space = norm(lambda lg: cql.cql_penalty(logits_to_transformed(lg), action)) / td_norm
+            in_returns = norm(lambda lg: cql.cql_penalty(logits_to_scalar(lg), action)) / td_norm
+            # In h-space the penalty's gradient is within an order of magnitude of the TD loss's, whichever action
+            # the data took.
+            assert 0.05 < in_h_space < 2.0, (width, data_action, in_h_space)
+            if data_action == 1:
+                # In return units the soft maximum over Q values 20 apart is a hard one: when the data took the
+                # worse action the penalty's gradient is 4-15x the TD loss's ...
+                assert in_returns > 3.0, (width, in_returns)
+            else:
+                # ... and when it took the better one the penalty has no gradient at all.
+                assert in_returns < 1e-3, (width, in_returns)
+
+
+def test_penalty_space_flag_selects_the_values_the_penalty_acts_on():
+    network = QNetwork(num_actions=3, num_bins=20, representation_layers=(8,), dynamics_layers=(8, 8, 8), prediction_layers=(8,))
+    params = random_params(network, 4, seed=3)
+    rng = np.random.default_rng(0)
+    window = Window(
+        observation=jnp.asarray(rng.standard_normal((6, 2, 4)), jnp.float32),
+        action=jnp.asarray(rng.integers(0, 3, (6, 2))),
+        reward=jnp.asarray(rng.standard_normal((6, 2)), jnp.float32),
+        discount=jnp.ones((6, 2)),
+        has_action=jnp.ones((6, 2), bool),
+        absorbing=jnp.zeros((6, 2), bool),
+    )
+    from common.value_transforms import logits_to_transformed
+
+    logits = network.apply(params, window.observation[:, 0])
+    action = window.action[:, 0]
+    for space, values in (("transformed", logits_to_transformed(logits)), ("raw", logits_to_scalar(logits))):
+        args = cql.apply_env_defaults(cql.Args(penalty_space=space))
+        _, metrics = cql.make_loss_fn(args, network)(params, params, window)
+        np.testing.assert_allclose(metrics["cql_penalty"], cql.cql_penalty(values, action), rtol=1e-5)

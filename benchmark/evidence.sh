@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The BSuite evidence at a 2-core CPU budget (3 seeds x 50k updates), in the order that lets each step
+# decide the next; every step resumes (finished runs are reused), so rerun this after any interruption.
+#
+#   nice -n 10 bash benchmark/evidence.sh            # hours on 2 cores; the tables appear in benchmark/results/
+set -euo pipefail
+cd "$(dirname "$0")"
+COMMON=(--num-seeds 3 --total-steps 50000)
+
+# 1. The learning-rate schedule for every row, decided once from a paired ROSMO run on cartpole: the paper's
+#    shape (x0.1 at half the budget) unless it ends below no decay.
+python reproduce.py --study lr_decay "${COMMON[@]}"
+DECAY=$(python - <<'PY'
+import json
+rows = {r["series"]: r for r in json.load(open("results/lr_decay_50k.json"))["rows"]}
+decay, none = rows["decay x0.1 at half"], rows["no decay"]
+print(25000 if decay["iqm"][0] >= none["iqm"][0] else 50000)
+PY
+)
+echo "learning-rate decay steps for every run: $DECAY"
+
+# 2. CQL: the penalty weight and the optimiser on cartpole.
+python reproduce.py --study cql_sweep "${COMMON[@]}" --lr-decay-steps "$DECAY"
+
+# 3. Table 2 on the three tasks (cheap rows first), then the hypotheses on mountain_car, then cartpole.
+python reproduce.py --study table2 "${COMMON[@]}" --lr-decay-steps "$DECAY" --algos rosmo bc bc-greedy crr cql rosmo-data mzu mzu_q
+python reproduce.py --study noise --envs mountain_car "${COMMON[@]}" --lr-decay-steps "$DECAY"
+python reproduce.py --study data_fraction --envs mountain_car "${COMMON[@]}" --lr-decay-steps "$DECAY"
+python reproduce.py --study noise --envs cartpole "${COMMON[@]}" --lr-decay-steps "$DECAY"
+python reproduce.py --study data_fraction --envs cartpole "${COMMON[@]}" --lr-decay-steps "$DECAY"
