@@ -16,7 +16,10 @@ search on the online network.
 """
 
 import dataclasses
+import math
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional
@@ -26,16 +29,19 @@ import flax
 import jax
 import jax.numpy as jnp
 import mctx
+import numpy as np
 import optax
 import tyro
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
 
 from common.data import check_env_id, is_atari, load_offline_data
-from common.episodes import DataError
+from common.errors import DataError, UsageError, check_ranges, fail
 from common.evaluation import make_evaluator
 from common.networks import AtariMuZeroNetwork, MuZeroNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
-from common.runs import Run, UsageError, fail
-from common.sharding import check_batch_divisible, data_mesh, init_distributed, place_store, replicate, shard_batch
+from common.runs import Run, wandb_mode
+from common.sharding import data_mesh, init_distributed, shard_batch, to_devices
 from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 
@@ -55,21 +61,25 @@ class Args:
     wandb_entity: Optional[str] = None
     """the wandb entity (team)"""
     save_model: bool = False
-    """write runs/{run_name}/checkpoint.msgpack at every evaluation and at the end"""
+    """keep runs/{run_name}/checkpoint.msgpack after training (it is written at every evaluation and on SIGTERM either way)"""
     checkpoint: Optional[str] = None
-    """resume from (or, if it already reached --total-steps, only evaluate) this checkpoint"""
+    """start a new run from this checkpoint.msgpack (only evaluate it if it already reached --total-steps)"""
+    resume: Optional[str] = None
+    """continue the run in this directory (runs/{run_name}) in place, with its saved arguments"""
 
     # Data
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
     data_dir: Optional[str] = None
-    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets) or one TFDS builder directory; Atari: shard directory, gs:// or http(s):// URL (default the public RL Unplugged bucket)"""
+    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL (default the public RL Unplugged bucket)"""
     data_fraction: float = 1.0
     """keep this uniform fraction of the episodes, in (0, 1]"""
     noise: float = 0.0
     """epsilon of the data: probability that the behaviour agent's action was replaced at random (BSuite)"""
     run: int = 1
     """RL Unplugged run of the game's data, 1..5 (Atari)"""
+    generate_data: bool = False
+    """BSuite: generate the dataset in a --data-dir that does not exist yet (otherwise such a --data-dir is an error)"""
 
     # Algorithm (paper Table 4, Section 2.3 and Appendix D.2.2)
     discount: float = 0.997**4
@@ -128,14 +138,14 @@ class Args:
     """act greedily on the improved policy instead of sampling from it (the official release samples)"""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
-    updates_per_dispatch: int = 100
-    """updates fused into one jitted call with lax.scan"""
+    updates_per_dispatch: Optional[int] = None
+    """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps; default the largest such number up to 100"""
     distributed: bool = False
     """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
 
 
 # ---------------------------------------------------------------------------------------------
-# Targets and losses: small pure functions (tests check them on hand-made input).
+# ALGO LOGIC: targets and losses, small pure functions (tests check them on hand-made input).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -181,7 +191,7 @@ def n_step_value_target(
 
 
 # ---------------------------------------------------------------------------------------------
-# Network, training state and the jitted update.
+# ALGO LOGIC: network, training state and the jitted update.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -393,7 +403,8 @@ def make_act(args: Args, network: MuZeroNetwork):
 
 
 # ---------------------------------------------------------------------------------------------
-# Main: data, training loop, evaluation, logging, saving.
+# Main: data, training loop, evaluation, logging, saving. Shared scaffolding, the same in every script
+# except the lines under "ALGO LOGIC" (which networks, which update, which acting rule).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -409,68 +420,122 @@ def apply_env_defaults(args: Args) -> Args:
         "total_steps": 200_000 if atari else 20_000,
         "eval_every": 10_000 if atari else 2_000,
     }
-    return dataclasses.replace(args, **{k: v for k, v in defaults.items() if getattr(args, k) is None})
+    args = dataclasses.replace(args, **{k: v for k, v in defaults.items() if getattr(args, k) is None})
+    if args.updates_per_dispatch is None:  # one dispatch size that ends on every evaluation: one compile
+        steps = math.gcd(args.eval_every, args.total_steps)
+        args = dataclasses.replace(args, updates_per_dispatch=max(d for d in range(1, 101) if steps % d == 0))
+    return args
 
 
 def check_args(args: Args) -> None:
+    """Every flag, before any data is read or anything compiled: a one-line UsageError for the first bad one."""
     check_env_id(args.env_id)
-    if args.eval_max_steps is not None and args.eval_max_steps < 1:
-        raise UsageError(f"--eval-max-steps must be at least 1 (or None for the protocol's 27,000), got {args.eval_max_steps}")
-    for name in ("num_seeds", "total_steps", "batch_size", "eval_every", "eval_episodes", "updates_per_dispatch", "target_update_interval", "unroll_steps", "td_steps", "num_simulations"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.run not in range(1, 6):
-        raise UsageError(f"--run must be one of the RL Unplugged runs 1..5, got {args.run}")
-    if args.num_bins < 2:
-        raise UsageError(f"--num-bins must be at least 2, got {args.num_bins}")
-    if args.max_depth is not None and args.max_depth < 1:
-        raise UsageError(f"--max-depth must be at least 1 (or None for unlimited), got {args.max_depth}")
-    if not 0.0 <= args.dirichlet_fraction <= 1.0:
-        raise UsageError(f"--dirichlet-fraction must be in [0, 1], got {args.dirichlet_fraction}")
-    if args.dirichlet_alpha <= 0:
-        raise UsageError(f"--dirichlet-alpha must be positive, got {args.dirichlet_alpha}")
-    if args.pb_c_init < 0 or args.pb_c_base <= 0:
-        raise UsageError(f"--pb-c-init must be non-negative and --pb-c-base positive, got {args.pb_c_init} and {args.pb_c_base}")
+    check_ranges(args, {
+        "seed": "[0, inf)", "num_seeds": "[1, inf)", "data_fraction": "(0, 1]", "noise": "[0, 1]", "run": "[1, 5]",
+        "discount": "(0, 1]", "learning_rate": "(0, inf)", "weight_decay": "[0, inf)", "warmup_steps": "[0, inf)",
+        "lr_decay_rate": "(0, inf)", "lr_decay_steps": "[1, inf)", "max_grad_norm": "(0, inf)",
+        "target_update_interval": "[1, inf)", "policy_coef": "[0, inf)", "value_coef": "[0, inf)",
+        "unroll_steps": "[1, inf)", "td_steps": "[1, inf)", "num_bins": "[2, inf)", "dynamics_hidden": "[1, inf)",
+        "num_simulations": "[1, inf)", "max_depth": "[1, inf)", "dirichlet_fraction": "[0, 1]",
+        "dirichlet_alpha": "(0, inf)", "pb_c_init": "[0, inf)", "pb_c_base": "(0, inf)",
+        "total_steps": "[1, inf)", "batch_size": "[1, inf)", "eval_every": "[1, inf)", "eval_episodes": "[1, inf)",
+        "eval_max_steps": "[1, inf)", "updates_per_dispatch": "[1, inf)",
+    })
+    if args.eval_every % args.updates_per_dispatch or args.total_steps % args.updates_per_dispatch:
+        raise UsageError(
+            f"--eval-every {args.eval_every} and --total-steps {args.total_steps} must be multiples of "
+            f"--updates-per-dispatch {args.updates_per_dispatch} (one dispatch size, one compile); change one of them"
+        )
 
 
 def main(args: Args) -> None:
+    # Shared scaffolding, the same in every script: arguments, run directory, data.
+    if args.resume:
+        args = Run.saved_args(args.resume, Args, args)  # continue in place with the saved arguments
     args = apply_env_defaults(args)
     check_args(args)
     if args.distributed:
         init_distributed()  # before any device is touched
-    run = Run("mzu", args)  # outputs of this run; a wrong --checkpoint fails here, before the data
+    run = Run("mzu", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
+    data = load_offline_data(
+        args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+    )
 
-    # Data: RLDS episodes -> one flat array store on the device (generated on first use).
-    data = load_offline_data(args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run)
-
-    # Networks, optimiser and one training state per seed (stacked for vmap).
+    # ALGO LOGIC: network, optimiser, one training state per seed (stacked for vmap), the update, acting.
     network = make_network(args, data.num_actions)
     state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
-    state = run.start(state, data.info)
-    mesh = data_mesh()  # every device of every process; the batch is split over all of them
-    check_batch_divisible(args.batch_size, mesh)
-    state, store = replicate(state, mesh), place_store(data.store, mesh)  # one store part per process
+    learning_rate = make_learning_rate(args)
     act = make_act(args, network)
-    evaluate = make_evaluator(
-        args.env_id, act, seeds, args.eval_episodes, jax.random.PRNGKey(args.seed + 1_000_003), args.eval_max_steps
-    )
 
-    # Training loop: `updates_per_dispatch` jitted updates per call, an evaluation every `eval_every`.
-    chunks = {}  # one compiled function per chunk length
-    while run.step < args.total_steps:
-        num_updates = run.chunk_size()
-        compiling = num_updates not in chunks
-        if compiling:
-            chunks[num_updates] = make_train_chunk(args, network, optimizer, data.num_actions, num_updates, mesh)
+    state, start = run.restore(state, data)  # --resume's or --checkpoint's state, else step 0
+    state, store, mesh = to_devices(state, data.store, args.batch_size)  # the batch is split over all devices
+    train_chunk = make_train_chunk(args, network, optimizer, data.num_actions, args.updates_per_dispatch, mesh)
+    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps)
+    eval_key = jax.random.PRNGKey(args.seed + 1_000_003)  # the evaluation at update t uses fold_in(eval_key, t)
+
+    writer = SummaryWriter(str(run.dir), purge_step=start or None, write_to_disk=run.main)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    if args.track and run.main:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run.name, id=run.id, resume="allow",
+                   config=vars(args), dir=str(run.dir), mode=wandb_mode(), sync_tensorboard=True)
+    interrupted = []  # SIGTERM or SIGINT: save after the current dispatch, then stop
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, frame: interrupted.append(received))
+
+    def evaluate_and_log(state, step, updates_per_s):
+        returns = evaluate(state.params, jax.random.fold_in(eval_key, step))  # mean return per seed, [num_seeds]
+        writer.add_scalar("charts/eval_return", returns.mean(), step)
+        for seed, seed_return in zip(seeds, returns):
+            writer.add_scalar(f"charts/eval_return_seed{seed}", seed_return, step)
+        scores = run.record(step, returns, state, updates_per_s)["normalized_scores"]  # history, checkpoint, results.json
+        if scores[0] is not None:  # Atari: human-normalised
+            writer.add_scalar("charts/normalized_score", np.mean(scores), step)
+        progress.set_postfix(eval_return=f"{returns.mean():.3f}", ups=f"{updates_per_s:.0f}")
+
+    # Training loop: each dispatch runs `updates_per_dispatch` scanned updates of every seed (one compile).
+    progress = tqdm(total=args.total_steps, initial=start, desc=f"mzu {args.env_id}", unit="upd", disable=not run.main)
+    dispatch_seconds, updates_per_s, step = [], float("nan"), start
+    for step in range(start + args.updates_per_dispatch, args.total_steps + 1, args.updates_per_dispatch):
         t0 = time.time()
-        state, metrics = chunks[num_updates](state, store)
-        metrics = jax.device_get(metrics)
-        run.trained(num_updates, time.time() - t0, metrics, compiling, learning_rate=make_learning_rate(args)(run.step))
-        if run.eval_due():
-            run.evaluated(evaluate(state.params), state)
-    run.finish(state, evaluate)
+        state, metrics = train_chunk(state, store)
+        metrics = jax.device_get(metrics)  # means over the dispatch, [num_seeds] each
+        dispatch_seconds.append(time.time() - t0)
+        updates_per_s = args.updates_per_dispatch / np.mean(dispatch_seconds[1:] or dispatch_seconds)  # 1st compiles
+        progress.update(args.updates_per_dispatch)
+        if not (np.all(metrics.pop("finite")) and np.all(np.isfinite(metrics["grad_norm"]))):  # the NaN stop
+            last = run.history["steps"][-1] if run.history["steps"] else 0
+            run.finish("diverged", last)
+            progress.close()
+            kept = f"; the last good checkpoint (update {last}) is kept in {run.dir}" if run.history["steps"] else ""
+            fail(f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
+                 f"and {step}; stopping{kept}", code=1)
+        for name, value in metrics.items():
+            writer.add_scalar(f"losses/{name}" if name.endswith("loss") else f"train/{name}", value.mean(), step)
+        writer.add_scalar("charts/learning_rate", float(learning_rate(step)), step)
+        writer.add_scalar("charts/updates_per_s", updates_per_s, step)
+        if run.main and (step % args.eval_every == 0 or step == args.total_steps):  # only process 0 evaluates
+            evaluate_and_log(state, step, updates_per_s)
+        if interrupted:
+            run.save(state, step)
+            run.finish("interrupted", step)
+            progress.close()
+            writer.close()
+            print(f"interrupted at update {step}; continue with: python mzu.py --resume {run.dir}", file=sys.stderr)
+            sys.exit(128 + interrupted[0])
+    if run.main and run.history["steps"][-1:] != [step]:  # no update ran (a checkpoint at --total-steps): evaluate it
+        evaluate_and_log(state, step, updates_per_s)
+    progress.close()
+    writer.close()
+    if args.track and run.main:
+        wandb.finish()
+    final = run.finish("finished", step)["final_returns"]
+    if run.main:
+        print(f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
+              f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}")
 
 
 if __name__ == "__main__":
@@ -478,3 +543,5 @@ if __name__ == "__main__":
         main(tyro.cli(Args))
     except (UsageError, DataError) as e:
         fail(str(e))
+    except OSError as e:  # a full disk, a missing permission, ...: one line, no traceback
+        fail(f"{e.strerror or e} ({e.filename})" if e.filename else str(e))

@@ -7,9 +7,10 @@ and both against what a learner at batch 512 asks for.
 Stage 1 (shards -> frames): records a small fixture of real ALE gameplay in the on-disk format of
 the public release (common/atari_fixture.py) into a temporary directory, then times
 `common.atari_data.load_atari` reading all of it (data fraction 1.0, `force=True` and a fresh
-cache directory, so every shard is read, gunzipped, split into TFRecords, parsed as Examples and
-every PNG decoded, and the cache arrays written) with each `--workers` value. Two single-threaded
-rows split that work: `read_shard` alone (read, gunzip, TFRecord framing, Example parsing) and
+cache directory, so every shard is read, gunzipped, split into TFRecords whose length and payload
+CRC32Cs are checked, parsed as Examples and cross-checked, every PNG decoded, and the cache arrays
+written and checksummed) with each `--workers` value. Two single-threaded rows split that work:
+`read_shard` alone (read, gunzip, TFRecord framing and checksums, Example parsing and checks) and
 `decode_frame` alone (PNG decoding). The shards sit in the OS page cache after recording, so the
 figures are the CPU cost of the format, not disk or network throughput.
 
@@ -33,6 +34,7 @@ Writes benchmark/results/atari_loader.md.
 import contextlib
 import io
 import math
+import os
 import shlex
 import statistics
 import sys
@@ -84,6 +86,20 @@ class Args:
     """assumed learner rate at --batch-size (not measured here: order of a GPU learner with the Atari ResNet)"""
     out: str = "benchmark/results/atari_loader.md"
     """markdown table to write (relative to the repository root)"""
+    stream: bool = False
+    """instead: measure the stream path (common/stream.py) and compare its losses with the device store's"""
+    stream_workers: List[int] = field(default_factory=lambda: [1, 2])
+    """--stream: decoding threads to time"""
+    stream_seconds: float = 20.0
+    """--stream: seconds each worker count streams"""
+    stream_capacity: int = 4096
+    """--stream: steps of the device ring (the fixture is small; the default ring holds 131,072)"""
+    loss_updates: int = 40
+    """--stream: ROSMO updates on each store for the loss comparison (0: skip it)"""
+    loss_batch_size: int = 16
+    """--stream: windows per update of the loss comparison"""
+    stream_out: str = "benchmark/results/atari_stream.md"
+    """--stream: markdown file to write (relative to the repository root)"""
 
 
 def timed(fn, repeats: int) -> list:
@@ -145,7 +161,7 @@ def stage_shards(args: Args, data_dir: str, cache_root: Path):
 
     runs = timed(read_all, args.repeats)
     pngs = [png for shard in read for ep in shard.episodes for png in ep.pngs]
-    rows.append(("read_shard only, 1 thread (read + gunzip + TFRecord + Example)", runs, len(pngs)))
+    rows.append(("read_shard only, 1 thread (read + gunzip + TFRecord and CRC32C + Example)", runs, len(pngs)))
     print(f"read_shard only:       {len(pngs) / statistics.median(runs):10.0f} frames/s", flush=True)
 
     def decode_all():
@@ -276,5 +292,190 @@ def main(args: Args) -> None:
     print(f"wrote {out}")
 
 
+# ----------------------------------------------------------------------------------------------
+# --stream: the stream path's supply against the learner's demand, and its losses against the device store's
+# ----------------------------------------------------------------------------------------------
+
+
+def stream_rate(args: Args, data_dir: str, workers: int) -> dict:
+    """Supply: stream the fixture for `--stream-seconds` with `workers` decoding threads into a main thread
+    that takes Stores as fast as it can (decoded and written steps/s); demand side: windows/s of one batch
+    sampled from a ring Store (median of 3 calls after compiling); host memory."""
+    import jax
+    import jax.numpy as jnp
+
+    from common.atari_env import num_actions
+    from common.replay import sample_windows
+    from common.stream import StreamingStore, shard_locations
+
+    actions = num_actions(args.game)
+    total = jax.jit(lambda store, key: jnp.sum(sample_windows(store, key, args.batch_size, WINDOW, actions).observation,
+                                               dtype=jnp.uint32))
+    refill = max(args.stream_capacity // 4, args.max_steps + 1)
+    stream = StreamingStore(shard_locations(args.game, 1, data_dir), args.game, capacity_steps=args.stream_capacity,
+                            refill_steps=refill, pool_steps=refill, shuffle_episodes=args.num_shards * args.episodes_per_shard,
+                            workers=workers, warm_steps=args.stream_capacity // 2)
+    try:
+        store = stream.next_store()
+        decoded0, written0, calls = stream.stats["steps_decoded"], stream.ring.steps_written, 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < args.stream_seconds:  # supply: a consumer that never waits
+            store = stream.next_store()
+            calls += 1
+        seconds = time.perf_counter() - start
+        supply = {"decoded_per_s": (stream.stats["steps_decoded"] - decoded0) / seconds,
+                  "written_per_s": (stream.ring.steps_written - written0) / seconds, "stores_per_s": calls / seconds}
+        total(store, jax.random.key(0)).block_until_ready()  # compile
+        sampled = timed(lambda: total(stream.next_store(), jax.random.key(1)).block_until_ready(), 3)
+        return {"workers": workers, **supply, "windows_per_s": args.batch_size / statistics.median(sampled),
+                "host": stream.host_bytes(), "raw_peak": stream.stats["raw_bytes_max"], "refill": refill}
+    finally:
+        stream.close()
+
+
+def compare_losses(args: Args, data_dir: str) -> dict:
+    """ROSMO (Atari networks, Table 3 but `--loss-batch-size`) for `--loss-updates` updates from the same
+    initial state, once on the device store of the whole fixture and once on the stream's ring refreshed
+    every dispatch: mean loss over the last half of the updates, per store."""
+    import jax
+    import jax.numpy as jnp
+
+    import rosmo
+    from common.atari_data import load_atari
+    from common.atari_env import num_actions
+    from common.replay import make_store
+    from common.sharding import data_mesh, replicate
+    from common.stream import StreamingStore, shard_locations
+
+    actions = num_actions(args.game)
+    run_args = rosmo.apply_env_defaults(rosmo.Args(env_id=args.game, batch_size=args.loss_batch_size))
+    network = rosmo.make_network(run_args, actions)
+    per_dispatch = 5
+    mesh = data_mesh()
+    with tempfile.TemporaryDirectory() as cache, contextlib.redirect_stdout(io.StringIO()):
+        episodes, _ = load_atari(args.game, 1, data_dir, 1.0, cache_dir=cache, progress=False)
+    device_store = replicate(make_store(episodes, frame_stack=FRAME_STACK), mesh)
+    refill = max(args.stream_capacity // 4, args.max_steps + 1)
+    losses = {}
+    for name in ("device", "stream"):
+        state = rosmo.init_train_states(run_args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
+        optimizer = rosmo.make_optimizer(run_args, jax.tree.map(lambda x: x[0], state.params))
+        chunk = rosmo.make_train_chunk(run_args, network, optimizer, actions, per_dispatch, mesh)
+        state = replicate(state, mesh)
+        stream = None
+        if name == "stream":
+            stream = StreamingStore(shard_locations(args.game, 1, data_dir), args.game, capacity_steps=args.stream_capacity,
+                                    refill_steps=refill, pool_steps=refill, workers=2, mesh=mesh,
+                                    shuffle_episodes=args.num_shards * args.episodes_per_shard,
+                                    warm_steps=args.stream_capacity // 2)
+        values = []
+        try:
+            for _ in range(max(args.loss_updates // per_dispatch, 2)):
+                store = stream.next_store() if stream else device_store
+                state, metrics = chunk(state, store)
+                values.append(float(np.mean(jax.device_get(metrics["loss"]))))
+        finally:
+            if stream:
+                stream.close()
+        losses[name] = values
+        print(f"{name} store: mean loss per dispatch {['%.3f' % v for v in values]}", flush=True)
+    return {"losses": losses, "steps": episodes.num_steps, "per_dispatch": per_dispatch, "refill": refill}
+
+
+def main_stream(args: Args) -> None:
+    from common.atari_fixture import write_fixture
+    from common.stream import DEFAULT_CAPACITY_STEPS, DEFAULT_POOL_STEPS, DEFAULT_REFILL_STEPS, host_memory_bound
+
+    command = "python benchmark/atari_loader.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="atari_stream_") as tmp:
+        data_dir = str(Path(tmp) / "shards")
+        recorded = write_fixture(data_dir, args.game, 1, args.num_shards, args.episodes_per_shard, args.max_steps, args.seed)
+        steps = sum(len(e.frames) for shard in recorded for e in shard)
+        raw_bytes = sum(p.stat().st_size for p in (Path(data_dir) / args.game).glob("run_1-*"))
+        print(f"fixture: {args.game}, {steps} stored steps, {raw_bytes / 2**20:.2f} MiB", flush=True)
+        rates = []
+        for workers in args.stream_workers:
+            rates.append(stream_rate(args, data_dir, workers))
+            r = rates[-1]
+            print(f"workers={workers}: {r['decoded_per_s']:,.0f} decoded steps/s, {r['written_per_s']:,.0f} written "
+                  f"steps/s, {r['windows_per_s']:,.0f} windows/s sampled", flush=True)
+        compared = compare_losses(args, data_dir) if args.loss_updates > 0 else None
+
+    cores = os.cpu_count() or 1
+    per_worker = max(r["decoded_per_s"] / r["workers"] for r in rates)
+    run_steps = 50_000_000  # one RL Unplugged run
+    table = ["| decoding threads | decoded steps/s | steps/s written into the device ring | Stores/s | windows/s "
+             f"sampled from the ring (batch {args.batch_size}) |", "|---|---|---|---|---|"]
+    table += [f"| {r['workers']} | {r['decoded_per_s']:,.0f} | {r['written_per_s']:,.0f} | {r['stores_per_s']:,.1f} "
+              f"| {r['windows_per_s']:,.0f} |" for r in rates]
+    demand = ["| learner | windows/s | steps/s for one pass over a run (50M steps) in 200k updates | decoding threads "
+              f"at {per_worker:,.0f} steps/s each |", "|---|---|---|---|"]
+    for ups in (20, 40):
+        seconds = 200_000 / ups
+        need = run_steps / seconds
+        demand.append(f"| batch 512 x {ups} updates/s | {512 * ups:,} | {need:,.0f} | {math.ceil(need / per_worker)} |")
+    bound = host_memory_bound(DEFAULT_POOL_STEPS, DEFAULT_REFILL_STEPS, 4, 0)
+    lines = [
+        f"# The stream path (common/stream.py) on {args.game}",
+        "",
+        f"Machine: {machine_description()}; the 2 cores are shared with other jobs, so rates are lower bounds.",
+        f"Command: `{command}`",
+        "",
+        f"Fixture: {args.num_shards} shards x {args.episodes_per_shard} episodes of real ALE {args.game} play, {steps} "
+        f"steps, {raw_bytes / 2**20:.2f} MiB. Each worker count streams it for {args.stream_seconds:g} s (read in a "
+        f"new shuffled order every pass, decoded by the threads, written into a ring of {args.stream_capacity} steps) "
+        f"into a main thread that takes Stores as fast as it can (the supply); then one batch of {args.batch_size} "
+        f"windows ({WINDOW} steps, {FRAME_STACK}-frame stacks) is sampled from a ring Store (median of 3 calls, "
+        f"compilation excluded), on the JAX device named above.",
+        "",
+        *table,
+        "",
+        "The learner's windows never wait for decoding: they are sampled on the device from the resident ring "
+        "(as from the device store), so the stream's windows/s is the sampler's. What decoding must supply is "
+        "fresh steps: one pass over the data per run matches uniform sampling's draws per transition (module "
+        "docstring), i.e. steps/s = run steps / run seconds:",
+        "",
+        *demand,
+        "",
+        f"Decoding threads per core: cv2.imdecode releases the GIL, so one thread per core decodes in parallel; "
+        f"the best rate per thread here was {per_worker:,.0f} steps/s (on {cores} busy cores). At 40 updates/s "
+        f"a pass over a whole run needs {run_steps / (200_000 / 40):,.0f} steps/s, about "
+        f"{math.ceil(run_steps / (200_000 / 40) / per_worker)} such threads; 1% of a run needs 1/100 of that.",
+        "",
+        f"Host memory bound at the defaults (ring {DEFAULT_CAPACITY_STEPS} steps on the device, pool "
+        f"{DEFAULT_POOL_STEPS} decoded steps, refill {DEFAULT_REFILL_STEPS}, 4 decoding threads): decoded pool + "
+        f"one episode per thread + two chunks = {bound / 1e9:.2f} GB, plus the raw PNG buffer (about 1000 "
+        "episodes and one shard's kept episodes as stored; a whole 1M-step shard of PNGs is read at once).",
+        f"Measured here (ring {args.stream_capacity}, pool {rates[-1]['refill']} steps): raw buffer peak "
+        f"{rates[-1]['raw_peak'] / 1e6:.1f} MB, host bound {rates[-1]['host']['bound'] / 1e6:.1f} MB.",
+        "",
+    ]
+    if compared:
+        half = lambda v: float(np.mean(v[len(v) // 2:]))  # noqa: E731
+        dev, st = half(compared["losses"]["device"]), half(compared["losses"]["stream"])
+        lines += [
+            "## Losses: device store against stream store",
+            "",
+            f"ROSMO with the Atari networks (Table 3 settings, batch {args.loss_batch_size}), the same initial state and "
+            f"{len(compared['losses']['device']) * compared['per_dispatch']} updates on each store: the device store of "
+            f"the whole fixture ({compared['steps']} steps, uniform over every transition) and the stream's ring of "
+            f"{args.stream_capacity} steps (refill {compared['refill']}) written before every dispatch of "
+            f"{compared['per_dispatch']} updates.",
+            "",
+            "| store | mean loss per dispatch | mean over the last half |",
+            "|---|---|---|",
+            f"| device | {', '.join('%.3f' % v for v in compared['losses']['device'])} | {dev:.3f} |",
+            f"| stream | {', '.join('%.3f' % v for v in compared['losses']['stream'])} | {st:.3f} |",
+            "",
+            f"Relative difference of the last-half means: {abs(st - dev) / abs(dev):.1%}.",
+            "",
+        ]
+    out = ROOT / args.stream_out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli_args = tyro.cli(Args)
+    main_stream(cli_args) if cli_args.stream else main(cli_args)

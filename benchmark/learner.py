@@ -3,6 +3,7 @@
     python benchmark/learner.py                                   # rosmo and mzu, batch 512, float32
     python benchmark/learner.py --compute-dtype bfloat16          # on a GPU or TPU
     python benchmark/learner.py --batch-size 16 --num-updates 4   # a quick look on a CPU
+    python benchmark/learner.py --stores device stream            # also the stream path's ring (common/stream.py)
 
 For each script it builds the Atari networks of Appendix D.2.1 (Table 3 settings chosen from
 --env-id), a device store of random 84x84 frames (the update's cost does not depend on the
@@ -11,7 +12,11 @@ pixels) and the script's own jitted `make_train_chunk`, exactly as the script tr
 XLA's cost analysis of a one-update chunk. XLA counts the body of a while loop once, so for MZU
 the search's loop over simulations (mctx) is counted as one simulation: its FLOP/s is a lower
 bound. The peak is measured, not taken from a data sheet: the best of a few square matmuls
-(`--matmul-size`) in the compute dtype. Writes benchmark/results/learner_{platform}.md.
+(`--matmul-size`) in the compute dtype. Memory per row: the store's bytes (frames once plus the
+per-step arrays), the update's own memory from XLA's memory analysis (common/stream.py
+`update_memory`) and the device's peak bytes in use where it reports them (NaN on a CPU); the
+stream row's store is the ring of `--stream-capacity` steps, whatever the data fraction.
+Writes benchmark/results/learner_{platform}.md.
 """
 
 import importlib
@@ -47,6 +52,10 @@ class Args:
     """random frames in the device store"""
     matmul_size: int = 8192
     """side of the square matmul that measures the peak FLOP/s"""
+    stores: List[str] = field(default_factory=lambda: ["device"])
+    """stores to measure: device (--store-frames random frames) and/or stream (common/stream.py's ring)"""
+    stream_capacity: int = 131_072
+    """steps of the stream ring (its default)"""
     out: str = ""
     """output file (default benchmark/results/learner_{platform}.md)"""
 
@@ -69,6 +78,23 @@ def synthetic_store(num_frames: int, episode_length: int = 500):
         is_first=step == 0, is_last=last, is_terminal=last,
     )
     return make_store(episodes, frame_stack=ATARI_FRAME_STACK)
+
+
+def synthetic_ring(capacity: int, episode_length: int = 500):
+    """The stream path's Store: a Ring (common/stream.py) of `capacity` steps filled with random episodes."""
+    from common.episodes import Episodes
+    from common.stream import Ring
+
+    full = synthetic_store(capacity)
+    frames = np.asarray(full.observation)
+    ring = Ring(capacity, refill=min(capacity // 2, 32_768))
+    step = np.arange(episode_length)
+    last = step == episode_length - 1
+    for first in range(0, capacity - episode_length + 1, episode_length):
+        rows = slice(first, first + episode_length)
+        ring.write(ring.chunk([Episodes(frames[rows], np.asarray(full.action)[rows], np.asarray(full.reward)[rows],
+                                        np.asarray(full.discount)[rows], step == 0, last, last)]))
+    return ring.store()
 
 
 def measured_peak(size: int, dtype) -> float:
@@ -105,7 +131,8 @@ def measure(algo: str, args: Args, store) -> dict:
     state, store = replicate(state, mesh), replicate(store, mesh)
 
     one = module.make_train_chunk(run_args, network, optimizer, actions, 1, mesh)
-    cost = one.lower(state, store).compile().cost_analysis()
+    compiled = one.lower(state, store).compile()
+    cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
 
@@ -119,7 +146,13 @@ def measure(algo: str, args: Args, store) -> dict:
     jax.block_until_ready(metrics)
     seconds = time.perf_counter() - t0
     ups = dispatches * args.updates_per_dispatch / seconds
-    return {"algo": algo, "updates_per_s": ups, "flops_per_update": flops, "flops_per_s": flops * ups}
+    from common.stream import store_bytes, update_memory
+
+    memory = update_memory(compiled, state, store)
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return {"algo": algo, "updates_per_s": ups, "flops_per_update": flops, "flops_per_s": flops * ups,
+            "store_gb": store_bytes(store.action.shape[0]) / 1e9, "update_gb": memory.bytes / 1e9,
+            "memory_source": memory.source, "peak_gb": stats.get("peak_bytes_in_use", float("nan")) / 1e9}
 
 
 def main(args: Args) -> None:
@@ -131,13 +164,19 @@ def main(args: Args) -> None:
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.compute_dtype]
     peak = measured_peak(args.matmul_size, dtype)
     print(f"measured peak ({args.matmul_size}^3 {args.compute_dtype} matmul): {peak / 1e12:.2f} TFLOP/s", flush=True)
-    store = synthetic_store(args.store_frames)
+    if not set(args.stores) <= {"device", "stream"}:
+        raise SystemExit("error: --stores takes device and/or stream")
     rows = []
-    for algo in args.algos:
-        row = measure(algo, args, store)
+    stores = {kind: synthetic_store(args.store_frames) if kind == "device" else synthetic_ring(args.stream_capacity)
+              for kind in args.stores}
+    for kind, algo in [(kind, algo) for kind in args.stores for algo in args.algos]:
+        row = {**measure(algo, args, stores[kind]), "store": kind}
         rows.append(row)
-        print(f"{algo}: {row['updates_per_s']:.2f} updates/s, {row['flops_per_update'] / 1e9:.1f} GFLOP/update, "
-              f"{row['flops_per_s'] / 1e12:.3f} TFLOP/s = {100 * row['flops_per_s'] / peak:.1f}% of the measured peak", flush=True)
+        print(f"{algo} ({kind} store): {row['updates_per_s']:.2f} updates/s, "
+              f"{row['flops_per_update'] / 1e9:.1f} GFLOP/update, "
+              f"{row['flops_per_s'] / 1e12:.3f} TFLOP/s = {100 * row['flops_per_s'] / peak:.1f}% of the measured peak, "
+              f"store {row['store_gb']:.2f} GB + update {row['update_gb']:.2f} GB ({row['memory_source']}), "
+              f"peak in use {row['peak_gb']:.2f} GB", flush=True)
     platform = jax.devices()[0].platform
     path = Path(args.out) if args.out else ROOT / "benchmark" / "results" / f"learner_{platform}.md"
     lines = [
@@ -148,12 +187,14 @@ def main(args: Args) -> None:
         f"{args.updates_per_dispatch}, compilation excluded. Peak: best {args.matmul_size}^3 matmul, "
         f"{peak / 1e12:.2f} TFLOP/s.",
         f"Command: `python benchmark/learner.py --algos {' '.join(args.algos)} --batch-size {args.batch_size} "
-        f"--compute-dtype {args.compute_dtype} --num-updates {args.num_updates}`",
+        f"--compute-dtype {args.compute_dtype} --num-updates {args.num_updates} --stores {' '.join(args.stores)}`",
         "",
-        "| algorithm | updates/s | GFLOP per update (XLA) | achieved TFLOP/s | share of measured peak |",
-        "|---|---|---|---|---|",
-        *[f"| {r['algo']} | {r['updates_per_s']:.2f} | {r['flops_per_update'] / 1e9:.1f} | {r['flops_per_s'] / 1e12:.3f} | "
-          f"{100 * r['flops_per_s'] / peak:.1f}% |" for r in rows],
+        "| algorithm | store | updates/s | GFLOP per update (XLA) | achieved TFLOP/s | share of measured peak "
+        "| store GB | update GB (XLA memory analysis) | peak GB in use (device) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {r['algo']} | {r['store']} | {r['updates_per_s']:.2f} | {r['flops_per_update'] / 1e9:.1f} | "
+          f"{r['flops_per_s'] / 1e12:.3f} | {100 * r['flops_per_s'] / peak:.1f}% | {r['store_gb']:.2f} | "
+          f"{r['update_gb']:.2f} | {r['peak_gb']:.2f} |" for r in rows],
         "",
         "MZU's FLOPs count its search loop once (XLA's cost analysis of a while loop), so its figures are lower bounds.",
         "",

@@ -8,15 +8,25 @@ environments with frameskip=1 plus its AtariPreprocessing wrapper implement exac
 `make_single_frame_env` yields single 84x84 uint8 frames (what the data stores, one per step);
 `make_atari_env` adds the stack of the last 4 frames, [84, 84, 4] with the newest frame last and
 the first frame repeated at the start of an episode (as common/replay.py stacks the data).
-`evaluate_atari` steps many environments in lockstep with one policy call per step, and
-`make_atari_evaluator` wraps a jitted, seed-vmapped acting function into `evaluate(params)`.
+
+Evaluation steps many environments in lockstep with one policy call per step for all of them
+(every seed and episode). `evaluate_atari_vector`, the default, runs them in ale_py's threaded
+C++ vector environment (AtariVectorEnv) configured for the same protocol; it returns single
+frames, and the stacks are built here exactly as above, so its observations are pixel-identical
+to the gymnasium path's when sticky actions are off (tests/test_atari_env.py). Its sticky actions
+draw from ALE's own seeded generator, so with stickiness on an episode is reproducible from its
+seed but not equal to the gymnasium episode of that seed. `evaluate_atari` steps gymnasium
+environments one after another on this thread (the reference). `make_atari_evaluator` wraps a
+jitted, seed-vmapped acting function into `evaluate(params)` and records each call's wall time.
 Returns are the raw, unclipped game scores. This module holds no data reading or learning code.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+import os
+import time
+from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 
@@ -37,11 +47,17 @@ def _env_id(game: str) -> str:
     return f"ALE/{game}-v5"
 
 
-def make_single_frame_env(game: str, seed: int, max_episode_steps: int = MAX_EPISODE_STEPS):
+def make_single_frame_env(
+    game: str,
+    seed: int,
+    max_episode_steps: int = MAX_EPISODE_STEPS,
+    sticky_action_probability: float = STICKY_ACTION_PROBABILITY,
+):
     """A gymnasium env for `game` under the Dopamine protocol, observations single [84, 84] uint8 frames.
 
     `seed` seeds the emulator (and its sticky actions) at the first reset; later resets continue
     its random stream, so a sequence of episodes is reproducible from the one seed.
+    `sticky_action_probability` is the protocol's 0.25; 0 makes a game deterministic (tests).
     """
     gymnasium = _gymnasium()
     from gymnasium.wrappers import AtariPreprocessing, TimeLimit
@@ -49,7 +65,7 @@ def make_single_frame_env(game: str, seed: int, max_episode_steps: int = MAX_EPI
     env = gymnasium.make(
         _env_id(game),
         frameskip=1,
-        repeat_action_probability=STICKY_ACTION_PROBABILITY,
+        repeat_action_probability=sticky_action_probability,
         full_action_space=False,
         # ALE's own frame cap must not cut an episode before the agent-step cap below does.
         max_num_frames_per_episode=4 * max_episode_steps + 4,
@@ -69,12 +85,17 @@ def make_single_frame_env(game: str, seed: int, max_episode_steps: int = MAX_EPI
     return env
 
 
-def make_atari_env(game: str, seed: int, max_episode_steps: int = MAX_EPISODE_STEPS):
+def make_atari_env(
+    game: str,
+    seed: int,
+    max_episode_steps: int = MAX_EPISODE_STEPS,
+    sticky_action_probability: float = STICKY_ACTION_PROBABILITY,
+):
     """The Dopamine-protocol env with observations stacked: [84, 84, 4] uint8, newest frame last."""
     gymnasium = _gymnasium()
     from gymnasium.wrappers import FrameStackObservation, TransformObservation
 
-    env = make_single_frame_env(game, seed, max_episode_steps)
+    env = make_single_frame_env(game, seed, max_episode_steps, sticky_action_probability)
     # "reset" padding repeats the first frame of an episode, as the data sampler does.
     env = FrameStackObservation(env, FRAME_STACK, padding_type="reset")
     space = gymnasium.spaces.Box(0, 255, (84, 84, FRAME_STACK), np.uint8)
@@ -92,25 +113,34 @@ def num_actions(game: str) -> int:
         env.close()
 
 
+def eval_env_seeds(seeds: Sequence[int], num_episodes: int) -> np.ndarray:
+    """Environment seeds [len(seeds), num_episodes]: episode e of the agent with seed s uses 10_000 + 1_000 * s + e.
+
+    As common/evaluation.py does for BSuite: evaluations are reproducible, a vmapped run evaluates
+    each seed as a single-seed run would, and the seeds differ from the data's.
+    """
+    return np.array([[10_000 + 1_000 * s + e for e in range(num_episodes)] for s in seeds], dtype=np.int64)
+
+
 def evaluate_atari(
     game: str,
     act: Callable[[np.ndarray], np.ndarray],
     seeds: Sequence[int],
     num_episodes: int,
     max_episode_steps: int = MAX_EPISODE_STEPS,
+    sticky_action_probability: float = STICKY_ACTION_PROBABILITY,
 ) -> np.ndarray:
-    """Raw (unclipped) episode returns [len(seeds), num_episodes].
+    """Raw (unclipped) episode returns [len(seeds), num_episodes], gymnasium envs stepped one after another.
 
     `act(observation [num_seeds, num_episodes, 84, 84, 4] uint8) -> actions [num_seeds, num_episodes]`
     is called once per agent step for every environment; finished ones keep their last
-    observation and their actions are ignored until the slowest episode ends. Episode e of the
-    agent trained with seed s runs in an environment seeded with 10_000 + 1_000 * s + e (as
-    common/evaluation.py does for BSuite), so evaluations are reproducible and a vmapped run
-    evaluates each seed as a single-seed run would.
+    observation and their actions are ignored until the slowest episode ends. Environments are
+    seeded by `eval_env_seeds`. The reference for `evaluate_atari_vector`.
     """
     num_seeds = len(seeds)
+    env_seeds = eval_env_seeds(seeds, num_episodes)
     envs = [
-        [make_atari_env(game, 10_000 + 1_000 * s + e, max_episode_steps) for e in range(num_episodes)] for s in seeds
+        [make_atari_env(game, int(seed), max_episode_steps, sticky_action_probability) for seed in row] for row in env_seeds
     ]
     try:
         # make_atari_env already reset each env with its seed; reset again without one to get the
@@ -138,6 +168,108 @@ def evaluate_atari(
                 env.close()
 
 
+@functools.cache
+def rom_id(game: str) -> str:
+    """ALE's ROM id of a gymnasium game name ('MsPacman' -> 'ms_pacman'), the name AtariVectorEnv takes."""
+    from ale_py import roms
+    from ale_py.registration import rom_id_to_name
+
+    ids = {rom_id_to_name(rom): rom for rom in roms.get_all_rom_ids()}
+    if game not in ids:
+        raise ValueError(f"no ALE ROM for the game {game!r}; use a gymnasium name such as 'MsPacman'")
+    return ids[game]
+
+
+def default_num_threads(num_envs: int) -> int:
+    """Threads of the vector environment: one per environment, at most one per core."""
+    return max(1, min(num_envs, os.cpu_count() or 1))
+
+
+def make_vector_env(
+    game: str,
+    num_envs: int,
+    max_episode_steps: int = MAX_EPISODE_STEPS,
+    sticky_action_probability: float = STICKY_ACTION_PROBABILITY,
+    num_threads: Optional[int] = None,
+):
+    """ale_py's threaded AtariVectorEnv under the Dopamine protocol, observations single frames [num_envs, 1, 84, 84].
+
+    Frame skip 4 with a max-pool over the last two frames, grayscale, 84x84 INTER_AREA resizing
+    (the same pixels as gymnasium's AtariPreprocessing), no no-op starts, no fire on reset, no
+    reward clipping, no terminal on life loss, the minimal action set, and truncation after
+    `max_episode_steps` agent steps (ALE counts the cap in emulator frames: 4 per step). Frames
+    are not stacked here: the vector env pads a new episode's stack with zeros, the data with
+    the first frame. Finished environments reset on their next step (they are then ignored).
+    """
+    from ale_py.vector_env import AtariVectorEnv
+
+    return AtariVectorEnv(
+        rom_id(game),
+        num_envs,
+        num_threads=default_num_threads(num_envs) if num_threads is None else num_threads,
+        max_num_frames_per_episode=4 * max_episode_steps,
+        repeat_action_probability=sticky_action_probability,
+        full_action_space=False,
+        img_height=84,
+        img_width=84,
+        grayscale=True,
+        stack_num=1,
+        frameskip=4,
+        maxpool=True,
+        noop_max=0,
+        episodic_life=False,
+        life_loss_info=False,
+        reward_clipping=False,
+        use_fire_reset=False,
+        autoreset_mode="NextStep",
+    )
+
+
+def push_frames(stack: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Drops the oldest frame of each stack and appends the new one: [N, 84, 84, 4], [N, 84, 84] -> [N, 84, 84, 4]."""
+    return np.concatenate([stack[..., 1:], frames[..., None]], axis=-1)
+
+
+def evaluate_atari_vector(
+    game: str,
+    act: Callable[[np.ndarray], np.ndarray],
+    seeds: Sequence[int],
+    num_episodes: int,
+    max_episode_steps: int = MAX_EPISODE_STEPS,
+    sticky_action_probability: float = STICKY_ACTION_PROBABILITY,
+    num_threads: Optional[int] = None,
+) -> np.ndarray:
+    """Raw (unclipped) episode returns [len(seeds), num_episodes], all environments stepped by ALE's threads.
+
+    The contract of `evaluate_atari`: `act(observation [S, E, 84, 84, 4] uint8) -> actions [S, E]`
+    once per agent step for every environment, finished ones keep their last observation, the
+    same environment seeds. `num_threads` defaults to one per core (at most one per environment).
+    """
+    num_seeds = len(seeds)
+    env_seeds = eval_env_seeds(seeds, num_episodes).reshape(-1)  # [S * E], seed-major
+    num_envs = env_seeds.size
+    envs = make_vector_env(game, num_envs, max_episode_steps, sticky_action_probability, num_threads)
+    try:
+        frames, info = envs.reset(seed=env_seeds)  # [N, 1, 84, 84]
+        obs = np.empty((num_envs, 84, 84, FRAME_STACK), np.uint8)
+        obs[info["env_id"]] = np.repeat(frames[:, 0, :, :, None], FRAME_STACK, axis=-1)  # first frame repeated
+        returns = np.zeros(num_envs)
+        done = np.zeros(num_envs, bool)
+        while not done.all():
+            actions = np.asarray(act(obs.reshape(num_seeds, num_episodes, 84, 84, FRAME_STACK))).reshape(num_envs)
+            frames, reward, terminated, truncated, info = envs.step(actions.astype(np.int32))
+            order = info["env_id"]  # results in environment order
+            live = ~done
+            new = np.empty((num_envs, 84, 84), np.uint8)
+            new[order] = frames[:, 0]
+            obs[live] = push_frames(obs[live], new[live])
+            returns[order] += np.where(live[order], reward, 0)
+            done[order] |= terminated | truncated
+        return returns.reshape(num_seeds, num_episodes)
+    finally:
+        envs.close()
+
+
 def make_atari_evaluator(
     game: str,
     act: Callable,
@@ -145,22 +277,38 @@ def make_atari_evaluator(
     num_episodes: int,
     key,
     max_episode_steps: int = MAX_EPISODE_STEPS,
+    backend: Literal["vector", "gymnasium"] = "vector",
+    num_threads: Optional[int] = None,
 ) -> Callable:
     """`evaluate(params) -> mean raw return per seed [S]` for a jitted, seed-vmapped acting function.
 
     `act(params [S, ...], observation [S, E, 84, 84, 4] uint8, keys [S]) -> actions [S, E]`, the
     contract of common/evaluation.py's make_evaluator with stacked frames instead of flat vectors.
     A fresh key is split off for every step, so the whole run is reproducible from `key`.
+    `backend` "vector" (default) steps the environments in ALE's threads (`evaluate_atari_vector`),
+    "gymnasium" one after another (`evaluate_atari`). `evaluate.seconds` lists the wall-clock
+    seconds of every call so far, environments and policy together (the first includes
+    compiling `act`).
     """
     import jax
 
+    if backend not in ("vector", "gymnasium"):
+        raise ValueError(f"unknown Atari evaluation backend {backend!r}; use 'vector' or 'gymnasium'")
     state = {"key": key}
 
     def evaluate(params) -> np.ndarray:
+        start = time.perf_counter()
+
         def policy(obs: np.ndarray) -> np.ndarray:
             state["key"], step_key = jax.random.split(state["key"])
             return np.asarray(act(params, obs, jax.random.split(step_key, len(seeds))))
 
-        return evaluate_atari(game, policy, seeds, num_episodes, max_episode_steps).mean(axis=1)
+        if backend == "vector":
+            returns = evaluate_atari_vector(game, policy, seeds, num_episodes, max_episode_steps, num_threads=num_threads)
+        else:
+            returns = evaluate_atari(game, policy, seeds, num_episodes, max_episode_steps)
+        evaluate.seconds.append(time.perf_counter() - start)
+        return returns.mean(axis=1)
 
+    evaluate.seconds = []
     return evaluate

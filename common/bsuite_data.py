@@ -10,7 +10,8 @@ network copied every 4 SGD steps and epsilon-greedy exploration with epsilon 0.0
 setting is cartpole's learning rate, 1e-4, without which its agent collapses under action noise
 (`DQN_CONFIGS`); the mean returns then land near the paper's Table 5. Everything follows from one
 seed. A dataset lives in `{data_root}/bsuite/{env_id}_{noise}/bsuite_{env_id}/1.0.0`
-(`builder_dir`), one split "train", with the generation settings as JSON in its description; the
+(`builder_dir`; a dataset of another episode count or seed gets `_episodes{N}`/`_seed{S}` in its
+directory name, so it never stands in for the standard one), one split "train", with the generation settings as JSON in its description; the
 reader also takes the officially released ROSMO BSuite directories. The module holds no learning
 algorithm, sampler or evaluation; TensorFlow is imported only inside the functions that read or
 write files and never sees a GPU. Command line: `python -m common.bsuite_data --env-id catch
@@ -36,9 +37,16 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from common.episodes import DataError, Episodes, check_data_fraction, subset_episode_indices, validate_episodes
+from common.bsuite_env import BSUITE_ENVS, check_env_id, make_env  # noqa: F401 - part of this module's interface
+from common.episodes import (
+    DataError,
+    Episodes,
+    check_data_fraction,
+    check_values,
+    subset_episode_indices,
+    validate_episodes,
+)
 
-BSUITE_ENVS = ("catch", "cartpole", "mountain_car")
 NOISE_LEVELS = (0.0, 0.1, 0.3, 0.5)
 NUM_EPISODES = {"catch": 2000, "cartpole": 1000, "mountain_car": 500}
 DATASET_VERSION = "1.0.0"
@@ -54,33 +62,12 @@ _REQUIRED_STEP_FIELDS = ("observation", "action", "reward", "is_first", "is_last
 # ----------------------------------------------------------------------------------------------
 
 
-def check_env_id(env_id: str) -> None:
-    if env_id not in BSUITE_ENVS:
-        raise DataError(f"unknown BSuite env id {env_id!r}; valid ids: {', '.join(BSUITE_ENVS)}")
-
-
 def check_noise(noise: float) -> None:
     """The paper's levels are NOISE_LEVELS; any other probability in [0, 1] is allowed too."""
     if noise in NOISE_LEVELS:
         return
     if not (0.0 <= noise <= 1.0):
         raise DataError(f"--noise must be a probability in [0, 1] (the paper uses {NOISE_LEVELS}), got {noise}")
-
-
-def make_env(env_id: str, seed: int):
-    """The real bsuite environment (a dm_env.Environment) for `env_id`."""
-    check_env_id(env_id)
-    if env_id == "catch":
-        from bsuite.environments import catch
-
-        return catch.Catch(seed=seed)
-    if env_id == "cartpole":
-        from bsuite.environments import cartpole
-
-        return cartpole.Cartpole(seed=seed)
-    from bsuite.environments import mountain_car
-
-    return mountain_car.MountainCar(seed=seed)
 
 
 def resolve_data_root(data_dir: str | os.PathLike | None) -> Path:
@@ -93,22 +80,57 @@ def noise_tag(noise: float) -> str:
     return repr(float(noise))
 
 
-def dataset_dir(data_root: str | os.PathLike, env_id: str, noise: float) -> Path:
-    """The directory that holds one generated dataset (and nothing else): {root}/bsuite/{env}_{noise}."""
-    return Path(data_root) / "bsuite" / f"{env_id}_{noise_tag(noise)}"
+def dataset_name(env_id: str, noise: float, num_episodes: int | None = None, seed: int = 0) -> str:
+    """The directory name of a dataset, recording its generator settings: {env}_{noise} for the
+    paper's episode count and seed 0, else with `_episodes{N}` and/or `_seed{S}` appended, so a
+    small or differently seeded dataset never takes the standard one's place."""
+    name = f"{env_id}_{noise_tag(noise)}"
+    if num_episodes is not None and int(num_episodes) != NUM_EPISODES[env_id]:
+        name += f"_episodes{int(num_episodes)}"
+    return name + (f"_seed{int(seed)}" if seed else "")
 
 
-def builder_dir(data_root: str | os.PathLike, env_id: str, noise: float) -> Path:
+_NAME_PATTERN = re.compile(rf"^({'|'.join(BSUITE_ENVS)})_([0-9.eE+-]+?)(?:_episodes([0-9]+))?(?:_seed([0-9]+))?$")
+
+
+def parse_dataset_name(name: str) -> dict | None:
+    """{env_id, noise, num_episodes, seed} of a directory named by `dataset_name`, else None."""
+    match = _NAME_PATTERN.match(name)
+    if not match:
+        return None
+    try:
+        noise = float(match.group(2))
+    except ValueError:
+        return None
+    episodes = int(match.group(3)) if match.group(3) else None
+    return {"env_id": match.group(1), "noise": noise, "num_episodes": episodes, "seed": int(match.group(4) or 0)}
+
+
+def dataset_dir(
+    data_root: str | os.PathLike, env_id: str, noise: float, num_episodes: int | None = None, seed: int = 0
+) -> Path:
+    """The directory that holds one generated dataset (and nothing else): {root}/bsuite/{dataset_name}."""
+    return Path(data_root) / "bsuite" / dataset_name(env_id, noise, num_episodes, seed)
+
+
+def builder_dir(
+    data_root: str | os.PathLike, env_id: str, noise: float, num_episodes: int | None = None, seed: int = 0
+) -> Path:
     """The TFDS builder directory (the one holding dataset_info.json) of a generated dataset."""
-    return dataset_dir(data_root, env_id, noise) / f"bsuite_{env_id}" / DATASET_VERSION
+    return dataset_dir(data_root, env_id, noise, num_episodes, seed) / f"bsuite_{env_id}" / DATASET_VERSION
 
 
-def generate_command(env_id: str, noise: float, data_root: str | os.PathLike, force: bool = False) -> str:
+def generate_command(
+    env_id: str, noise: float, data_root: str | os.PathLike, force: bool = False, num_episodes: int | None = None, seed: int = 0
+) -> str:
     """The shell command that (re)generates a dataset."""
     command = (
         f"python -m common.bsuite_data --env-id {env_id} --noise {noise_tag(noise)} "
         f"--data-dir {shlex.quote(str(data_root))}"
     )
+    if num_episodes is not None and int(num_episodes) != NUM_EPISODES[env_id]:
+        command += f" --num-episodes {int(num_episodes)}"
+    command += f" --seed {int(seed)}" if seed else ""
     return command + (" --force" if force else "")
 
 
@@ -117,15 +139,13 @@ def _command_for_path(path: Path, force: bool) -> str:
 
     It carries --force when asked or when the dataset's directory exists (a partial dataset).
     """
-    pattern = re.compile(rf"^({'|'.join(BSUITE_ENVS)})_([0-9.eE+-]+)$")
     for parent in (path, *path.parents):
-        match = pattern.match(parent.name)
-        if match and parent.parent.name == "bsuite":
-            try:
-                noise = float(match.group(2))
-            except ValueError:
-                continue
-            return generate_command(match.group(1), noise, parent.parent.parent, force or parent.exists())
+        settings = parse_dataset_name(parent.name)
+        if settings and parent.parent.name == "bsuite":
+            return generate_command(
+                settings["env_id"], settings["noise"], parent.parent.parent, force or parent.exists(),
+                settings["num_episodes"], settings["seed"],
+            )
     return "python -m common.bsuite_data --env-id ENV_ID --noise NOISE --data-dir DATA_ROOT" + (
         " --force" if force else ""
     )
@@ -411,7 +431,7 @@ def _import_tf():
     if "tensorflow_datasets" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with _native_stderr_silenced():
-            import tensorflow
+            import tensorflow  # noqa: F401
             import tensorflow_datasets  # noqa: F401
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -514,7 +534,7 @@ def generate(
     num_episodes = NUM_EPISODES[env_id] if num_episodes is None else int(num_episodes)
     if num_episodes < 1:
         raise DataError(f"--num-episodes must be at least 1, got {num_episodes}")
-    target = dataset_dir(data_root, env_id, noise)
+    target = dataset_dir(data_root, env_id, noise, num_episodes, seed)
     if target.exists() and not force:
         raise DataError(f"{target} already exists; pass --force to replace it")
     start = time.perf_counter()
@@ -551,7 +571,7 @@ def generate(
         "transitions": int(sum(len(steps["action"]) - 1 for steps in episodes)),
         "mean_return": float(np.mean(returns)),
         "seconds": time.perf_counter() - start,
-        "path": builder_dir(data_root, env_id, noise),
+        "path": builder_dir(data_root, env_id, noise, num_episodes, seed),
     }
 
 
@@ -637,6 +657,7 @@ def _assemble(steps: list[dict[str, np.ndarray]], path: Path) -> Episodes:
         validate_episodes(episodes, "the episodes")
     except ValueError as error:
         raise _corrupt_error(path, str(error)) from None
+    check_values(episodes, str(path), num_actions=3)  # catch, cartpole and mountain_car have 3 actions each
     return episodes
 
 
@@ -685,23 +706,43 @@ def load_bsuite(
     data_dir: str | os.PathLike | None = None,
     data_fraction: float = 1.0,
     generate_if_missing: bool = True,
+    generate_data: bool = False,
 ) -> tuple[Episodes, Path]:
     """The episodes of a BSuite dataset and the builder directory they came from.
 
-    `data_dir` may be a builder directory itself (one holding dataset_info.json, e.g. an official
-    download); otherwise it is the data root (see resolve_data_root) and the dataset is generated
-    there first when missing and `generate_if_missing`.
+    `data_dir` may be a builder directory (one holding dataset_info.json, e.g. an official
+    download), a dataset directory as `dataset_dir` names it (e.g. a small test dataset,
+    `{root}/bsuite/catch_0.0_episodes60`), or a data root (see resolve_data_root) where the
+    standard dataset of `env_id` and `noise` is read, generated first when missing and
+    `generate_if_missing`. An explicit `data_dir` must exist unless `generate_data` (so a
+    mistyped path is an error, not a new dataset) and must be a directory; $ROSMO_DATA_DIR and
+    the default ./datasets are created when needed (both may also name a dataset directory).
     """
     check_data_fraction(data_fraction)
     check_env_id(env_id)
     check_noise(noise)
-    if data_dir is not None and (Path(data_dir) / "dataset_info.json").is_file():
-        path = Path(data_dir)
-        return read_episodes(path, data_fraction), path
     root = resolve_data_root(data_dir)
+    if root.is_file():
+        raise DataError(f"--data-dir {root} is a file; pass a directory (a data root or a dataset directory)")
+    if data_dir is not None and not root.is_dir() and not generate_data:
+        raise DataError(
+            f"--data-dir {root} does not exist; check the path, or add --generate-data to generate "
+            f"the {env_id} dataset (noise {noise_tag(noise)}) there"
+        )
+    if (root / "dataset_info.json").is_file():  # a builder directory
+        return read_episodes(root, data_fraction), root
+    settings = parse_dataset_name(root.name)
+    if settings is not None and root.parent.name == "bsuite":  # one dataset directory
+        if settings["env_id"] != env_id or settings["noise"] != float(noise):
+            raise DataError(
+                f"{root} holds {settings['env_id']} data with noise {noise_tag(settings['noise'])}, but this "
+                f"run asks for {env_id} with --noise {noise_tag(noise)}; pass the matching dataset"
+            )
+        path = root / f"bsuite_{env_id}" / DATASET_VERSION
+        return read_episodes(path, data_fraction), path
     path = builder_dir(root, env_id, noise)
     if not dataset_dir(root, env_id, noise).exists():
-        if not generate_if_missing:
+        if not (generate_if_missing or generate_data):
             raise DataError(f"no BSuite dataset at {path}; create it with: {generate_command(env_id, noise, root)}")
         print(
             f"Generating the BSuite {env_id} dataset (noise {noise_tag(noise)}) into {path}; "
@@ -724,7 +765,7 @@ class Args:
     noise: float = 0.0
     """Probability that the executed action is replaced by a uniformly random one (paper: 0, 0.1, 0.3, 0.5)."""
     data_dir: str | None = None
-    """Data root; default $ROSMO_DATA_DIR, else ./datasets. The dataset goes to DATA_DIR/bsuite/ENV_NOISE/."""
+    """Data root; default $ROSMO_DATA_DIR, else ./datasets. The dataset goes to DATA_DIR/bsuite/ENV_NOISE[_episodesN][_seedS]/."""
     seed: int = 0
     """Seed of the environment and of the behaviour agent."""
     num_episodes: int | None = None

@@ -15,7 +15,9 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 import numpy as np
 
 from common import atari_data, bsuite_data
-from common.episodes import DataError, process_part
+from common.bsuite_env import BSUITE_ENVS, make_env
+from common.episodes import process_part
+from common.errors import DataError, UsageError
 from common.replay import Store, check_batch_size, make_store
 
 ATARI_FRAME_STACK = 4
@@ -35,20 +37,27 @@ def is_atari(env_id: str) -> bool:
 
 def check_env_id(env_id: str) -> None:
     """A one-line UsageError unless `env_id` is a BSuite task or an RL Unplugged Atari game."""
-    if env_id in bsuite_data.BSUITE_ENVS or is_atari(env_id):
+    if env_id in BSUITE_ENVS or is_atari(env_id):
         return
-    from common.runs import UsageError
-
     raise UsageError(
-        f"unknown --env-id '{env_id}'; valid ids: {', '.join(bsuite_data.BSUITE_ENVS)} (BSuite) "
+        f"unknown --env-id '{env_id}'; valid ids: {', '.join(BSUITE_ENVS)} (BSuite) "
         f"or an RL Unplugged Atari game: {', '.join(atari_data.GAMES)}"
     )
 
 
 def load_offline_data(
-    env_id: str, noise: float, data_dir: Optional[str], data_fraction: float, batch_size: int, run: int = 1
+    env_id: str,
+    noise: float,
+    data_dir: Optional[str],
+    data_fraction: float,
+    batch_size: int,
+    run: int = 1,
+    generate_data: bool = False,
 ) -> OfflineData:
     """The dataset of `env_id` -> OfflineData; one-line DataError on any problem.
+
+    `generate_data` lets BSuite generate a missing dataset in an explicit `data_dir` that does not
+    exist yet (see bsuite_data.load_bsuite); without it such a directory is an error.
 
     BSuite: `noise` picks the dataset; Atari: `run` (1..5) picks the RL Unplugged run. Under
     `jax.distributed` (P processes), process p keeps only its disjoint part: Atari shards p, p + P,
@@ -71,14 +80,14 @@ def load_offline_data(
 
             if process > 0:  # wait until process 0 has the dataset (it generates it on first use)
                 multihost_utils.sync_global_devices("bsuite data")
-            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction)
+            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
             if process == 0:
                 multihost_utils.sync_global_devices("bsuite data")
             episodes = process_part(episodes, process, num_processes, str(source))
         else:
-            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction)
+            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
         episodes = episodes._replace(observation=episodes.observation.reshape(episodes.num_steps, -1))
-        env = bsuite_data.make_env(env_id, 0)
+        env = make_env(env_id, 0)
         num_actions = env.action_spec().num_values
         obs_dim = int(np.prod(env.observation_spec().shape))
         if episodes.observation.shape[-1] != obs_dim:

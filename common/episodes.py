@@ -11,9 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """A dataset is missing, corrupt or asked for wrongly; the message is one line saying how to fix it."""
+from common.errors import DataError  # noqa: F401 - raised here, imported from here by the loaders
 
 
 class Episodes(NamedTuple):
@@ -59,6 +57,43 @@ def validate_episodes(episodes: Episodes, source: str) -> None:
         raise DataError(f"{source}: is_first/is_last do not delimit whole episodes")
     if np.any(ends == starts):
         raise DataError(f"{source}: an episode has no transition (a single step)")
+
+
+def _where(episodes: Episodes, step: int) -> str:
+    """'episode e, step t' of flat step index `step` (episodes counted from 0 in stored order)."""
+    episode = int(np.sum(episodes.is_first[: step + 1])) - 1
+    first = int(np.flatnonzero(episodes.is_first[: step + 1])[-1])
+    return f"episode {episode}, step {step - first}"
+
+
+def check_values(episodes: Episodes, source: str, num_actions: int | None = None) -> None:
+    """Raise DataError with one line saying where, if a reward or a discount is not finite, a
+    discount lies outside [0, 1], a floating-point observation is not finite, or (given
+    `num_actions`) an action lies outside 0..num_actions-1. Padding steps (is_last) hold zeros and
+    are checked too."""
+    reward = np.asarray(episodes.reward)
+    bad = np.flatnonzero(~np.isfinite(reward))
+    if bad.size:
+        raise DataError(f"{source}: the reward at {_where(episodes, bad[0])} is {reward[bad[0]]}; the data is corrupt")
+    discount = np.asarray(episodes.discount)
+    bad = np.flatnonzero(~((discount >= 0.0) & (discount <= 1.0)))  # also catches nan
+    if bad.size:
+        raise DataError(
+            f"{source}: the discount at {_where(episodes, bad[0])} is {discount[bad[0]]}, not in [0, 1]; the data is corrupt"
+        )
+    if num_actions is not None:
+        action = np.asarray(episodes.action)
+        bad = np.flatnonzero((action < 0) | (action >= num_actions))
+        if bad.size:
+            raise DataError(
+                f"{source}: the action at {_where(episodes, bad[0])} is {action[bad[0]]}, outside the "
+                f"{num_actions} actions 0..{num_actions - 1} of the environment; is this data of that environment?"
+            )
+    if np.issubdtype(episodes.observation.dtype, np.floating):
+        finite = np.isfinite(np.asarray(episodes.observation)).reshape(episodes.num_steps, -1).all(axis=1)
+        bad = np.flatnonzero(~finite)
+        if bad.size:
+            raise DataError(f"{source}: the observation at {_where(episodes, bad[0])} is not finite; the data is corrupt")
 
 
 def check_data_fraction(data_fraction: float) -> None:

@@ -4,14 +4,16 @@
 step the policy is called once for all of them (one jitted call for every seed and episode),
 the host steps each live environment, and finished ones wait until the slowest is done.
 Returns are the undiscounted environment returns. `make_evaluator` wraps a jitted, seed-vmapped
-acting function of an algorithm script into `evaluate(params)`. This module holds no training code.
+acting function of an algorithm script into `evaluate(params, key)`, on BSuite here and on Atari
+through common/atari_env.py. The environments come from common/bsuite_env.py and
+common/atari_env.py; this module holds no data reading and no training code.
 """
 
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from common.bsuite_data import make_env
+from common.bsuite_env import BSUITE_ENVS, make_env
 
 
 def evaluate_bsuite(
@@ -48,35 +50,45 @@ def evaluate_bsuite(
 
 
 def make_evaluator(
-    env_id: str, act: Callable, seeds: Sequence[int], num_episodes: int, key, max_episode_steps: Optional[int] = None
+    env_id: str, act: Callable, seeds: Sequence[int], num_episodes: int, max_episode_steps: Optional[int] = None
 ) -> Callable:
-    """`evaluate(params) -> mean return per seed [S]` for a jitted, seed-vmapped acting function.
+    """`evaluate(params, key) -> mean return per seed [S]` for a jitted, seed-vmapped acting function.
 
     `act(params [S, ...], observation [S, E, *obs_shape], keys [S]) -> actions [S, E]`; BSuite
-    observations are flattened to vectors, Atari games (common/atari_env.py) give stacked frames. A fresh key is split off for every step, so sampled policies differ
-    between steps and evaluations but the whole run stays reproducible from `key`.
-    `max_episode_steps` caps Atari episodes (default: the protocol's 27,000 agent steps); BSuite
-    episodes always end by themselves. Parameters replicated over several processes
-    (jax.distributed) are evaluated from this process's copy.
+    observations are flattened to vectors, Atari games (common/atari_env.py) give stacked frames.
+    Every step splits a fresh key off `key`, so sampled policies differ between steps, and an
+    evaluation depends on nothing but `params` and `key`: a script that derives `key` from its
+    seed and the update step (jax.random.fold_in) evaluates the same way whether or not the run
+    was interrupted and resumed. `max_episode_steps` caps Atari episodes (default: the protocol's
+    27,000 agent steps); BSuite episodes always end by themselves. Parameters replicated over
+    several processes (jax.distributed) are evaluated from this process's copy.
     """
     import jax
 
-    from common.data import is_atari
     from common.sharding import local_copy
 
-    if is_atari(env_id):  # observations stay [S, E, 84, 84, 4] uint8
+    if env_id not in BSUITE_ENVS:  # an Atari game: observations stay [S, E, 84, 84, 4] uint8
         from common.atari_env import make_atari_evaluator
 
         steps = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        evaluate_atari = make_atari_evaluator(env_id, act, seeds, num_episodes, key, **steps)
-        return lambda params: evaluate_atari(local_copy(params))
-    state = {"key": key}
+        seconds = []  # wall-clock seconds of each evaluation (environments and policy), in call order
 
-    def evaluate(params) -> np.ndarray:
+        def evaluate_atari(params, key) -> np.ndarray:
+            evaluator = make_atari_evaluator(env_id, act, seeds, num_episodes, key, **steps)  # ALE's threaded vector env
+            mean_returns = evaluator(local_copy(params))
+            seconds.extend(evaluator.seconds)
+            return mean_returns
+
+        evaluate_atari.seconds = seconds
+        return evaluate_atari
+
+    def evaluate(params, key) -> np.ndarray:
         params = local_copy(params)
+        keys = {"key": key}
+
         def policy(obs: np.ndarray) -> np.ndarray:
-            state["key"], step_key = jax.random.split(state["key"])
-            flat = obs.reshape(obs.shape[:2] + (-1,))
+            keys["key"], step_key = jax.random.split(keys["key"])
+            flat = obs.reshape(obs.shape[:2] + (-1,))  # [S, E, D]
             return np.asarray(act(params, flat, jax.random.split(step_key, len(seeds))))
 
         return evaluate_bsuite(env_id, policy, seeds, num_episodes).mean(axis=1)

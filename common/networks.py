@@ -18,7 +18,10 @@ The Atari networks of Appendix D.2.1 mirror these interfaces on 84x84x4 uint8 fr
 `AtariMuZeroNetwork` (pre-activation LayerNorm ResNet, hidden state 6x6x64), `AtariPolicyNetwork`
 and `AtariQNetwork`. Their methods take any number of leading batch dims, and their `dtype`
 (e.g. bfloat16) sets the compute of convolutions and dense layers while parameters, hidden
-states and logits stay float32. It does not hold losses, targets or data code.
+states and logits stay float32. Their `downsample` picks the torso's second downsampling stage:
+"paper" (the default, Appendix D.2.1's text: a stride-2 convolution then 2 residual blocks) or
+"official" (the authors' release: a stride-2 residual block with a projection shortcut then 1
+residual block). It does not hold losses, targets or data code.
 """
 
 from typing import Any, Sequence, Tuple
@@ -131,6 +134,7 @@ class QNetwork(nn.Module):
 # unfold any leading dims. The residual stream (and so the hidden state) is kept in float32.
 
 ATARI_CHANNELS = 64  # channels of every residual block after the first downsampling stage
+DOWNSAMPLE_FORMS = ("paper", "official")  # AtariTorso's second downsampling stage (see its docstring)
 HEAD_CHANNELS = 128  # 1x1 conv of each head before flattening
 HEAD_LAYERS = (128, 128)  # "two fully connected layers with 128 hidden units"
 
@@ -172,6 +176,28 @@ class ResBlock(nn.Module):
         return x + out  # float32 skip + compute-dtype branch stays float32
 
 
+class StridedResBlock(nn.Module):
+    """Pre-activation residual block that halves H and W and changes the channels (the official downsampling).
+
+    a = relu(LN(x)); out = proj(a) + conv(relu(LN(conv_s2(a)))), where proj and conv_s2 are 3x3
+    convolutions with stride 2 to `features` channels (the projection shortcut) and the last conv
+    has stride 1. [N, H, W, C] -> [N, ceil(H / 2), ceil(W / 2), features], float32.
+    """
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        pre = nn.relu(_spatial_layer_norm(self.dtype)(x))
+        shortcut = nn.Conv(
+            self.features, (3, 3), strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype, name="projection"
+        )(pre)
+        out = _conv(self.features, 3, 2, self.dtype)(pre)
+        out = _conv(self.features, 3, 1, self.dtype)(nn.relu(_spatial_layer_norm(self.dtype)(out)))
+        return shortcut.astype(jnp.float32) + out.astype(jnp.float32)
+
+
 class ResStack(nn.Module):
     """`num_blocks` residual blocks in sequence (the prediction trunk has 2)."""
 
@@ -186,17 +212,31 @@ class ResStack(nn.Module):
 
 
 class AtariTorso(nn.Module):
-    """Representation h_theta: frames [N, 84, 84, 4] (uint8) -> hidden state [N, 6, 6, 64]."""
+    """Representation h_theta: frames [N, 84, 84, 4] (uint8) -> hidden state [N, 6, 6, 64].
+
+    Downsampling to 21x21x64, as `downsample` says: "paper" (Appendix D.2.1's list) uses a stride-2
+    convolution then 2 residual blocks; "official" (the authors' release) a stride-2 residual
+    block with a projection shortcut (`StridedResBlock`) then 1 residual block. Both have 22
+    conv kernels and 20 LayerNorms; the official stage has about 18k fewer weights (147,456
+    against 165,888 in its convolutions).
+    """
 
     dtype: Any = jnp.float32
+    downsample: str = "paper"
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
+        if self.downsample not in DOWNSAMPLE_FORMS:
+            raise ValueError(f"unknown downsample {self.downsample!r}; use one of {', '.join(DOWNSAMPLE_FORMS)}")
         x = observation.astype(jnp.float32) / 255.0
         x = _conv(ATARI_CHANNELS // 2, 3, 2, self.dtype)(x).astype(jnp.float32)  # 42x42x32
         x = ResBlock(self.dtype)(x)
-        x = _conv(ATARI_CHANNELS, 3, 2, self.dtype)(x).astype(jnp.float32)  # 21x21x64
-        x = ResStack(2, self.dtype)(x)
+        if self.downsample == "paper":
+            x = _conv(ATARI_CHANNELS, 3, 2, self.dtype)(x).astype(jnp.float32)  # 21x21x64
+            x = ResStack(2, self.dtype)(x)
+        else:
+            x = StridedResBlock(ATARI_CHANNELS, self.dtype)(x)  # 21x21x64
+            x = ResStack(1, self.dtype)(x)
         x = _avg_pool(x)  # 11x11
         x = ResBlock(self.dtype)(x)
         x = _avg_pool(x)  # 6x6
@@ -253,9 +293,11 @@ class AtariMuZeroNetwork(nn.Module):
     num_actions: int
     num_bins: int = 601
     dtype: Any = jnp.float32
+    downsample: str = "paper"
+    """the torso's downsampling: "paper" (Appendix D.2.1) or "official" (the authors' release); see AtariTorso"""
 
     def setup(self):
-        self.representation_net = AtariTorso(self.dtype)
+        self.representation_net = AtariTorso(self.dtype, self.downsample)
         self.dynamics_net = AtariTransition(2, self.dtype)
         self.prediction_trunk = ResStack(2, self.dtype)
         self.policy_head = AtariHead(self.num_actions, self.dtype)
@@ -295,12 +337,14 @@ class AtariPolicyNetwork(nn.Module):
 
     num_actions: int
     dtype: Any = jnp.float32
+    downsample: str = "paper"
+    """the torso's downsampling: "paper" or "official"; see AtariTorso"""
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
         """frames [..., 84, 84, 4] -> policy logits [..., A] (float32, zero at init)."""
         x, lead = _fold(observation, 3)
-        x = AtariTorso(self.dtype, name="representation_net")(x)
+        x = AtariTorso(self.dtype, self.downsample, name="representation_net")(x)
         x = ResStack(2, self.dtype, name="prediction_trunk")(x)
         return AtariHead(self.num_actions, self.dtype, name="policy_head")(x).reshape(lead + (self.num_actions,))
 
@@ -316,12 +360,14 @@ class AtariQNetwork(nn.Module):
     num_actions: int
     num_bins: int = 601
     dtype: Any = jnp.float32
+    downsample: str = "paper"
+    """the torso's downsampling: "paper" or "official"; see AtariTorso"""
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
         """frames [..., 84, 84, 4] -> Q logits [..., A, num_bins] (float32)."""
         x, lead = _fold(observation, 3)
-        state = AtariTorso(self.dtype, name="representation_net")(x)  # [N, 6, 6, 64]
+        state = AtariTorso(self.dtype, self.downsample, name="representation_net")(x)  # [N, 6, 6, 64]
         n, num_actions = state.shape[0], self.num_actions
         states = jnp.repeat(state, num_actions, axis=0)  # [N * A, ...], sample-major
         actions = jnp.tile(jnp.eye(num_actions), (n, 1))  # action index runs fastest, matching `states`

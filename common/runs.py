@@ -1,116 +1,103 @@
-"""Run bookkeeping shared by the algorithm scripts: names, trackers, results and checkpoints.
+"""The files of a training run under `runs/{run_name}/`: its arguments, results and checkpoint.
 
-Everything here is about files on disk under `runs/{run_name}/`: the TensorBoard writer (and
-wandb when `--track`), `results.json`, and checkpoints, plus `Run`, which bundles them for the
-training loop of every script (progress bar, timing, the NaN stop, evaluation history). Files
-are written atomically (a temporary file renamed into place), so a crash or an interrupted
-write never destroys the last good checkpoint or results. No training code lives here: the
-scripts own their updates and call `Run` around them.
+`Run` is the one name the scripts use. It gives every run its own directory (a time stamp plus a
+random suffix, created exclusively, so runs launched at the same instant with the same name and
+seed never share one), writes `args.json` there at the start, keeps the evaluation history in
+`results.json`, and saves and restores the full training state in `checkpoint.msgpack`.
+`--resume runs/{run_name}` reopens such a directory in place: the saved arguments, the saved
+state, the evaluation history so far and the same run id (for wandb) come back. Every file is
+written through a uniquely named temporary file renamed into place, so an interrupted write
+never destroys the last good one, and results.json is strict JSON (null, never NaN).
+
+The training loop, TensorBoard/wandb logging, the evaluation schedule, the progress bar and the
+NaN stop are the scripts' own; this module does no training and no logging. Under
+jax.distributed only process 0 writes: on the others every write here does nothing.
 """
 
+import dataclasses
 import json
+import math
 import os
-import sys
+import secrets
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import flax.serialization
+import jax
 import numpy as np
 
+from common.errors import UsageError
+from common.scores import has_reference_scores, normalized_score
 from common.sharding import is_main_process, local_copy
 
-
-class UsageError(ValueError):
-    """Bad input from the user; the message is one line saying what was wrong and how to fix it."""
+RUNS_ROOT = Path("runs")
 
 
 def normalized_scores(env_id: str, returns) -> list:
     """Normalised score of each return, or None for each where the env has no reference scores."""
-    from common.scores import has_reference_scores, normalized_score
-
     if not has_reference_scores(env_id):
         return [None for _ in returns]
-    return [normalized_score(env_id, r) for r in returns]
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error (no traceback) and exit."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
-    return f"{env_id}__{exp_name}__{seed}__{int(time.time())}"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return [None if r is None else normalized_score(env_id, r) for r in returns]
 
 
 def _to_builtin(x: Any) -> Any:
+    """JSON-ready copy of `x`: arrays as lists, NaN and infinities as None, paths as strings."""
     if isinstance(x, dict):
         return {str(k): _to_builtin(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_to_builtin(v) for v in x]
     if isinstance(x, np.ndarray):
-        return x.tolist()
+        return _to_builtin(x.tolist())
     if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
     if isinstance(x, Path):
         return str(x)
+    if isinstance(x, type) or callable(x):
+        return getattr(x, "__name__", str(x))
     return x
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a uniquely named temporary file in the same directory."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
-    write_atomic(path, (json.dumps(_to_builtin(payload), indent=2) + "\n").encode())
+    """Strict JSON (NaN and infinities become null), written atomically."""
+    write_atomic(path, (json.dumps(_to_builtin(payload), indent=2, allow_nan=False) + "\n").encode())
 
 
-class Tracker:
-    """TensorBoard scalars under runs/{run_name}/, mirrored to wandb when tracking is on."""
-
-    def __init__(self, run_dir: Path, args: Any, run_name: str, track: bool, project: str, entity: Optional[str]):
-        from tensorboardX import SummaryWriter
-
-        self.wandb = None
-        if track:
-            import wandb
-
-            has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
-            mode = os.environ.get("WANDB_MODE", "online" if has_key else "offline")
-            self.wandb = wandb.init(
-                project=project, entity=entity, name=run_name, config=asdict(args),
-                dir=str(run_dir), mode=mode, sync_tensorboard=True,
-            )
-        self.writer = SummaryWriter(str(run_dir))
-        hparams = "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items())
-        self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{hparams}")
-
-    def scalars(self, values: Dict[str, float], step: int) -> None:
-        for name, value in values.items():
-            self.writer.add_scalar(name, float(value), step)
-
-    def close(self) -> None:
-        self.writer.close()
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
-def _netrc_has_wandb() -> bool:
+def wandb_mode() -> str:
+    """$WANDB_MODE if set, else "online" when a wandb API key is configured ($WANDB_API_KEY or
+    ~/.netrc), else "offline" (the run is logged locally and can be synced later)."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
     netrc = Path.home() / ".netrc"
-    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+    return "online" if has_key else "offline"
+
+
+def check_exp_name(exp_name: str) -> None:
+    """--exp-name becomes part of a directory name under runs/: no path separators, no '..'."""
+    if not exp_name or "/" in exp_name or "\\" in exp_name or os.sep in exp_name or ".." in exp_name:
+        raise UsageError(f"--exp-name {exp_name!r} must be a plain name (no '/', '\\' or '..'); e.g. --exp-name my_test")
 
 
 def save_checkpoint(path: Path, state: Any, meta: Dict[str, Any]) -> None:
-    """Serialise a training-state pytree with its metadata (algorithm, env, seeds, step)."""
+    """Serialise a training-state pytree with its metadata (algorithm, env, seeds, step, args, data shapes)."""
     payload = {"meta": json.dumps(_to_builtin(meta)), "state": flax.serialization.to_state_dict(state)}
     write_atomic(path, flax.serialization.msgpack_serialize(payload))
 
@@ -123,7 +110,7 @@ def read_checkpoint(path: Path, expect: Dict[str, Any]) -> tuple:
     """
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"checkpoint '{path}' does not exist; pass a checkpoint.msgpack written with --save-model")
+        raise UsageError(f"checkpoint '{path}' does not exist; pass the checkpoint.msgpack of a run directory")
     try:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
         meta = json.loads(payload["meta"])
@@ -138,162 +125,191 @@ def read_checkpoint(path: Path, expect: Dict[str, Any]) -> tuple:
     return payload, meta
 
 
+def first_mismatch(template: Any, saved: Any, where: str = "") -> Optional[str]:
+    """The first leaf (as a path) where the state dict `saved` differs from `template` in
+    structure, shape or dtype, with what each holds; None when they fit."""
+    if isinstance(template, dict):
+        if not isinstance(saved, dict):
+            return f"{where or '/'}: the checkpoint has a leaf where the network has a subtree"
+        for key in template:
+            if key not in saved:
+                return f"{where}/{key}: missing from the checkpoint"
+            found = first_mismatch(template[key], saved[key], f"{where}/{key}")
+            if found:
+                return found
+        extra = [k for k in saved if k not in template]
+        return f"{where}/{extra[0]}: in the checkpoint but not in the network" if extra else None
+    if isinstance(saved, dict):
+        return f"{where}: the checkpoint has a subtree where the network has a leaf"
+    want, got = np.asarray(template), np.asarray(saved)
+    if want.shape != got.shape or want.dtype != got.dtype:
+        return f"{where}: the checkpoint has {got.dtype}{list(got.shape)}, the network {want.dtype}{list(want.shape)}"
+    return None
+
+
 def load_checkpoint(path: Path, template: Any, expect: Dict[str, Any]) -> tuple:
-    """Restore a state saved by `save_checkpoint` into `template`'s structure (see read_checkpoint)."""
+    """Restore a state saved by `save_checkpoint` into `template`'s structure (see read_checkpoint);
+    a parameter whose shape or dtype differs is a one-line UsageError naming the first such leaf."""
     payload, meta = read_checkpoint(path, expect)
-    try:
-        state = flax.serialization.from_state_dict(template, payload["state"])
-    except Exception as e:  # noqa: BLE001
-        raise UsageError(f"checkpoint '{path}' does not fit this run's networks ({e}); were the network flags changed?")
-    return state, meta
+    mismatch = first_mismatch(flax.serialization.to_state_dict(local_copy(template)), payload["state"])
+    if mismatch:
+        raise UsageError(f"checkpoint '{path}' does not fit the requested networks ({mismatch}); use the network flags it was trained with")
+    return flax.serialization.from_state_dict(template, payload["state"]), meta
 
 
 class Run:
-    """The outputs of one training run of an algorithm script, under runs/{run_name}/.
+    """One run's directory and files; see the module docstring.
 
-    `start` restores a checkpoint and opens the outputs. The script's loop asks `chunk_size` how many updates to fuse into the next dispatch (never
-    past an evaluation or the end), reports each dispatch to `trained` (progress, TensorBoard,
-    updates/s without compilation, and a one-line stop with the last good checkpoint kept when
-    a loss is not finite), and hands every evaluation to `evaluated` (history, checkpoint,
-    results.json). `finish` writes the final results. `args` must have the common command line
-    (env_id, exp_name, seed, num_seeds, total_steps, eval_every, updates_per_dispatch, track,
-    wandb_project_name, wandb_entity, save_model, checkpoint).
-
-    Under jax.distributed only process 0 evaluates and writes; on the other processes `start`
-    opens nothing, `eval_due` is never true and `trained`/`finish` only keep the step count.
+    `Run(algo, args)` checks --exp-name, --resume's directory and --checkpoint's metadata, so a
+    wrong one fails before any data is read. `restore` creates the new run directory (after the
+    data loaded, so a data error leaves none behind) and gives the state to train and its step; `record` keeps an evaluation (history, checkpoint, results.json); `save`
+    writes the checkpoint alone; `write` writes results.json with a status ("running",
+    "finished", "interrupted" or "diverged"); `finish` writes the final results and drops the
+    checkpoint unless --save-model.
     """
 
+    @staticmethod
+    def saved_args(run_dir: str, args_type: Any, given: Any) -> Any:
+        """The arguments saved in `run_dir`/args.json as an `args_type`, for --resume `run_dir`.
+
+        `given` is the parsed command line; any flag it sets away from its default besides
+        --resume is refused (a resumed run continues with exactly its saved arguments)."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "args.json").is_file():
+            raise UsageError(f"--resume {run_dir}: not a run directory (no args.json); pass runs/<run_name> of an earlier run")
+        fields = {f.name: f for f in dataclasses.fields(args_type)}
+        changed = [
+            name for name, f in fields.items()
+            if name != "resume" and f.default is not dataclasses.MISSING and getattr(given, name) != f.default
+        ]
+        if changed:
+            flags = ", ".join(f"--{name.replace('_', '-')}" for name in changed)
+            raise UsageError(f"--resume continues a run with its saved arguments; drop {flags}")
+        try:
+            saved = json.loads((run_dir / "args.json").read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--resume {run_dir}: args.json could not be read ({type(e).__name__}); is the run directory intact?")
+        return args_type(**{**{k: v for k, v in saved.items() if k in fields}, "resume": str(run_dir)})
+
     def __init__(self, algo: str, args: Any):
-        """Checks --checkpoint's metadata at once, so a wrong checkpoint fails before any data is read."""
-        self.algo, self.args, self.data_info = algo, args, {}
+        self.algo, self.args, self.main = algo, args, is_main_process()
         self.seeds = [args.seed + i for i in range(args.num_seeds)]
         self.meta = {"algo": algo, "env_id": args.env_id, "num_seeds": args.num_seeds}
-        if args.checkpoint:
-            read_checkpoint(Path(args.checkpoint), self.meta)
-        self.name = make_run_name(args.env_id, args.exp_name, args.seed)
-        self.dir = Path("runs") / self.name
-        self.results_path = self.dir / "results.json"
-        self.checkpoint_path = self.dir / "checkpoint.msgpack"
         self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": []}
-        self.train_time, self.updates_done = 0.0, 0
-        self.all_time, self.all_updates = 0.0, 0  # including the dispatches that compiled
-        self.step = self.last_good_step = 0
-        self.main = is_main_process()
-
-    def start(self, state: Any, data_info: Dict[str, Any]) -> Any:
-        """Restore --checkpoint into `state` (algorithm, env and seed count must match), then open
-        the run directory, the tracker and the progress bar. Returns the state to train.
-        `data_info` describes the data in results.json."""
-        from tqdm import tqdm
-
-        self.data_info = data_info
-        if self.args.checkpoint:
-            state, _ = load_checkpoint(Path(self.args.checkpoint), state, self.meta)
-            print(f"resumed from {self.args.checkpoint} at update {int(np.asarray(state.step).ravel()[0])}")
-        self.step = self.last_good_step = int(np.asarray(state.step).ravel()[0])
-        self.start_time = time.time()
-        if not self.main:
-            return state
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.tracker = Tracker(self.dir, self.args, self.name, self.args.track, self.args.wandb_project_name, self.args.wandb_entity)
-        self.bar = tqdm(total=self.args.total_steps, initial=self.step, desc=f"{self.algo} {self.args.env_id}",
-                        unit="upd", dynamic_ncols=True)
-        return state
-
-    def chunk_size(self) -> int:
-        """Updates in the next dispatch: at most --updates-per-dispatch, ending at the next evaluation or the end."""
-        next_eval = (self.step // self.args.eval_every + 1) * self.args.eval_every
-        return min(self.args.updates_per_dispatch, next_eval - self.step, self.args.total_steps - self.step)
-
-    def trained(self, num_updates: int, seconds: float, metrics: Dict[str, Any], compiled: bool, **scalars: float) -> None:
-        """Record one dispatch of `num_updates` updates (metrics: means over them, per seed, and 'finite')."""
-        metrics = dict(metrics)
-        finite = bool(np.all(metrics.pop("finite")))
-        self.all_time += seconds
-        self.all_updates += num_updates
-        if not compiled:  # updates/s excludes compilation (and evaluation)
-            self.train_time += seconds
-            self.updates_done += num_updates
-        self.step += num_updates
-        if not self.main:
-            if not finite:
-                fail(f"the loss became NaN or infinite between updates {self.step - num_updates} and {self.step}; stopping", code=1)
-            return
-        self.bar.update(num_updates)
-        if not finite:
-            self.bar.close()
-            self._write("diverged")
-            self.tracker.close()
-            kept = (f"; the last good checkpoint (update {self.last_good_step}) is kept at {self.checkpoint_path}"
-                    if self.checkpoint_path.exists() else "")
-            fail(f"the loss became NaN or infinite between updates {self.step - num_updates} and {self.step}; stopping{kept}", code=1)
-        self.tracker.scalars({f"losses/{k}": np.mean(v) for k, v in metrics.items()}, self.step)
-        self.tracker.scalars({"charts/updates_per_s": self.updates_per_s, **{f"charts/{k}": v for k, v in scalars.items()}}, self.step)
-        self._last_loss = float(np.mean(metrics.get("loss", np.nan)))
-
-    def eval_due(self) -> bool:
-        return self.main and (self.step % self.args.eval_every == 0 or self.step == self.args.total_steps)
-
-    def evaluated(self, returns: np.ndarray, state: Any = None) -> None:
-        """Record an evaluation at the current step (mean return per seed); checkpoint and results.json."""
-        returns = np.asarray(returns, np.float64)
-        self.history["steps"].append(self.step)
-        self.history["returns"].append(returns.tolist())
-        self.history["wall_clock_s"].append(time.time() - self.start_time)  # since start, with data, compilation, evaluations
-        self.last_good_step = self.step
-        scores = normalized_scores(self.args.env_id, returns)
-        self.tracker.scalars({
-            "charts/eval_return": returns.mean(),
-            **({"charts/normalized_score": np.mean(scores)} if scores[0] is not None else {}),
-            **{f"charts/eval_return_seed{s}": r for s, r in zip(self.seeds, returns)},
-        }, self.step)
-        if state is not None and self.args.save_model:
-            self.save(state)
-        self._write("running")
-        self.bar.set_postfix(eval_return=f"{returns.mean():.3f}", loss=f"{getattr(self, '_last_loss', float('nan')):.3f}",
-                             ups=f"{self.updates_per_s:.0f}")
-
-    def save(self, state: Any) -> None:
-        save_checkpoint(self.checkpoint_path, local_copy(state), {**self.meta, "step": self.step, "seeds": self.seeds, "args": vars(self.args)})
-
-    def finish(self, state: Any, evaluate: Callable[[Any], np.ndarray]) -> Dict[str, Any]:
-        """Final results (evaluating once if the loop ran no update, e.g. a finished checkpoint)."""
-        if not self.main:
-            return {}
-        self.bar.close()
-        if not self.history["returns"]:
-            self.evaluated(evaluate(state.params))
-        if self.args.save_model:
-            self.save(state)
-        results = self._write("finished")
-        self.tracker.close()
-        final = np.asarray(results["final_returns"])
-        scores = results["normalized_scores"]
-        normalised = f"normalised {np.mean(scores):.3f}" if scores[0] is not None else "no reference scores to normalise"
-        print(
-            f"final mean return {final.mean():.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}), "
-            f"{normalised}; {self.updates_per_s:.0f} updates/s x {self.args.num_seeds} seeds; results in {self.results_path}"
-        )
-        return results
+        self.data_info: Dict[str, Any] = {}
+        self.updates_per_s = float("nan")
+        elapsed = 0.0
+        if args.resume:
+            if args.checkpoint:
+                raise UsageError("--resume continues a run from its own checkpoint; drop --checkpoint")
+            self.dir = Path(args.resume)
+            previous = self._read_results()
+            if previous.get("algo") != algo:
+                raise UsageError(f"--resume {self.dir} is a {previous.get('algo')} run; resume it with {previous.get('algo')}.py")
+            if previous.get("status") == "finished":
+                raise UsageError(f"--resume {self.dir}: this run has finished; start a new run (or --checkpoint its checkpoint.msgpack)")
+            self.id = previous.get("run_id") or secrets.token_hex(8)
+            self.history = previous.get("eval_history", self.history)
+            elapsed = float(previous.get("wall_clock_s") or 0.0)
+        else:
+            check_exp_name(args.exp_name)
+            if args.checkpoint:
+                read_checkpoint(Path(args.checkpoint), self.meta)
+            self.dir, self.id = None, secrets.token_hex(8)  # created by `restore`, once the data has loaded
+        self.start_time = time.time() - elapsed  # wall-clock seconds count on across a resume
 
     @property
-    def updates_per_s(self) -> float:
-        """Updates per second without compilation; a run whose every dispatch compiled counts it in."""
-        if self.updates_done == 0:
-            return self.all_updates / max(self.all_time, 1e-9)
-        return self.updates_done / max(self.train_time, 1e-9)
+    def name(self) -> str:
+        return self.dir.name
 
-    def _write(self, status: str) -> Dict[str, Any]:
-        final = self.history["returns"][-1] if self.history["returns"] else [float("nan")] * len(self.seeds)
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.msgpack"
+
+    def _new_dir(self, args: Any) -> Path:
+        """A fresh directory runs/{env}__{exp}__{seed}__{time}_{random}, created exclusively."""
+        for _ in range(100):
+            path = RUNS_ROOT / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}_{secrets.token_hex(3)}"
+            if not self.main:
+                return path
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                return path
+            except FileExistsError:
+                continue
+        raise UsageError(f"could not create a new run directory under {RUNS_ROOT}; remove old runs or check its permissions")
+
+    def _read_results(self) -> Dict[str, Any]:
+        try:
+            return json.loads((self.dir / "results.json").read_text())
+        except (OSError, ValueError):
+            raise UsageError(f"--resume {self.dir}: results.json is missing or unreadable; is the run directory intact?")
+
+    def restore(self, state: Any, data: Any) -> Tuple[Any, int]:
+        """(state to train, its update step): --resume's own checkpoint, else --checkpoint's, else
+        `state` at step 0. `data` (the script's OfflineData) is described in results.json and its
+        action count and observation shape and dtype in every checkpoint."""
+        if self.dir is None:
+            self.dir = self._new_dir(self.args)
+            if self.main:
+                write_json(self.dir / "args.json", vars(self.args))
+        self.data_info = dict(data.info)
+        self.meta.update(num_actions=int(data.num_actions), obs_shape=list(data.obs_shape),
+                         obs_dtype=np.dtype(data.obs_dtype).name)
+        path = self.checkpoint_path if self.args.resume else (Path(self.args.checkpoint) if self.args.checkpoint else None)
+        if path is not None and (path.exists() or not self.args.resume):
+            state, meta = load_checkpoint(path, state, {k: self.meta[k] for k in ("algo", "env_id", "num_seeds")})
+            print(f"{'resumed' if self.args.resume else 'restored'} from {path} at update {meta['step']}")
+        elif self.args.resume:  # stopped before its first checkpoint: start again, in place
+            self.history = {"steps": [], "returns": [], "wall_clock_s": []}
+        step = int(np.asarray(local_copy(state.step)).ravel()[0])
+        if step % self.args.updates_per_dispatch:
+            raise UsageError(
+                f"the checkpoint is at update {step}, not a multiple of --updates-per-dispatch "
+                f"{self.args.updates_per_dispatch}; pass a dispatch size that divides {step}"
+            )
+        done = self.history["steps"]
+        if done and done[-1] > step:  # evaluations logged after the checkpoint are redone
+            keep = sum(s <= step for s in done)
+            self.history = {k: v[:keep] for k, v in self.history.items()}
+        self.write("running", step)
+        return state, step
+
+    def save(self, state: Any, step: int) -> None:
+        """The full training state at `step` (atomically) with its metadata."""
+        if self.main:
+            meta = {**self.meta, "step": step, "seeds": self.seeds, "args": vars(self.args)}
+            save_checkpoint(self.checkpoint_path, jax.device_get(local_copy(state)), meta)
+
+    def record(self, step: int, returns: np.ndarray, state: Any, updates_per_s: float) -> Dict[str, Any]:
+        """An evaluation at `step` (mean return per seed): history, checkpoint, results.json (returned)."""
+        self.updates_per_s = updates_per_s
+        self.history["steps"].append(step)
+        self.history["returns"].append(np.asarray(returns, np.float64).tolist())
+        self.history["wall_clock_s"].append(time.time() - self.start_time)
+        self.save(state, step)
+        return self.write("running", step)
+
+    def write(self, status: str, step: int) -> Dict[str, Any]:
+        """results.json with `status`; the final returns are those of the last evaluation."""
+        final = self.history["returns"][-1] if self.history["returns"] else [None] * len(self.seeds)
+        finite = [r for r in final if r is not None and math.isfinite(r)]
         results = {
             "algo": self.algo, "env_id": self.args.env_id, "status": status, "seeds": self.seeds,
-            "total_steps": self.step if status != "diverged" else self.last_good_step,
-            "final_returns": final, "mean_final_return": float(np.mean(final)),
+            "total_steps": step, "final_returns": final,
+            "mean_final_return": float(np.mean(finite)) if len(finite) == len(final) else None,
             "normalized_scores": normalized_scores(self.args.env_id, final),
             "eval_history": self.history, "wall_clock_s": time.time() - self.start_time,
             "updates_per_s": self.updates_per_s,  # training-loop steps (every vmapped seed advances)
             "agent_updates_per_s": self.updates_per_s * len(self.seeds),
-            "data": self.data_info, "args": vars(self.args),
+            "data": self.data_info, "args": vars(self.args), "run_name": self.name, "run_id": self.id,
         }
-        write_json(self.results_path, results)
-        return results
+        if self.main:
+            write_json(self.dir / "results.json", results)
+        return _to_builtin(results)
+
+    def finish(self, status: str, step: int) -> Dict[str, Any]:
+        """Final results.json; a finished run keeps its checkpoint only with --save-model."""
+        if self.main and status == "finished" and not self.args.save_model and self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
+        return self.write(status, step)

@@ -15,7 +15,8 @@ Several hosts (`--distributed`): `init_distributed` starts JAX's multi-process r
 on process p's devices, where its windows are sampled (common/replay.py). Only process 0 writes
 outputs and evaluates (`local_copy` gives it the replicated parameters as local arrays).
 
-This module holds no model or loss code.
+`to_devices` does the placement a script needs in one call: the mesh, the batch check, the
+replicated state and the placed store. This module holds no model or loss code.
 """
 
 import os
@@ -24,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from common.errors import UsageError
 
 PROCESS_AXIS = "process"
 DATA_AXIS = "data"
@@ -36,8 +39,6 @@ def init_distributed() -> None:
     elsewhere set JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
     JAX_PROCESS_ID in every process's environment. CPU processes talk through gloo.
     """
-    from common.runs import UsageError
-
     kwargs = {}
     for name, key in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
         if os.environ.get(key):
@@ -64,8 +65,6 @@ def data_mesh() -> Mesh:
     """All devices (of every process) as [processes, local devices] on the axes ("process", "data")."""
     rows = [[d for d in jax.devices() if d.process_index == p] for p in range(jax.process_count())]
     if len({len(r) for r in rows}) != 1:
-        from common.runs import UsageError
-
         raise UsageError(f"the processes have different device counts ({[len(r) for r in rows]}); give every process the same")
     return Mesh(np.asarray(rows), (PROCESS_AXIS, DATA_AXIS))
 
@@ -113,8 +112,14 @@ def local_copy(tree: Any) -> Any:
 def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
     """The batch must split evenly over the devices."""
     if batch_size % mesh.size:
-        from common.runs import UsageError
-
         raise UsageError(
             f"--batch-size {batch_size} does not split over {mesh.size} devices; use a multiple of {mesh.size}"
         )
+
+
+def to_devices(state: Any, store: Any, batch_size: int) -> tuple:
+    """(state replicated, store placed, mesh) over every device of every process; the batch of
+    `batch_size` windows must split evenly over the devices (one-line UsageError otherwise)."""
+    mesh = data_mesh()
+    check_batch_divisible(batch_size, mesh)
+    return replicate(state, mesh), place_store(store, mesh), mesh

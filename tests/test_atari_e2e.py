@@ -33,6 +33,7 @@ def pong_shards(tmp_path_factory):
 # rosmo.py (here) and mzu.py (through benchmark/atari.py below) cover the model-based path (one-step
 # look-ahead and search over 6x6x64 states); the baselines share the data, evaluation and network
 # code checked here and in test_networks.py.
+@pytest.mark.e2e
 def test_rosmo_trains_on_rl_unplugged_shards_and_evaluates_in_the_real_game(pong_shards, tmp_path):
     out = run_script([*TINY, "--data-dir", str(pong_shards)], tmp_path, "rosmo.py")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -48,7 +49,7 @@ def test_rosmo_trains_on_rl_unplugged_shards_and_evaluates_in_the_real_game(pong
 
 def test_a_run_outside_the_five_rl_unplugged_runs_is_a_one_line_error(tmp_path):
     line = one_line_error(run_script(["--env-id", "Pong", "--run", "6"], tmp_path))
-    assert "--run must be one of the RL Unplugged runs 1..5" in line
+    assert "--run must be in [1, 5]" in line
 
 
 def test_unknown_env_id_lists_bsuite_tasks_and_atari_games(tmp_path):
@@ -61,6 +62,7 @@ def test_a_non_positive_evaluation_cap_is_a_one_line_error(tmp_path):
     assert "--eval-max-steps must be at least 1" in line
 
 
+@pytest.mark.e2e
 def test_atari_protocol_script_trains_mzu_on_the_game_and_reports_the_iqm(pong_shards, tmp_path):
     out_dir = tmp_path / "results"
     cmd = [sys.executable, str(ROOT / "benchmark" / "atari.py"), "--games", "Pong", "--algos", "mzu", "--num-seeds", "2",

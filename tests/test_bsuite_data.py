@@ -65,7 +65,7 @@ def catch_root(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def catch_full(catch_root) -> Episodes:
     root, _ = catch_root
-    return bsuite_data.read_episodes(bsuite_data.builder_dir(root, "catch", 0.1))
+    return bsuite_data.read_episodes(bsuite_data.builder_dir(root, "catch", 0.1, CATCH_EPISODES))
 
 
 def test_paths_and_data_root(tmp_path, monkeypatch):
@@ -118,10 +118,10 @@ def test_episode_to_rlds_pads_the_last_step():
 
 def test_catch_dataset_reads_with_tfds_in_rlds_layout(catch_root):
     root, stats = catch_root
-    path = bsuite_data.builder_dir(root, "catch", 0.1)
+    path = bsuite_data.builder_dir(root, "catch", 0.1, CATCH_EPISODES)
     assert (path / "dataset_info.json").is_file()
     assert stats["path"] == path
-    assert list((root / "bsuite").iterdir()) == [root / "bsuite" / "catch_0.1"]  # no scratch left behind
+    assert list((root / "bsuite").iterdir()) == [root / "bsuite" / "catch_0.1_episodes30"]  # no scratch left behind
 
     tfds = _tfds()
     builder = tfds.builder_from_directory(str(path))
@@ -160,7 +160,7 @@ def test_catch_dataset_reads_with_tfds_in_rlds_layout(catch_root):
 @pytest.mark.parametrize("env_id, obs_shape, count", [("mountain_car", (1, 3), 2), ("cartpole", (1, 6), 3)])
 def test_vector_envs_store_whole_terminated_episodes(tmp_path, env_id, obs_shape, count):
     stats = bsuite_data.generate(env_id, 0.5, tmp_path, seed=3, num_episodes=count, progress=False)
-    episodes = _read_raw(bsuite_data.builder_dir(tmp_path, env_id, 0.5))
+    episodes = _read_raw(bsuite_data.builder_dir(tmp_path, env_id, 0.5, count, seed=3))
     assert len(episodes) == count
     transitions = 0
     for episode in episodes:
@@ -238,7 +238,7 @@ def test_corrupt_dataset_names_the_path(tmp_path, catch_root):
     root, _ = catch_root
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
-    path = bsuite_data.builder_dir(copy, "catch", 0.1)
+    path = bsuite_data.builder_dir(copy, "catch", 0.1, CATCH_EPISODES)
     (record,) = [p for p in path.iterdir() if ".tfrecord" in p.name]
     record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
     with pytest.raises(DataError) as error:
@@ -250,12 +250,12 @@ def test_corrupt_dataset_names_the_path(tmp_path, catch_root):
         bsuite_data.read_episodes(path)
     assert str(path) in str(error.value)
     with pytest.raises(DataError, match="dataset_info.json"):
-        bsuite_data.load_bsuite("catch", 0.1, copy)
+        bsuite_data.load_bsuite("catch", 0.1, bsuite_data.dataset_dir(copy, "catch", 0.1, CATCH_EPISODES))
 
 
-def test_load_bsuite_reads_a_builder_directory_or_a_root(catch_root, catch_full):
+def test_load_bsuite_reads_a_builder_directory_or_a_dataset_directory(catch_root, catch_full):
     root, stats = catch_root
-    for data_dir in (root, stats["path"]):
+    for data_dir in (bsuite_data.dataset_dir(root, "catch", 0.1, CATCH_EPISODES), stats["path"]):
         episodes, path = bsuite_data.load_bsuite("catch", 0.1, data_dir, data_fraction=0.5)
         assert path == stats["path"] and episodes.num_episodes == CATCH_EPISODES // 2
 
@@ -271,9 +271,28 @@ def test_generate_refuses_to_overwrite_without_force(tmp_path):
     bsuite_data.generate("catch", 0.0, tmp_path, num_episodes=2, progress=False)
     with pytest.raises(DataError, match="--force"):
         bsuite_data.generate("catch", 0.0, tmp_path, num_episodes=2, progress=False)
-    stats = bsuite_data.generate("catch", 0.0, tmp_path, num_episodes=3, progress=False, force=True)
+    stats = bsuite_data.generate("catch", 0.0, tmp_path, num_episodes=2, seed=1, progress=False, force=True)
+    assert bsuite_data.read_episodes(stats["path"]).num_episodes == 2
+    # The directory name records the generator settings: another count or seed never replaces a dataset.
+    stats = bsuite_data.generate("catch", 0.0, tmp_path, num_episodes=3, progress=False)
     assert bsuite_data.read_episodes(stats["path"]).num_episodes == 3
-    assert sorted(p.name for p in (tmp_path / "bsuite").iterdir()) == ["catch_0.0"]
+    names = sorted(p.name for p in (tmp_path / "bsuite").iterdir())
+    assert names == ["catch_0.0_episodes2", "catch_0.0_episodes2_seed1", "catch_0.0_episodes3"]
+    assert bsuite_data.parse_dataset_name("catch_0.0_episodes2_seed1") == {
+        "env_id": "catch", "noise": 0.0, "num_episodes": 2, "seed": 1}
+    assert bsuite_data.dataset_name("catch", 0.1, bsuite_data.NUM_EPISODES["catch"], 0) == "catch_0.1"
+    with pytest.raises(DataError, match="holds catch data with noise 0.0, but this run asks for catch with --noise 0.1"):
+        bsuite_data.load_bsuite("catch", 0.1, tmp_path / "bsuite" / "catch_0.0_episodes3")
+
+
+def test_an_explicit_data_dir_must_exist_unless_generation_is_asked_for(tmp_path):
+    missing = tmp_path / "typo"
+    with pytest.raises(DataError, match="does not exist; check the path, or add --generate-data"):
+        bsuite_data.load_bsuite("catch", 0.0, missing)
+    assert not missing.exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="is a file"):
+        bsuite_data.load_bsuite("catch", 0.0, tmp_path / "file")
 
 
 def test_reader_fills_in_fields_that_other_rlds_data_may_lack(tmp_path):
@@ -353,7 +372,7 @@ def test_cli_rejects_bad_input_with_one_line(catch_root):
     for args, expected in (
         (("--env-id", "pong", "--noise", "0.1"), "catch, cartpole, mountain_car"),
         (("--env-id", "catch", "--noise", "2"), "noise"),
-        (("--env-id", "catch", "--noise", "0.1", "--data-dir", str(root)), "--force"),
+        (("--env-id", "catch", "--noise", "0.1", "--num-episodes", str(CATCH_EPISODES), "--data-dir", str(root)), "--force"),
     ):
         result = _cli(*args)
         assert result.returncode == 2

@@ -15,6 +15,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from common.atari_fixture import write_fixture
 from common.atari_data import load_atari
@@ -76,6 +77,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_two_processes_train_with_jax_distributed_and_only_process_zero_writes(catch_data, tmp_path):
     flags = [*SMALL, "--total-steps", "100", "--eval-every", "100", "--batch-size", "16", "--num-seeds", "2",
              "--data-dir", str(catch_data), "--distributed"]

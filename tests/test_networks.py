@@ -18,9 +18,11 @@ from common.networks import (
     AtariMuZeroNetwork,
     AtariPolicyNetwork,
     AtariQNetwork,
+    AtariTorso,
     MuZeroNetwork,
     PolicyNetwork,
     QNetwork,
+    StridedResBlock,
     weight_decay_mask,
 )
 from common.value_transforms import logits_to_scalar
@@ -166,7 +168,7 @@ def test_atari_bfloat16_compute_returns_float32_close_to_float32(muzero):
 
 
 def test_atari_bfloat16_policy_and_q_networks_return_float32(policy, critic):
-    for (net, params), cls in ((policy, AtariPolicyNetwork), (critic, AtariQNetwork)):
+    for (_, params), cls in ((policy, AtariPolicyNetwork), (critic, AtariQNetwork)):
         half = cls(num_actions=A, dtype=jnp.bfloat16)
         assert jax.eval_shape(half.apply, params, frames((2,))).dtype == jnp.float32
 
@@ -198,6 +200,105 @@ def test_weight_decay_mask_marks_exactly_the_conv_and_dense_kernels(request, nam
     # Everything else is a bias or a LayerNorm scale/offset: one vector per layer.
     assert all(path[-1].key in ("bias", "scale") and p.ndim == 1 for path, p in unmarked)
     assert unmarked  # LayerNorm parameters exist and stay undecayed
+
+
+# --- Atari torso: the paper's and the official downsampling -------------------------------------
+
+
+def torso_params(downsample):
+    return jax.eval_shape(AtariTorso(downsample=downsample).init, init_key(), frames((1,)))["params"]
+
+
+def kernel_shapes(tree):
+    return {jax.tree_util.keystr(path): leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+@pytest.mark.parametrize("downsample", ["paper", "official"])
+def test_both_downsampling_forms_give_the_6x6x64_hidden_state_in_every_atari_network(downsample):
+    lead = (2, 3)
+    net = AtariMuZeroNetwork(num_actions=A, dtype=jnp.bfloat16, downsample=downsample)
+    params = jax.eval_shape(net.init, init_key(), frames((1,)), jnp.zeros((1,), jnp.int32))
+    state = jax.eval_shape(lambda p, o: net.apply(p, o, method=net.represent), params, frames(lead))
+    assert state.shape == lead + HIDDEN and state.dtype == jnp.float32  # the residual stream stays float32
+    policy_net, q_net = AtariPolicyNetwork(A, downsample=downsample), AtariQNetwork(A, downsample=downsample)
+    assert shape_of(policy_net.apply, jax.eval_shape(policy_net.init, init_key(), frames((1,))), frames(lead)) == lead + (A,)
+    assert shape_of(q_net.apply, jax.eval_shape(q_net.init, init_key(), frames((1,))), frames(lead)) == lead + (A, BINS)
+    for tree in (params, jax.eval_shape(policy_net.init, init_key(), frames((1,)))):
+        assert set(tree["params"]["representation_net"]) == set(torso_params(downsample))  # the option reaches the torso
+
+
+def test_paper_downsampling_is_a_strided_conv_then_two_residual_blocks():
+    params = torso_params("paper")
+    assert set(params) == {"Conv_0", "ResBlock_0", "Conv_1", "ResStack_0", "ResBlock_1", "ResStack_1"}
+    assert params["Conv_1"]["kernel"].shape == (3, 3, 32, 64)  # 42x42x32 -> 21x21x64
+    assert set(params["ResStack_0"]) == {"ResBlock_0", "ResBlock_1"} and len(params["ResStack_1"]) == 6
+
+
+def test_official_downsampling_is_a_strided_projection_block_then_one_residual_block():
+    params = torso_params("official")
+    assert set(params) == {"Conv_0", "ResBlock_0", "StridedResBlock_0", "ResStack_0", "ResBlock_1", "ResStack_1"}
+    assert kernel_shapes(params["StridedResBlock_0"]) == {
+        "['projection']['kernel']": (3, 3, 32, 64),  # the shortcut, stride 2
+        "['Conv_0']['kernel']": (3, 3, 32, 64),  # stride 2
+        "['Conv_1']['kernel']": (3, 3, 64, 64),
+        "['LayerNorm_0']['scale']": (32,),  # pre-activation of the 32-channel input
+        "['LayerNorm_0']['bias']": (32,),
+        "['LayerNorm_1']['scale']": (64,),
+        "['LayerNorm_1']['bias']": (64,),
+    }
+    assert set(params["ResStack_0"]) == {"ResBlock_0"} and len(params["ResStack_1"]) == 6
+
+
+def test_the_two_downsampling_forms_differ_only_in_the_second_stage_weights():
+    def conv_weights(downsample):
+        shapes = kernel_shapes(torso_params(downsample))
+        return sum(int(np.prod(s)) for k, s in shapes.items() if k.endswith("['kernel']")), len(
+            [k for k in shapes if k.endswith("['kernel']")]
+        )
+
+    first, rest = 3 * 3 * 4 * 32 + 2 * 3 * 3 * 32 * 32, (1 + 6) * 2 * 3 * 3 * 64 * 64  # shared stages
+    block64 = 2 * 3 * 3 * 64 * 64
+    paper = 3 * 3 * 32 * 64 + 2 * block64  # conv s2, 2 blocks
+    official = 2 * 3 * 3 * 32 * 64 + 3 * 3 * 64 * 64 + block64  # projection + conv s2, conv, 1 block
+    assert conv_weights("paper") == (first + paper + rest, 22)
+    assert conv_weights("official") == (first + official + rest, 22)
+
+
+def test_strided_res_block_adds_the_projection_shortcut_to_the_residual_branch():
+    block = StridedResBlock(6)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 8, 8, 4)), jnp.float32)
+    params = perturb(block.init(init_key(), x))
+    out = block.apply(params, x)
+    assert out.shape == (1, 4, 4, 6) and out.dtype == jnp.float32
+
+    def zeroed(name):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, p: jnp.zeros_like(p) if name in jax.tree_util.keystr(path) else p, params
+        )
+
+    shortcut_only, branch_only = block.apply(zeroed("['Conv_1']"), x), block.apply(zeroed("['projection']"), x)
+    assert float(jnp.abs(shortcut_only).max()) > 1e-2 and float(jnp.abs(branch_only).max()) > 1e-2
+    np.testing.assert_allclose(out, shortcut_only + branch_only, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_downsampling_form_is_an_error():
+    with pytest.raises(ValueError, match="unknown downsample 'resnet'; use one of paper, official"):
+        jax.eval_shape(AtariTorso(downsample="resnet").init, init_key(), frames((1,)))
+
+
+@pytest.mark.parametrize(
+    "cls, num_kernels",
+    [(AtariMuZeroNetwork, TORSO + TRANSITION + TRUNK + 3 * HEAD), (AtariQNetwork, TORSO + TRANSITION + TRUNK + HEAD)],
+)
+def test_weight_decay_mask_of_official_downsampling_marks_the_projection_too(cls, num_kernels):
+    net = cls(num_actions=A, downsample="official")
+    args = (frames((1,)), jnp.zeros((1,), jnp.int32)) if cls is AtariMuZeroNetwork else (frames((1,)),)
+    params = jax.eval_shape(net.init, init_key(), *args)
+    marked = [
+        jax.tree_util.keystr(path) for path, m in jax.tree_util.tree_flatten_with_path(weight_decay_mask(params))[0] if m
+    ]
+    assert len(marked) == num_kernels  # the same 22 torso kernels as the paper's form
+    assert any("['projection']['kernel']" in path for path in marked)
 
 
 # --- BSuite networks unchanged ------------------------------------------------------------------

@@ -17,23 +17,28 @@ def trained_run(catch_data, tmp_path_factory):
     return cwd, run_dir, out
 
 
+@pytest.mark.e2e
 def test_rosmo_writes_results_checkpoint_and_tensorboard(trained_run):
     cwd, run_dir, out = trained_run
     assert run_dir.name.startswith("catch__rosmo__0__")
     results = json.loads((run_dir / "results.json").read_text())
     assert results["algo"] == "rosmo" and results["env_id"] == "catch" and results["status"] == "finished"
     assert results["seeds"] == [0, 1] and results["total_steps"] == 300
-    assert len(results["final_returns"]) == 2 and all(-1.0 <= r <= 1.0 for r in results["final_returns"])
+    assert len(results["final_returns"]) == 2 and results["final_returns"] == results["eval_history"]["returns"][-1]
+    # Catch pays +1 or -1 per episode: the mean of 3 evaluation episodes is -1, -1/3, 1/3 or 1.
+    assert all(round(3 * r) in (-3, -1, 1, 3) and abs(3 * r - round(3 * r)) < 1e-9 for r in results["final_returns"])
     expected = [(r + 0.667) / (1.0 + 0.667) for r in results["final_returns"]]
     np.testing.assert_allclose(results["normalized_scores"], expected, rtol=1e-6)
     assert results["eval_history"]["steps"] == [150, 300]
-    assert results["wall_clock_s"] > 0 and results["updates_per_s"] > 0
+    # Measured over the training dispatches, a part of the wall-clock time: at least the overall rate.
+    assert results["updates_per_s"] >= results["total_steps"] / results["wall_clock_s"]
     assert results["data"]["episodes"] == 60 and results["data"]["transitions"] == 540
     assert (run_dir / "checkpoint.msgpack").stat().st_size > 10_000
     assert list(run_dir.glob("events.out.tfevents.*"))
     assert "final mean return" in out.stdout
 
 
+@pytest.mark.e2e
 def test_a_saved_run_resumes_and_evaluates(trained_run, catch_data):
     cwd, run_dir, _ = trained_run
     ckpt = str(run_dir / "checkpoint.msgpack")
@@ -74,6 +79,7 @@ def test_corrupt_dataset_names_the_path(tmp_path):
     assert str(bad) in line
 
 
+@pytest.mark.e2e
 def test_checkpoint_from_another_env_or_algorithm(trained_run, catch_data, tmp_path):
     from common.runs import load_checkpoint, save_checkpoint  # noqa: F401 - the format under test
     import flax.serialization
@@ -91,6 +97,7 @@ def test_checkpoint_from_another_env_or_algorithm(trained_run, catch_data, tmp_p
     assert "num_seeds=2" in line
 
 
+@pytest.mark.e2e
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(catch_data, tmp_path):
     # The learning rate jumps by 1e30 after 40 updates: the loss diverges, the run must stop.
     out = run_script(["--data-dir", str(catch_data), "--save-model", "--total-steps", "400", "--eval-every", "20",

@@ -1,0 +1,188 @@
+"""Resumption and seeds at the function level, for rosmo.py, crr.py and bc.py.
+
+Resume: training 2 x HALF updates in a row equals HALF updates, a `save_checkpoint` /
+`load_checkpoint` round trip of the whole TrainState (params, optimiser state, target params,
+key, step) into a state of another seed, then HALF more: every leaf exactly equal. Both runs use
+the same compiled chunk of HALF updates, so any difference comes from the round trip.
+
+Seeds: agent s of a vmapped multi-seed run trains like a one-seed run with seed s (equal up to
+float reassociation under vmap) and, acting greedily, takes exactly the same actions in the same
+evaluation episodes. Tiny networks, a synthetic store with catch-sized observations.
+"""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common.evaluation import make_evaluator
+from common.replay import make_store
+from common.runs import load_checkpoint, save_checkpoint
+from test_replay import synthetic_episodes
+
+HALF = 4  # updates per chunk; the straight run trains 2 * HALF
+OBS_DIM = 50  # catch's 10 x 5 board, so the trained agents can be evaluated on catch
+NUM_ACTIONS = 3
+
+
+def catch_sized_store():
+    """The synthetic episodes of test_replay with their 3 features padded to catch's 50 and rewards scaled to [0, 6]."""
+    episodes = synthetic_episodes([4, 7, 3, 9, 5, 6])
+    observation = np.pad(episodes.observation, ((0, 0), (0, OBS_DIM - episodes.observation.shape[1])))
+    return make_store(episodes._replace(observation=observation, reward=episodes.reward / 100.0))
+
+
+class Algo:
+    """One script's pieces: init(seeds) -> stacked TrainState, chunk(state) -> (state, metrics), act."""
+
+    def __init__(self, name, init, make_chunk, act):
+        self.name, self.init, self.act = name, init, act
+        self.chunk = make_chunk()
+
+
+def rosmo_algo():
+    import rosmo
+
+    # Warm-up 2, a decay after 5 and a target copy every 3 updates: all fall inside 2 * HALF.
+    args = rosmo.apply_env_defaults(rosmo.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5, target_update_interval=3,
+                                               behavior_coef=0.0, eval_greedy=True))
+    network = rosmo.MuZeroNetwork(num_actions=NUM_ACTIONS, num_bins=args.num_bins, dynamics_layers=(8, 16, 8),
+                                  representation_layers=(16, 8), prediction_layers=(8,))
+    init = lambda seeds: rosmo.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+    optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
+    return Algo("rosmo", init, lambda: rosmo.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF),
+                rosmo.make_act(network, NUM_ACTIONS, args.discount, greedy=True))
+
+
+def crr_algo():
+    import crr
+
+    args = crr.apply_env_defaults(crr.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5, target_update_interval=3))
+    policy_net = crr.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
+    critic_net = crr.QNetwork(num_actions=NUM_ACTIONS, num_bins=args.num_bins, representation_layers=(16, 8),
+                              dynamics_layers=(8, 16, 8), prediction_layers=(8,))
+    init = lambda seeds: crr.init_train_states(args, policy_net, critic_net, jnp.zeros((1, OBS_DIM)), seeds)
+    optimizer = crr.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
+    return Algo("crr", init, lambda: crr.make_train_chunk(args, policy_net, critic_net, optimizer, NUM_ACTIONS, HALF),
+                crr.make_act(policy_net, greedy=True))
+
+
+def bc_algo():
+    import bc
+
+    args = bc.apply_env_defaults(bc.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5))
+    network = bc.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
+    init = lambda seeds: bc.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+    optimizer = bc.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
+    return Algo("bc", init, lambda: bc.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF),
+                bc.make_act(network, greedy=True))
+
+
+# Each script is imported by its builder, so one script that fails to import fails only its own tests.
+BUILDERS = {"rosmo": rosmo_algo, "crr": crr_algo, "bc": bc_algo}
+
+
+@pytest.fixture(scope="module")
+def store():
+    return catch_sized_store()
+
+
+@pytest.fixture(scope="module")
+def algos():
+    """Each algorithm built once per module (its chunk compiles once per seed count)."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = BUILDERS[name]()
+        return cache[name]
+
+    return get
+
+
+def train(algo, state, store, chunks):
+    """`chunks` dispatches of HALF updates; the input state is copied first (the chunk donates it)."""
+    state = jax.tree.map(jnp.copy, state)
+    for _ in range(chunks):
+        state, metrics = algo.chunk(state, store)
+        assert bool(np.all(metrics["finite"]))
+    return state
+
+
+def leaves_with_paths(state):
+    return [(jax.tree_util.keystr(path), np.asarray(x)) for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(state))]
+
+
+def assert_states_equal(got, want):
+    got, want = leaves_with_paths(got), leaves_with_paths(want)
+    assert [p for p, _ in got] == [p for p, _ in want]
+    for (path, a), (_, b) in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        np.testing.assert_array_equal(a, b, err_msg=path)
+
+
+@pytest.mark.parametrize("name", ["rosmo", "crr", "bc"])
+def test_training_resumed_from_a_checkpoint_equals_training_straight(name, algos, store, tmp_path: Path):
+    algo = algos(name)
+    start = algo.init([3, 4])
+    straight = train(algo, start, store, 2)
+
+    half = train(algo, start, store, 1)
+    path = tmp_path / "checkpoint.msgpack"
+    save_checkpoint(path, jax.device_get(half), {"algo": name, "step": HALF})
+    template = algo.init([7, 8])  # another seed: every leaf must come from the file
+    restored, meta = load_checkpoint(path, template, {"algo": name})
+    assert meta["step"] == HALF
+    assert_states_equal(restored, half)
+    resumed = train(algo, restored, store, 1)
+    assert_states_equal(resumed, straight)
+
+    # Not vacuous: the second half moved the parameters, advanced the key and counted the updates,
+    # and (with a target network) refreshed the target from the online network.
+    np.testing.assert_array_equal(np.asarray(straight.step), [2 * HALF, 2 * HALF])
+    assert not np.array_equal(np.asarray(straight.key), np.asarray(half.key))
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(half.params)))
+    if hasattr(straight, "target_params"):
+        assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(straight.target_params), jax.tree.leaves(half.target_params)))
+
+
+def recording(act, log):
+    """`act` that appends every batch of actions it returns to `log` (as numpy)."""
+
+    def wrapped(params, observation, keys):
+        actions = act(params, observation, keys)
+        log.append(np.asarray(actions))
+        return actions
+
+    return wrapped
+
+
+def evaluate_greedy(algo, params, seeds, num_episodes=4):
+    """Mean catch return per seed [S] and the actions taken at each evaluation step [steps, S, E]."""
+    log = []
+    evaluate = make_evaluator("catch", recording(algo.act, log), seeds, num_episodes)
+    return evaluate(params, jax.random.PRNGKey(seeds[0])), np.stack(log)
+
+
+@pytest.mark.parametrize("name", ["rosmo", "crr"])
+def test_seed_of_a_vmapped_run_trains_and_evaluates_like_a_one_seed_run(name, algos, store):
+    algo = algos(name)
+    both = train(algo, algo.init([3, 4]), store, 1)
+    alone = train(algo, algo.init([4]), store, 1)
+
+    assert int(both.step[1]) == int(alone.step[0]) == HALF
+    np.testing.assert_array_equal(np.asarray(both.key[1]), np.asarray(alone.key[0]))  # the same batches were drawn
+    for a, b in zip(jax.tree.leaves(both.params), jax.tree.leaves(alone.params)):
+        # Equal up to float reassociation under vmap (Adam amplifies it for near-zero gradients).
+        np.testing.assert_allclose(a[1], b[0], atol=1e-3 * float(np.abs(b[0]).max()) + 1e-7)
+    assert not all(np.allclose(a[0], a[1]) for a in jax.tree.leaves(both.params))  # the two seeds differ
+
+    returns_both, actions_both = evaluate_greedy(algo, both.params, [3, 4])
+    returns_alone, actions_alone = evaluate_greedy(algo, alone.params, [4])
+    # Catch episodes all last 9 steps: the step-by-step greedy actions of seed 4 are the same.
+    assert actions_both.shape == (9, 2, 4) and actions_alone.shape == (9, 1, 4)
+    np.testing.assert_array_equal(actions_both[:, 1], actions_alone[:, 0])
+    assert returns_both[1] == returns_alone[0]
+    assert set(np.unique(returns_both * 4)) <= {-4, -2, 0, 2, 4}  # a mean of 4 episodes of +-1
