@@ -1,158 +1,86 @@
-"""MuZero Unplugged (mzu.py) and MZU-Q (mzu_q.py): search targets on a tiny network, end-to-end runs, one-line errors."""
+"""MuZero Unplugged (mzu.py) and MZU-Q (mzu_q.py): the search on a model worked out by hand, MZU-Q's policy target,
+end-to-end runs, one-line errors. The assembled losses, gradients, target network and optimiser: tests/test_mzu_loss.py."""
 
 import json
 
 import jax
 import jax.numpy as jnp
-import mctx
 import numpy as np
 import pytest
 
 import mzu
 import mzu_q
-from common.replay import Window
-from common.value_transforms import logits_to_scalar
 from scripts import SMALL, one_line_error, run_script
 
-NUM_ACTIONS, OBS_DIM = 3, 4
+
+def h_inverse(y, eps=1e-3):
+    """The raw scalar x with h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x = y (y >= 0): u = sqrt(x + 1) solves
+    eps u^2 + u - (y + 1 + eps) = 0."""
+    u = (-1.0 + np.sqrt(1.0 + 4.0 * eps * (y + 1.0 + eps))) / (2.0 * eps)
+    return u * u - 1.0
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    """A small MuZeroNetwork whose zero-initialised heads are perturbed, so priors, values and rewards differ."""
-    network = mzu.MuZeroNetwork(num_actions=NUM_ACTIONS, num_bins=20, representation_layers=(16, 8),
-                                dynamics_layers=(8, 16, 8), prediction_layers=(8,))
-
-    @jax.jit
-    def init(key):
-        init_key, noise_key = jax.random.split(key)
-        params = network.init(init_key, jnp.zeros((1, OBS_DIM)), jnp.zeros((1,), jnp.int32))
-        leaves, treedef = jax.tree.flatten(params)
-        keys = jax.random.split(noise_key, len(leaves))
-        return jax.tree.unflatten(treedef, [x + 0.5 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
-
-    return network, init(jax.random.PRNGKey(0))
+PRIOR = np.array([0.4, 0.35, 0.25])  # the same prior at every node: a fixed order of first visits
+R, V = h_inverse(1.0), h_inverse(2.0)  # reward into state e2 and value of e2 (2.988 and 7.952); 0 elsewhere
 
 
-def direct_muzero_policy(network, params, observation, key, args, dirichlet_fraction):
-    """mctx.muzero_policy called by hand on observations [N, D]: the reference for mzu.mcts."""
-    state = network.apply(params, observation, method=network.represent)
-    prior_logits, value_logits, _ = network.apply(params, state, method=network.predict)
-    root = mctx.RootFnOutput(prior_logits=prior_logits, value=logits_to_scalar(value_logits), embedding=state)
+def one_hot_model(num_bins=11):
+    """A model whose search can be worked out by hand: state = observation (3 dims), g(s, a) = e_a whatever s,
+    f(s) has the prior PRIOR everywhere, value V at e2 and 0 elsewhere, reward R into e2 and 0 elsewhere.
 
-    def recurrent_fn(params, rng, action, embedding):
-        next_state = network.apply(params, embedding, action, method=network.dynamics)
-        logits, v_logits, r_logits = network.apply(params, next_state, method=network.predict)
-        value = logits_to_scalar(v_logits)
-        out = mctx.RecurrentFnOutput(reward=logits_to_scalar(r_logits), discount=jnp.full_like(value, args.discount),
-                                     prior_logits=logits, value=value)
-        return out, next_state
-
-    return mctx.muzero_policy(params, key, root, recurrent_fn, args.num_simulations, dirichlet_fraction=dirichlet_fraction,
-                              dirichlet_alpha=0.3, pb_c_init=1.25, pb_c_base=19652)
-
-
-def test_mzu_policy_target_is_mctx_action_weights(tiny):
-    network, params = tiny
-    args = mzu.apply_env_defaults(mzu.Args(num_simulations=7))
-    observation = jax.random.normal(jax.random.PRNGKey(1), (2, 5, OBS_DIM))  # [B, L, D]
-    key = jax.random.PRNGKey(42)
-
-    @jax.jit
-    def both(params, observation, key):
-        return (mzu.mcts(args, network, params, observation, 2, key, args.dirichlet_fraction),
-                direct_muzero_policy(network, params, observation.reshape(10, OBS_DIM), key, args, 0.25))
-
-    search, reference = both(params, observation, key)
-
-    assert search.action_weights.shape == (2, 5, NUM_ACTIONS) and search.root_value.shape == (2, 5)
-    np.testing.assert_allclose(search.action_weights, reference.action_weights.reshape(2, 5, NUM_ACTIONS), atol=1e-6)
-    np.testing.assert_allclose(search.root_value, reference.search_tree.node_values[:, 0].reshape(2, 5), rtol=1e-5)
-    summary = reference.search_tree.summary()
-    np.testing.assert_allclose(search.qvalues, summary.qvalues.reshape(2, 5, NUM_ACTIONS), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(search.visit_counts, summary.visit_counts.reshape(2, 5, NUM_ACTIONS))
-    # A distribution over actions made of visit counts: sums to 1, in steps of 1 / num_simulations.
-    np.testing.assert_allclose(search.action_weights.sum(-1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(search.action_weights * 7, np.round(search.action_weights * 7), atol=1e-5)
-    np.testing.assert_allclose(search.visit_counts.sum(-1), 7.0)
-    # The root prior is the network's, before the Dirichlet noise mixed into the search.
-    state = network.apply(params, observation, method=network.represent)
-    np.testing.assert_allclose(search.prior_logits, network.apply(params, state, method=network.predict)[0], rtol=1e-5)
+    Values and rewards are single spikes of the categorical heads: one bin at h(x) gets logit 60, the others 0.
+    """
+    network = mzu.MuZeroNetwork(num_actions=3, num_bins=num_bins, representation_layers=(3,), dynamics_layers=(3,),
+                                prediction_layers=(3,))
+    centre = (num_bins - 1) // 2  # the bin of h = 0
+    value_kernel, reward_kernel = np.zeros((3, num_bins)), np.zeros((3, num_bins))
+    value_kernel[2, centre + 2] = 60.0  # f(e2) value: the bin h = 2
+    reward_kernel[2, centre + 1] = 60.0  # f(e2) reward: the bin h = 1
+    dense = lambda kernel, bias=None: {"kernel": jnp.asarray(kernel, jnp.float32),  # noqa: E731
+                                       "bias": jnp.asarray(np.zeros(kernel.shape[1]) if bias is None else bias, jnp.float32)}
+    params = {"params": {
+        "representation_net": {"Dense_0": dense(np.eye(3))},  # s = o
+        "dynamics_net": {"Dense_0": dense(np.concatenate([np.zeros((3, 3)), np.eye(3)]))},  # [s, one-hot a] -> e_a
+        "prediction_trunk": {"Dense_0": dense(np.eye(3))},  # relu(s)
+        "policy_head": dense(np.zeros((3, 3)), np.log(PRIOR)),
+        "value_head": dense(value_kernel),
+        "reward_head": dense(reward_kernel),
+    }}
+    shapes = jax.eval_shape(network.init, jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros((1,), jnp.int32))
+    assert jax.tree.map(lambda s: s.shape, shapes) == jax.tree.map(jnp.shape, params)
+    return network, params
 
 
-def online_policy_logits(network, params, window):
-    """f(s^k) of the online unroll for K = 1: s^0 = h(o_t), s^1 = g(s^0, a_t); [B, 2, A]."""
-    state = network.apply(params, window.observation[:, 0], method=network.represent)
-    next_state = network.apply(params, state, window.action[:, 0], method=network.dynamics)
-    return network.apply(params, jnp.stack([state, next_state], axis=1), method=network.predict)[0]
+def test_search_of_a_hand_worked_model_gives_the_visits_q_and_root_value_worked_out_by_hand():
+    """Five simulations, no root noise, gamma = 0.5, on roots o = 0 (value 0) and o = e2 (value V).
 
-
-def fake_mcts(search, calls):
-    """Stands in for a script's `mcts`: records its inputs and returns the made-up root statistics `search`."""
-
-    def mcts(args, network, params, observation, batch_ndim, key, dirichlet_fraction):
-        calls.append({"params": params, "observation": observation, "dirichlet_fraction": dirichlet_fraction})
-        return search
-
-    return mcts
-
-
-def made_up_search(root_value, **fields):
-    """Root statistics [1, L, A] for a window of L = len(root_value) steps; unspecified fields are zeros."""
-    zeros = jnp.zeros((1, len(root_value), NUM_ACTIONS))
-    return mzu.Search(**{name: jnp.asarray(fields.get(name, zeros), jnp.float32) for name in
-                         ("prior_logits", "action_weights", "visit_counts", "qvalues")}, root_value=jnp.array([root_value]))
-
-
-def test_value_target_bootstraps_from_the_search_root_value(tiny, monkeypatch):
-    network, params = tiny
+    pUCT (Eq. 2) with min-max normalised Q: while every visited Q is 0 the prior decides, so simulations 1-3 try
+    actions 0, 1, 2 in turn (scores 0.4 > 0.35 > 0.25 times the same factor, halved once an action is visited).
+    Action 2 then has Q = R + gamma V > 0 (normalised to 1, the others to 0) and takes simulations 4 and 5, which
+    expand actions 0 and then 1 below e2 (reward 0, value 0). So the root's visits are (1, 1, 3); below action 2 the
+    node's value is the mean of V, 0, 0, so Q(a=2) = R + gamma V / 3; the root's value is the mean of its own value
+    and the five returns 0, 0, R + gamma V, R, R. (mzu_q.py's copy of the search is held to the same search through
+    its loss in tests/test_mzu_loss.py.)
+    """
+    script = mzu
+    network, params = one_hot_model()
     g = 0.5
-    # One window, K = 1, n = 2 (L = 4): three transitions, then the episode is truncated at step 3.
-    window = Window(
-        observation=jax.random.normal(jax.random.PRNGKey(3), (1, 4, OBS_DIM)),
-        action=jnp.array([[0, 2, 1, 0]]),
-        reward=jnp.array([[1.0, 2.0, 3.0, 0.0]]),
-        discount=jnp.ones((1, 4)),
-        has_action=jnp.array([[True, True, True, False]]),
-        absorbing=jnp.zeros((1, 4), bool),
-    )
-    calls = []
-    monkeypatch.setattr(mzu, "mcts", fake_mcts(made_up_search([5.0, 6.0, 7.0, 8.0]), calls))  # search value at s_0..s_3
-    target_params = jax.tree.map(lambda x: x + 1.0, params)
-    args = mzu.apply_env_defaults(mzu.Args(unroll_steps=1, td_steps=2, discount=g))
-    _, metrics = mzu.make_loss_fn(args, network, NUM_ACTIONS)(params, target_params, window, jax.random.PRNGKey(0))
-    z = [1 + g * 2 + g * g * 7, 2 + g * 3 + g * g * 8]  # 3.75 and 5.5: bootstrapped from the root values of s_2, s_3
-    np.testing.assert_allclose(metrics["value_target"], np.mean(z), rtol=1e-6)
-    np.testing.assert_allclose(metrics["root_value"], 6.5, rtol=1e-6)
-    # One search over the window's real observations, with the target network and the learner's root noise.
-    (call,) = calls
-    assert call["params"] is target_params and call["dirichlet_fraction"] == 0.25
-    assert call["observation"] is window.observation
+    args = script.apply_env_defaults(script.Args(num_bins=11, num_simulations=5, discount=g))
+    e2 = np.array([0.0, 0.0, 1.0])
+    observation = jnp.asarray(np.array([[np.zeros(3), e2, np.zeros(3)], [e2, e2, np.zeros(3)]]), jnp.float32)  # [2, 3, 3]
+    search_fn = jax.jit(lambda p, o, k: script.mcts(args, network, p, o, 2, k, 0.0))
+    search = search_fn.lower(params, observation, jax.random.PRNGKey(0)).compile(
+        compiler_options={"xla_backend_optimization_level": 0})(params, observation, jax.random.PRNGKey(0))
 
-
-def terminal_window():
-    """K = 1, n = 2 (L = 4): one transition that terminates (discount 0); steps 1-3 are absorbing."""
-    return Window(
-        observation=jax.random.normal(jax.random.PRNGKey(5), (1, 4, OBS_DIM)),
-        action=jnp.array([[1, 0, 2, 0]]),
-        reward=jnp.array([[1.0, 0.0, 0.0, 0.0]]),
-        discount=jnp.array([[0.0, 1.0, 1.0, 1.0]]),
-        has_action=jnp.array([[True, False, False, False]]),
-        absorbing=jnp.array([[False, True, True, True]]),
-    )
-
-
-def test_mzu_policy_target_is_the_visit_distribution_and_uniform_when_absorbing(tiny, monkeypatch):
-    network, params = tiny
-    window = terminal_window()
-    weights = [[[0.25, 0.5, 0.25], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
-    monkeypatch.setattr(mzu, "mcts", fake_mcts(made_up_search([0.3, 0.2, 0.1, 0.0], action_weights=weights), []))
-    args = mzu.apply_env_defaults(mzu.Args(unroll_steps=1, td_steps=2))
-    _, metrics = mzu.make_loss_fn(args, network, NUM_ACTIONS)(params, params, window, jax.random.PRNGKey(0))
-    target = np.array([[[0.25, 0.5, 0.25], [1 / 3, 1 / 3, 1 / 3]]])  # s_1 is terminal: uniform
-    log_pi = jax.nn.log_softmax(online_policy_logits(network, params, window))
-    np.testing.assert_allclose(metrics["policy_loss"], np.mean(-np.sum(target * log_pi, -1)), rtol=1e-5)
-    np.testing.assert_allclose(metrics["value_target"], np.mean([1.0, 0.0]), rtol=1e-6)  # terminal: no bootstrap
+    root_value_of_o = np.where(observation[..., 2] > 0, V, 0.0)  # [2, 3]
+    expected_root_value = (root_value_of_o + 0 + 0 + (R + g * V) + R + R) / 6
+    np.testing.assert_allclose(search.visit_counts, np.broadcast_to([1.0, 1.0, 3.0], (2, 3, 3)))
+    np.testing.assert_allclose(search.action_weights, np.broadcast_to([0.2, 0.2, 0.6], (2, 3, 3)), rtol=1e-6)
+    # (float32 decoding of a uniform categorical gives 0 to within 1e-4)
+    np.testing.assert_allclose(search.qvalues, np.broadcast_to([0.0, 0.0, R + g * V / 3], (2, 3, 3)), atol=2e-4)
+    np.testing.assert_allclose(search.root_value, expected_root_value, atol=2e-4)
+    np.testing.assert_allclose(search.prior_logits, np.broadcast_to(np.log(PRIOR), (2, 3, 3)), rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt([R + 1, V + 1]) - 1 + 1e-3 * np.array([R, V]), [1.0, 2.0], rtol=1e-9)  # h(R), h(V)
 
 
 def test_mzu_q_policy_target_is_prior_times_exp_q_over_tau_with_unvisited_actions_at_the_root_value():
@@ -174,22 +102,7 @@ def test_mzu_q_policy_target_is_prior_times_exp_q_over_tau_with_unvisited_action
     assert float(target[0, 1]) > raw[1] / raw.sum()
 
 
-def test_mzu_q_loss_uses_the_noise_free_prior_and_completed_root_q(tiny, monkeypatch):
-    network, params = tiny
-    window = terminal_window()
-    prior_logits = np.log([[[0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [1 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3]]])
-    qvalues = [[[0.4, 0.0, -0.1], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
-    visits = [[[3.0, 0.0, 1.0], [1.0, 1.0, 2.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
-    search = made_up_search([0.25, 0.2, 0.0, 0.0], prior_logits=prior_logits, qvalues=qvalues, visit_counts=visits)
-    monkeypatch.setattr(mzu_q, "mcts", fake_mcts(search, []))
-    args = mzu_q.apply_env_defaults(mzu_q.Args(unroll_steps=1, td_steps=2))
-    _, metrics = mzu_q.make_loss_fn(args, network, NUM_ACTIONS)(params, params, window, jax.random.PRNGKey(0))
-    first = np.array([0.5, 0.3, 0.2]) * np.exp(np.array([0.4, 0.25, -0.1]) / 0.1)  # action 1 unvisited: Q = root value
-    target = np.array([[first / first.sum(), [1 / 3, 1 / 3, 1 / 3]]])  # s_1 is terminal: uniform
-    log_pi = jax.nn.log_softmax(online_policy_logits(network, params, window))
-    np.testing.assert_allclose(metrics["policy_loss"], np.mean(-np.sum(target * log_pi, -1)), rtol=1e-5)
-
-
+@pytest.mark.e2e
 @pytest.mark.parametrize("script", ["mzu", "mzu_q"])
 def test_script_trains_and_evaluates_two_seeds_end_to_end(script, catch_data, tmp_path):
     out = run_script(["--data-dir", str(catch_data), "--num-seeds", "2", *SMALL], tmp_path, script=f"{script}.py")
@@ -199,9 +112,14 @@ def test_script_trains_and_evaluates_two_seeds_end_to_end(script, catch_data, tm
     results = json.loads((run_dir / "results.json").read_text())
     assert results["algo"] == script and results["status"] == "finished"
     assert results["seeds"] == [0, 1] and results["total_steps"] == 300
-    assert len(results["final_returns"]) == 2 and all(-1.0 <= r <= 1.0 for r in results["final_returns"])
+    assert len(results["final_returns"]) == 2 and results["final_returns"] == results["eval_history"]["returns"][-1]
+    # Catch pays +1 or -1 per episode: the mean of 3 evaluation episodes is -1, -1/3, 1/3 or 1.
+    for r in results["final_returns"]:
+        assert round(3 * r) in (-3, -1, 1, 3) and abs(3 * r - round(3 * r)) < 1e-9, r
     assert results["eval_history"]["steps"] == [150, 300]
-    assert results["updates_per_s"] > 0 and "final mean return" in out.stdout
+    # Measured over the training dispatches, a part of the wall-clock time: at least the overall rate.
+    assert results["updates_per_s"] >= results["total_steps"] / results["wall_clock_s"]
+    assert "final mean return" in out.stdout
 
 
 @pytest.mark.parametrize("script, flags, message", [
