@@ -68,7 +68,7 @@ class Args:
     save_model: bool = False
     """keep runs/{run_name}/checkpoint.msgpack after training (it is written at every evaluation and on SIGTERM either way)"""
     checkpoint: Optional[str] = None
-    """start a new run from this checkpoint.msgpack (only evaluate it if it already reached --total-steps)"""
+    """start a new run from this checkpoint.msgpack (with --eval-only: evaluate it and exit)"""
     resume: Optional[str] = None
     """continue the run in this directory (runs/{run_name}) in place, with its saved arguments"""
 
@@ -130,6 +130,14 @@ class Args:
     """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps; default the largest such number up to 100"""
     distributed: bool = False
     """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
+    downsample: Literal["paper", "official"] = "paper"
+    """Atari only: the torso's second downsampling stage, 'paper' (Appendix D.2.1) or 'official' (the authors' release)"""
+
+    # Saved agents
+    eval_only: bool = False
+    """evaluate --checkpoint's agents and exit (its saved arguments, no dataset); returns in eval.json beside it"""
+    capture_video: bool = False
+    """Atari and catch: an mp4 of one episode (first seed) per evaluation in runs/{run_name}/videos/ (or by --checkpoint)"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +256,8 @@ def make_loss_fn(args: Args, network: QNetwork):
 def make_network(args: Args, num_actions: int):
     """The critic of paper Fig. 5 right-d: the BSuite MLPs, or the Atari ResNets (Appendix D.2.1)."""
     if is_atari(args.env_id):
-        return AtariQNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype))
+        return AtariQNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype),
+                             downsample=args.downsample)
     return QNetwork(num_actions=num_actions, num_bins=args.num_bins)
 
 
@@ -345,13 +354,15 @@ def main(args: Args) -> None:
     # Shared scaffolding, the same in every script: arguments, run directory, data.
     if args.resume:
         args = Run.saved_args(args.resume, Args, args)  # continue in place with the saved arguments
+    if args.eval_only:
+        args = Run.checkpoint_args(args, Args)  # the checkpoint's arguments, with this command line's evaluation flags
     args = apply_env_defaults(args)
     check_args(args)
     if args.distributed:
         init_distributed()  # before any device is touched
     run = Run("cql", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
-    data = load_offline_data(
+    data = run.checkpoint_data() if args.eval_only else load_offline_data(  # --eval-only: shapes only, no dataset
         args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
     )
 
@@ -361,12 +372,17 @@ def main(args: Args) -> None:
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     learning_rate = make_learning_rate(args)
     act = make_act(network)
+    eval_key = jax.random.PRNGKey(1_000_003)  # update t: fold_in(eval_key, t), then seed s: fold_in(., s)
+    if args.eval_only:  # evaluate the checkpoint's agents (eval.json, videos/ beside it); no data, no training
+        run.evaluate_checkpoint(
+            state, make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir), eval_key
+        )
+        return
 
     state, start = run.restore(state, data)  # --resume's or --checkpoint's state, else step 0
     state, store, mesh = to_devices(state, data.store, args.batch_size)  # the batch is split over all devices
     train_chunk = make_train_chunk(args, network, optimizer, data.num_actions, args.updates_per_dispatch, mesh)
-    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps)
-    eval_key = jax.random.PRNGKey(args.seed + 1_000_003)  # the evaluation at update t uses fold_in(eval_key, t)
+    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
 
     writer = SummaryWriter(str(run.dir), purge_step=start or None, write_to_disk=run.main)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
@@ -380,11 +396,14 @@ def main(args: Args) -> None:
         signal.signal(signum, lambda received, frame: interrupted.append(received))
 
     def evaluate_and_log(state, step, updates_per_s):
-        returns = evaluate(state.params, jax.random.fold_in(eval_key, step))  # mean return per seed, [num_seeds]
+        t0 = time.time()
+        returns = evaluate(state.params, jax.random.fold_in(eval_key, step), step)  # mean return per seed, [num_seeds]
+        eval_seconds = time.time() - t0  # reported apart from the training time
+        writer.add_scalar("charts/eval_seconds", eval_seconds, step)
         writer.add_scalar("charts/eval_return", returns.mean(), step)
         for seed, seed_return in zip(seeds, returns):
             writer.add_scalar(f"charts/eval_return_seed{seed}", seed_return, step)
-        scores = run.record(step, returns, state, updates_per_s)["normalized_scores"]  # history, checkpoint, results.json
+        scores = run.record(step, returns, state, updates_per_s, eval_seconds)["normalized_scores"]  # results.json, checkpoint
         if scores[0] is not None:  # Atari: human-normalised
             writer.add_scalar("charts/normalized_score", np.mean(scores), step)
         progress.set_postfix(eval_return=f"{returns.mean():.3f}", ups=f"{updates_per_s:.0f}")

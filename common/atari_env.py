@@ -284,7 +284,8 @@ def make_atari_evaluator(
 
     `act(params [S, ...], observation [S, E, 84, 84, 4] uint8, keys [S]) -> actions [S, E]`, the
     contract of common/evaluation.py's make_evaluator with stacked frames instead of flat vectors.
-    A fresh key is split off for every step, so the whole run is reproducible from `key`.
+    Seed s acts with its own key chain, fold_in(key, s), split afresh at every step, so the whole
+    evaluation is reproducible from `key` and each seed's agent acts as in a one-seed run.
     `backend` "vector" (default) steps the environments in ALE's threads (`evaluate_atari_vector`),
     "gymnasium" one after another (`evaluate_atari`). `evaluate.seconds` lists the wall-clock
     seconds of every call so far, environments and policy together (the first includes
@@ -294,14 +295,16 @@ def make_atari_evaluator(
 
     if backend not in ("vector", "gymnasium"):
         raise ValueError(f"unknown Atari evaluation backend {backend!r}; use 'vector' or 'gymnasium'")
-    state = {"key": key}
+    from common.evaluation import per_seed_keys, split_per_seed
+
+    state = {"keys": per_seed_keys(key, seeds)}  # [S]
 
     def evaluate(params) -> np.ndarray:
         start = time.perf_counter()
 
         def policy(obs: np.ndarray) -> np.ndarray:
-            state["key"], step_key = jax.random.split(state["key"])
-            return np.asarray(act(params, obs, jax.random.split(step_key, len(seeds))))
+            state["keys"], step_keys = split_per_seed(state["keys"])
+            return np.asarray(act(params, obs, step_keys))
 
         if backend == "vector":
             returns = evaluate_atari_vector(game, policy, seeds, num_episodes, max_episode_steps, num_threads=num_threads)

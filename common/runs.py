@@ -21,7 +21,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import flax.serialization
 import jax
@@ -32,6 +32,17 @@ from common.scores import has_reference_scores, normalized_score
 from common.sharding import is_main_process, local_copy
 
 RUNS_ROOT = Path("runs")
+# --eval-only: flags of the command line that still apply (the rest come from the checkpoint's saved arguments).
+EVAL_FLAGS = ("eval_episodes", "eval_max_steps", "eval_greedy", "capture_video")
+EVAL_IGNORED = ("checkpoint", "eval_only", "data_dir", "generate_data")  # accepted, no data is read
+
+
+class CheckpointData(NamedTuple):
+    """What the networks need to know of the data, read from a checkpoint's metadata (--eval-only)."""
+
+    num_actions: int
+    obs_shape: Tuple[int, ...]  # one observation as the network sees it: (D,) on BSuite, (84, 84, 4) on Atari
+    obs_dtype: Any
 
 
 def normalized_scores(env_id: str, returns) -> list:
@@ -191,11 +202,42 @@ class Run:
             raise UsageError(f"--resume {run_dir}: args.json could not be read ({type(e).__name__}); is the run directory intact?")
         return args_type(**{**{k: v for k, v in saved.items() if k in fields}, "resume": str(run_dir)})
 
+    @staticmethod
+    def checkpoint_args(given: Any, args_type: Any) -> Any:
+        """For --eval-only: the arguments saved in --checkpoint's metadata as an `args_type` (env, network
+        flags, seeds), with the evaluation flags `EVAL_FLAGS` that `given` (the command line) sets away
+        from their defaults. Any other flag set on the command line is refused (the agent is rebuilt as
+        it was trained); `EVAL_IGNORED` ones are accepted, as no data is read."""
+        if not given.checkpoint:
+            raise UsageError("--eval-only evaluates a saved agent; pass --checkpoint runs/<run_name>/checkpoint.msgpack")
+        if given.resume:
+            raise UsageError("--eval-only evaluates --checkpoint and trains nothing; drop --resume")
+        _, meta = read_checkpoint(Path(given.checkpoint), {})
+        if not isinstance(meta.get("args"), dict) or "num_actions" not in meta:
+            raise UsageError(f"checkpoint '{given.checkpoint}' holds no saved arguments or data shapes (an older "
+                             "format); evaluate it by training from it with --checkpoint and --total-steps at its step")
+        fields = {f.name: f for f in dataclasses.fields(args_type)}
+        changed = [
+            name for name, f in fields.items()
+            if name not in EVAL_FLAGS + EVAL_IGNORED and f.default is not dataclasses.MISSING
+            and getattr(given, name) != f.default
+        ]
+        if changed:
+            flags = ", ".join(f"--{name.replace('_', '-')}" for name in changed)
+            allowed = ", ".join(f"--{name.replace('_', '-')}" for name in EVAL_FLAGS)
+            raise UsageError(f"--eval-only rebuilds the agent from the checkpoint's saved arguments; drop {flags} "
+                             f"(only {allowed} apply)")
+        explicit = {name: getattr(given, name) for name in EVAL_FLAGS
+                    if name in fields and getattr(given, name) != fields[name].default}
+        saved = {k: v for k, v in meta["args"].items() if k in fields}
+        return args_type(**{**saved, **explicit, "checkpoint": given.checkpoint, "eval_only": True, "resume": None,
+                            "track": False})
+
     def __init__(self, algo: str, args: Any):
         self.algo, self.args, self.main = algo, args, is_main_process()
         self.seeds = [args.seed + i for i in range(args.num_seeds)]
         self.meta = {"algo": algo, "env_id": args.env_id, "num_seeds": args.num_seeds}
-        self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": []}
+        self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": []}
         self.data_info: Dict[str, Any] = {}
         self.updates_per_s = float("nan")
         elapsed = 0.0
@@ -214,9 +256,50 @@ class Run:
         else:
             check_exp_name(args.exp_name)
             if args.checkpoint:
-                read_checkpoint(Path(args.checkpoint), self.meta)
+                self.checkpoint_meta = read_checkpoint(Path(args.checkpoint), self.meta)[1]
             self.dir, self.id = None, secrets.token_hex(8)  # created by `restore`, once the data has loaded
         self.start_time = time.time() - elapsed  # wall-clock seconds count on across a resume
+
+    def checkpoint_data(self) -> CheckpointData:
+        """--eval-only's stand-in for the data: the action count and observation shape and dtype that
+        --checkpoint's metadata records (no dataset is read or generated)."""
+        meta = self.checkpoint_meta
+        return CheckpointData(int(meta["num_actions"]), tuple(meta["obs_shape"]), np.dtype(meta["obs_dtype"]))
+
+    @property
+    def video_dir(self) -> Optional[Path]:
+        """Where --capture-video writes its mp4 files: runs/{run_name}/videos/, or videos/ beside the
+        checkpoint under --eval-only; None without --capture-video (and on processes other than 0)."""
+        if not getattr(self.args, "capture_video", False) or not self.main:
+            return None
+        return (Path(self.args.checkpoint).parent if getattr(self.args, "eval_only", False) else self.dir) / "videos"
+
+    def evaluate_checkpoint(self, state: Any, evaluate: Any, eval_key: Any) -> Dict[str, Any]:
+        """--eval-only: --checkpoint's parameters loaded into `state` (stacked over seeds) and evaluated with
+        `evaluate(params, key, step)` under `fold_in(eval_key, step)`, the key its run used at that update (so
+        with the same evaluation flags the returns repeat that evaluation). Prints the returns and writes
+        them to eval.json beside the checkpoint (replacing an earlier one); returns what it wrote."""
+        path = Path(self.args.checkpoint)
+        state, meta = load_checkpoint(path, state, {k: self.meta[k] for k in ("algo", "env_id", "num_seeds")})
+        step = int(meta["step"])
+        start = time.time()
+        returns = np.asarray(evaluate(state.params, jax.random.fold_in(eval_key, step), step), np.float64)  # [S]
+        seconds = time.time() - start
+        videos = sorted(str(p) for p in self.video_dir.glob(f"update_{step}_*.mp4")) if self.video_dir else []
+        result = {
+            "algo": self.algo, "env_id": self.args.env_id, "checkpoint": str(path), "step": step, "seeds": self.seeds,
+            "returns": returns.tolist(), "mean_return": float(returns.mean()),
+            "normalized_scores": normalized_scores(self.args.env_id, returns.tolist()),
+            "eval_episodes": self.args.eval_episodes, "eval_max_steps": self.args.eval_max_steps,
+            "eval_greedy": self.args.eval_greedy, "eval_seconds": seconds, "videos": videos,
+        }
+        out = path.parent / "eval.json"
+        if self.main:
+            write_json(out, result)
+            print(f"checkpoint at update {step}: mean return {returns.mean():.3f} (per seed: "
+                  f"{', '.join(f'{s}: {r:.3f}' for s, r in zip(self.seeds, returns))}) over {self.args.eval_episodes} "
+                  f"episodes each in {seconds:.1f}s; written to {out}")
+        return _to_builtin(result)
 
     @property
     def name(self) -> str:
@@ -261,7 +344,7 @@ class Run:
             state, meta = load_checkpoint(path, state, {k: self.meta[k] for k in ("algo", "env_id", "num_seeds")})
             print(f"{'resumed' if self.args.resume else 'restored'} from {path} at update {meta['step']}")
         elif self.args.resume:  # stopped before its first checkpoint: start again, in place
-            self.history = {"steps": [], "returns": [], "wall_clock_s": []}
+            self.history = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": []}
         step = int(np.asarray(local_copy(state.step)).ravel()[0])
         if step % self.args.updates_per_dispatch:
             raise UsageError(
@@ -281,12 +364,16 @@ class Run:
             meta = {**self.meta, "step": step, "seeds": self.seeds, "args": vars(self.args)}
             save_checkpoint(self.checkpoint_path, jax.device_get(local_copy(state)), meta)
 
-    def record(self, step: int, returns: np.ndarray, state: Any, updates_per_s: float) -> Dict[str, Any]:
-        """An evaluation at `step` (mean return per seed): history, checkpoint, results.json (returned)."""
+    def record(self, step: int, returns: np.ndarray, state: Any, updates_per_s: float,
+               eval_seconds: Optional[float] = None) -> Dict[str, Any]:
+        """An evaluation at `step` (mean return per seed) that took `eval_seconds` of wall clock:
+        history, checkpoint, results.json (returned)."""
         self.updates_per_s = updates_per_s
+        self.history.setdefault("eval_seconds", [None] * len(self.history["steps"]))  # older results.json lack it
         self.history["steps"].append(step)
         self.history["returns"].append(np.asarray(returns, np.float64).tolist())
         self.history["wall_clock_s"].append(time.time() - self.start_time)
+        self.history["eval_seconds"].append(eval_seconds)
         self.save(state, step)
         return self.write("running", step)
 
@@ -300,6 +387,7 @@ class Run:
             "mean_final_return": float(np.mean(finite)) if len(finite) == len(final) else None,
             "normalized_scores": normalized_scores(self.args.env_id, final),
             "eval_history": self.history, "wall_clock_s": time.time() - self.start_time,
+            "eval_seconds": float(sum(t for t in self.history.get("eval_seconds", []) if t is not None)),
             "updates_per_s": self.updates_per_s,  # training-loop steps (every vmapped seed advances)
             "agent_updates_per_s": self.updates_per_s * len(self.seeds),
             "data": self.data_info, "args": vars(self.args), "run_name": self.name, "run_id": self.id,

@@ -7,10 +7,14 @@ never written), then `python -m pytest -x -q -m "not e2e" <that file's fast test
 the mutation is caught when the tests fail (or time out). The unmutated copy is run first: a
 file whose tests already fail gives no score.
 
+A mutation that cannot change behaviour on valid input carries `"equivalent": "<why>"`: it is listed
+with its reason, not run (unless --run-equivalent) and left out of the score.
+
     python tests/mutation.py                       # every mutation, exits 1 below --min-score 0.9
     python tests/mutation.py --file rosmo.py       # one algorithm file
     python tests/mutation.py --only rosmo-online-bootstrap --only cql-penalty-no-gradient
     python tests/mutation.py --check               # only check that every snippet occurs exactly once
+    python tests/mutation.py --run-equivalent      # also run the mutations marked equivalent (not scored)
 
 Not collected by pytest (its name does not start with test_).
 """
@@ -53,6 +57,8 @@ def load_spec(path: Path) -> dict:
         ids.add(m["id"])
         if m["file"] not in spec["test_files"]:
             raise SystemExit(f"error: {m['id']} mutates {m['file']}, which has no entry in test_files of {path}")
+        if "equivalent" in m and not (isinstance(m["equivalent"], str) and m["equivalent"].strip()):
+            raise SystemExit(f"error: mutation {m['id']} in {path}: 'equivalent' must be a non-empty reason")
     return spec
 
 
@@ -82,7 +88,7 @@ def first_failure(output: str) -> str:
     for line in output.splitlines():
         if line.startswith(("FAILED", "ERROR")):
             return line[:140]
-    tail = [l for l in output.strip().splitlines() if l.strip()]
+    tail = [line for line in output.strip().splitlines() if line.strip()]
     return tail[-1][:140] if tail else ""
 
 
@@ -95,7 +101,9 @@ def failing_tests(output: str) -> List[str]:
     return ids
 
 
-def run_tests(workdir: Path, test_files: List[str], timeout: float, stop_first: bool = True, deselect: List[str] = ()) -> Outcome:
+def run_tests(
+    workdir: Path, test_files: List[str], timeout: float, stop_first: bool = True, deselect: List[str] = ()
+) -> Outcome:
     """Run the fast tests in `workdir`; pytest's exit code 1 (failures) or 2 (errors) means caught.
 
     No bytecode is written (a mutation of the same size within the same second would otherwise
@@ -148,6 +156,11 @@ def existing_tests(spec: dict, file: str, workdir: Path) -> List[str]:
     return present
 
 
+def is_equivalent(m: dict) -> bool:
+    """Marked as unable to change behaviour on valid input (its 'equivalent' field gives the reason)."""
+    return bool(m.get("equivalent"))
+
+
 def score_table(results: List[tuple]) -> str:
     """Per-file and overall caught / total as text lines."""
     per_file: Dict[str, List[bool]] = {}
@@ -170,6 +183,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per mutation (default: 4x the unmutated run of that file, at least 120)")
     parser.add_argument("--check", action="store_true", help="only check that every original snippet occurs exactly once")
+    parser.add_argument("--run-equivalent", action="store_true",
+                        help="also run the mutations marked equivalent (reported, never scored)")
     parser.add_argument("--mutations", type=Path, default=MUTATIONS, help="the mutation list (JSON)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.min_score <= 1.0:
@@ -182,12 +197,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             apply_mutation(sources[m["file"]], m["original"], m["replacement"], m["id"])
         except ValueError as e:
-            raise SystemExit(f"error: {e} in {m['file']}; update {args.mutations}")
+            raise SystemExit(f"error: {e} in {m['file']}; update {args.mutations}") from None
     if args.check:
-        print(f"{len(chosen)} mutations apply cleanly")
+        print(f"{len(chosen)} mutations apply cleanly ({sum(map(is_equivalent, chosen))} marked equivalent)")
         return 0
+    equivalent = [m for m in chosen if is_equivalent(m)]
+    if not args.run_equivalent:
+        chosen = [m for m in chosen if not is_equivalent(m)]
 
-    results, unscored = [], []
+    results, equivalent_results, unscored = [], [], []
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         workdir = Path(tmp)
         copy_repository(workdir)
@@ -219,15 +237,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                     outcome = run_tests(workdir, tests, timeout, deselect=broken)
                 finally:
                     target.write_text(sources[file])
-                results.append((m, outcome))
-                print(f"  {outcome.status:<8} {outcome.seconds:5.0f} s  {m['id']:<34} {outcome.detail or m['description']}", flush=True)
+                (equivalent_results if is_equivalent(m) else results).append((m, outcome))
+                print(f"  {outcome.status:<8} {outcome.seconds:5.0f} s  {m['id']:<34} {outcome.detail or m['description']}"
+                      + (" [marked equivalent: not scored]" if is_equivalent(m) else ""), flush=True)
 
     print("\nsurviving mutations:")
     for m, outcome in results:
         if not outcome.caught:
             print(f"  {m['id']} ({m['file']}, {m['bug_class']}): {m['description']}"
                   + (f" [{outcome.detail}]" if outcome.status == "error" else ""))
-    print("\nscore (caught / total):")
+    if equivalent:
+        ran = {m["id"]: o.status for m, o in equivalent_results}
+        print("\nequivalent mutations (not scored):")
+        for m in equivalent:
+            print(f"  {m['id']} ({m['file']}, {ran.get(m['id'], 'not run')}): {m['equivalent']}")
+    print("\nscore (caught / total, equivalent mutations left out):")
     print(score_table(results))
     if unscored:
         print(f"not scored (their fast tests fail or are missing): {', '.join(unscored)}")

@@ -186,3 +186,21 @@ def test_seed_of_a_vmapped_run_trains_and_evaluates_like_a_one_seed_run(name, al
     np.testing.assert_array_equal(actions_both[:, 1], actions_alone[:, 0])
     assert returns_both[1] == returns_alone[0]
     assert set(np.unique(returns_both * 4)) <= {-4, -2, 0, 2, 4}  # a mean of 4 episodes of +-1
+
+
+def test_a_sampling_agent_of_a_multi_seed_run_evaluates_as_a_one_seed_run():
+    # A policy that samples uniformly from its key (no parameters): seed 4's returns must not depend on whether
+    # seeds 3 and 5 are evaluated beside it, nor on its position in the batch.
+    from common.evaluation import make_evaluator
+
+    @jax.jit
+    def act(params, observation, keys):  # [S, E, D], keys [S] -> [S, E]
+        return jax.vmap(lambda k, o: jax.random.randint(k, o.shape[:1], 0, 3))(keys, observation)
+
+    key = jax.random.fold_in(jax.random.PRNGKey(1_000_003), 100)
+    alone = make_evaluator("catch", act, [4], num_episodes=4)(None, key)
+    together = make_evaluator("catch", act, [3, 4, 5], num_episodes=4)(None, key)
+    assert together[1] == alone[0]
+    # The sampled returns really depend on the seed's key chain (else the check above would be vacuous).
+    others = make_evaluator("catch", act, [6, 7, 8, 9], num_episodes=4)(None, key)
+    assert len({alone[0], *others.tolist()}) > 1
