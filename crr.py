@@ -68,7 +68,9 @@ class Args:
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
     data_dir: Optional[str] = None
-    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL (default the public RL Unplugged bucket)"""
+    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
+    directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
+    (default the public RL Unplugged bucket)"""
     data_fraction: float = 1.0
     """keep this uniform fraction of the episodes, in (0, 1]"""
     noise: float = 0.0
@@ -126,7 +128,8 @@ class Args:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: Optional[int] = None
-    """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps; default the largest such number up to 100"""
+    """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
+    default the largest such number up to 100"""
     distributed: bool = False
     """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
     downsample: Literal["paper", "official"] = "paper"
@@ -290,12 +293,16 @@ def make_networks(args: Args, num_actions: int):
     """Actor and critic of paper Fig. 5 right-c: BSuite MLPs, or the Atari ResNets (Appendix D.2.1)."""
     if is_atari(args.env_id):
         dtype = jnp.dtype(args.compute_dtype)
-        return (AtariPolicyNetwork(num_actions=num_actions, dtype=dtype, downsample=args.downsample),
-                AtariQNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=dtype, downsample=args.downsample))
+        return (
+            AtariPolicyNetwork(num_actions=num_actions, dtype=dtype, downsample=args.downsample),
+            AtariQNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=dtype, downsample=args.downsample),
+        )
     return PolicyNetwork(num_actions=num_actions), QNetwork(num_actions=num_actions, num_bins=args.num_bins)
 
 
-def init_train_states(args: Args, policy_net: PolicyNetwork, critic_net: QNetwork, example_obs: jax.Array, seeds) -> TrainState:
+def init_train_states(
+    args: Args, policy_net: PolicyNetwork, critic_net: QNetwork, example_obs: jax.Array, seeds
+) -> TrainState:
     """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
 
     def init_one(seed):
@@ -309,7 +316,9 @@ def init_train_states(args: Args, policy_net: PolicyNetwork, critic_net: QNetwor
     return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
 
 
-def make_train_chunk(args: Args, policy_net: PolicyNetwork, critic_net: QNetwork, optimizer, num_actions: int, num_updates: int, mesh=None):
+def make_train_chunk(
+    args: Args, policy_net: PolicyNetwork, critic_net: QNetwork, optimizer, num_actions: int, num_updates: int, mesh=None
+):
     """A jitted function running `num_updates` updates of every vmapped seed in one dispatch,
     data-parallel over the devices of `mesh` (default: all)."""
     mesh = data_mesh() if mesh is None else mesh
@@ -373,15 +382,35 @@ def apply_env_defaults(args: Args) -> Args:
 def check_args(args: Args) -> None:
     """Every flag, before any data is read or anything compiled: a one-line UsageError for the first bad one."""
     check_env_id(args.env_id)
-    check_ranges(args, {
-        "seed": "[0, inf)", "num_seeds": "[1, inf)", "data_fraction": "(0, 1]", "noise": "[0, 1]", "run": "[1, 5]",
-        "discount": "(0, 1]", "learning_rate": "(0, inf)", "weight_decay": "[0, inf)", "warmup_steps": "[0, inf)",
-        "lr_decay_rate": "(0, inf)", "lr_decay_steps": "[1, inf)", "max_grad_norm": "(0, inf)",
-        "target_update_interval": "[1, inf)", "policy_coef": "[0, inf)", "critic_coef": "[0, inf)",
-        "num_bins": "[2, inf)", "beta": "(0, inf)", "max_weight": "(0, inf)",
-        "total_steps": "[1, inf)", "batch_size": "[1, inf)", "eval_every": "[1, inf)", "eval_episodes": "[1, inf)",
-        "eval_max_steps": "[1, inf)", "updates_per_dispatch": "[1, inf)",
-    })
+    check_ranges(
+        args,
+        {
+            "seed": "[0, inf)",
+            "num_seeds": "[1, inf)",
+            "data_fraction": "(0, 1]",
+            "noise": "[0, 1]",
+            "run": "[1, 5]",
+            "discount": "(0, 1]",
+            "learning_rate": "(0, inf)",
+            "weight_decay": "[0, inf)",
+            "warmup_steps": "[0, inf)",
+            "lr_decay_rate": "(0, inf)",
+            "lr_decay_steps": "[1, inf)",
+            "max_grad_norm": "(0, inf)",
+            "target_update_interval": "[1, inf)",
+            "policy_coef": "[0, inf)",
+            "critic_coef": "[0, inf)",
+            "num_bins": "[2, inf)",
+            "beta": "(0, inf)",
+            "max_weight": "(0, inf)",
+            "total_steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "eval_every": "[1, inf)",
+            "eval_episodes": "[1, inf)",
+            "eval_max_steps": "[1, inf)",
+            "updates_per_dispatch": "[1, inf)",
+        },
+    )
     if args.eval_every % args.updates_per_dispatch or args.total_steps % args.updates_per_dispatch:
         raise UsageError(
             f"--eval-every {args.eval_every} and --total-steps {args.total_steps} must be multiples of "
@@ -401,8 +430,12 @@ def main(args: Args) -> None:
         init_distributed()  # before any device is touched
     run = Run("crr", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
-    data = run.checkpoint_data() if args.eval_only else load_offline_data(  # --eval-only: shapes only, no dataset
-        args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+    data = (
+        run.checkpoint_data()
+        if args.eval_only
+        else load_offline_data(  # --eval-only: shapes only, no dataset
+            args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+        )
     )
 
     # ALGO LOGIC: network, optimiser, one training state per seed (stacked for vmap), the update, acting.
@@ -420,9 +453,7 @@ def main(args: Args) -> None:
 
     state, start = run.restore(state, data)  # --resume's or --checkpoint's state, else step 0
     state, store, mesh = to_devices(state, data.store, args.batch_size)  # the batch is split over all devices
-    train_chunk = make_train_chunk(
-        args, policy_net, critic_net, optimizer, data.num_actions, args.updates_per_dispatch, mesh
-    )
+    train_chunk = make_train_chunk(args, policy_net, critic_net, optimizer, data.num_actions, args.updates_per_dispatch, mesh)
     evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
 
     writer = SummaryWriter(str(run.dir), purge_step=start or None, write_to_disk=run.main)
@@ -430,8 +461,17 @@ def main(args: Args) -> None:
     if args.track and run.main:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run.name, id=run.id, resume="allow",
-                   config=vars(args), dir=str(run.dir), mode=wandb_mode(), sync_tensorboard=True)
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            name=run.name,
+            id=run.id,
+            resume="allow",
+            config=vars(args),
+            dir=str(run.dir),
+            mode=wandb_mode(),
+            sync_tensorboard=True,
+        )
     interrupted = []  # SIGTERM or SIGINT: save after the current dispatch, then stop
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, frame: interrupted.append(received))
@@ -464,8 +504,11 @@ def main(args: Args) -> None:
             run.finish("diverged", last)
             progress.close()
             kept = f"; the last good checkpoint (update {last}) is kept in {run.dir}" if run.history["steps"] else ""
-            fail(f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
-                 f"and {step}; stopping{kept}", code=1)
+            fail(
+                f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
+                f"and {step}; stopping{kept}",
+                code=1,
+            )
         for name, value in metrics.items():
             writer.add_scalar(f"losses/{name}" if name.endswith("loss") else f"train/{name}", value.mean(), step)
         writer.add_scalar("charts/learning_rate", float(learning_rate(step)), step)
@@ -487,8 +530,10 @@ def main(args: Args) -> None:
         wandb.finish()
     final = run.finish("finished", step)["final_returns"]
     if run.main:
-        print(f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
-              f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}")
+        print(
+            f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
+            f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}"
+        )
 
 
 if __name__ == "__main__":

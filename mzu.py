@@ -71,7 +71,9 @@ class Args:
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
     data_dir: Optional[str] = None
-    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL (default the public RL Unplugged bucket)"""
+    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
+    directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
+    (default the public RL Unplugged bucket)"""
     data_fraction: float = 1.0
     """keep this uniform fraction of the episodes, in (0, 1]"""
     noise: float = 0.0
@@ -115,7 +117,8 @@ class Args:
     max_depth: Optional[int] = None
     """deepest path a simulation may take; None = unlimited (mctx's default, in effect --num-simulations)"""
     dirichlet_fraction: float = 0.25
-    """weight of Dirichlet noise mixed into the root prior of the learner's search (kept by the official release; 0.0 turns it off); acting never adds it"""
+    """weight of Dirichlet noise mixed into the root prior of the learner's search
+    (kept by the official release; 0.0 turns it off); acting never adds it"""
     dirichlet_alpha: float = 0.3
     """concentration of the root Dirichlet noise"""
     pb_c_init: float = 1.25
@@ -139,7 +142,8 @@ class Args:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: Optional[int] = None
-    """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps; default the largest such number up to 100"""
+    """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
+    default the largest such number up to 100"""
     distributed: bool = False
     """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
     downsample: Literal["paper", "official"] = "paper"
@@ -240,7 +244,13 @@ class Search(NamedTuple):
 
 
 def mcts(
-    args: Args, network: MuZeroNetwork, params, observation: jax.Array, batch_ndim: int, key: jax.Array, dirichlet_fraction: float
+    args: Args,
+    network: MuZeroNetwork,
+    params,
+    observation: jax.Array,
+    batch_ndim: int,
+    key: jax.Array,
+    dirichlet_fraction: float,
 ) -> Search:
     """MuZero's tree search (Section 2.3, pUCT rule Eq. 2) with mctx, one root per observation of the
     leading `batch_ndim` axes of `observation` [*batch, *obs_shape].
@@ -324,9 +334,7 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
         for k in range(K):
             state = network.apply(params, scale_gradient(state, 0.5), window.action[:, k], method=network.dynamics)
             unrolled.append(state)
-        policy_logits, value_logits, reward_logits = network.apply(
-            params, jnp.stack(unrolled, axis=1), method=network.predict
-        )
+        policy_logits, value_logits, reward_logits = network.apply(params, jnp.stack(unrolled, axis=1), method=network.predict)
 
         # Eq. 1 with Eq. 12-14, averaged over the batch and the unroll positions.
         reward_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(reward_target, args.num_bins), reward_logits[:, 1:]))
@@ -352,8 +360,9 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
 def make_network(args: Args, num_actions: int):
     """The paper's model: the MLPs of Table 4 on BSuite, the ResNets of Appendix D.2.1 on Atari."""
     if is_atari(args.env_id):
-        return AtariMuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype),
-                                  downsample=args.downsample)
+        return AtariMuZeroNetwork(
+            num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype), downsample=args.downsample
+        )
     return MuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32))
 
 
@@ -439,17 +448,42 @@ def apply_env_defaults(args: Args) -> Args:
 def check_args(args: Args) -> None:
     """Every flag, before any data is read or anything compiled: a one-line UsageError for the first bad one."""
     check_env_id(args.env_id)
-    check_ranges(args, {
-        "seed": "[0, inf)", "num_seeds": "[1, inf)", "data_fraction": "(0, 1]", "noise": "[0, 1]", "run": "[1, 5]",
-        "discount": "(0, 1]", "learning_rate": "(0, inf)", "weight_decay": "[0, inf)", "warmup_steps": "[0, inf)",
-        "lr_decay_rate": "(0, inf)", "lr_decay_steps": "[1, inf)", "max_grad_norm": "(0, inf)",
-        "target_update_interval": "[1, inf)", "policy_coef": "[0, inf)", "value_coef": "[0, inf)",
-        "unroll_steps": "[1, inf)", "td_steps": "[1, inf)", "num_bins": "[2, inf)", "dynamics_hidden": "[1, inf)",
-        "num_simulations": "[1, inf)", "max_depth": "[1, inf)", "dirichlet_fraction": "[0, 1]",
-        "dirichlet_alpha": "(0, inf)", "pb_c_init": "[0, inf)", "pb_c_base": "(0, inf)",
-        "total_steps": "[1, inf)", "batch_size": "[1, inf)", "eval_every": "[1, inf)", "eval_episodes": "[1, inf)",
-        "eval_max_steps": "[1, inf)", "updates_per_dispatch": "[1, inf)",
-    })
+    check_ranges(
+        args,
+        {
+            "seed": "[0, inf)",
+            "num_seeds": "[1, inf)",
+            "data_fraction": "(0, 1]",
+            "noise": "[0, 1]",
+            "run": "[1, 5]",
+            "discount": "(0, 1]",
+            "learning_rate": "(0, inf)",
+            "weight_decay": "[0, inf)",
+            "warmup_steps": "[0, inf)",
+            "lr_decay_rate": "(0, inf)",
+            "lr_decay_steps": "[1, inf)",
+            "max_grad_norm": "(0, inf)",
+            "target_update_interval": "[1, inf)",
+            "policy_coef": "[0, inf)",
+            "value_coef": "[0, inf)",
+            "unroll_steps": "[1, inf)",
+            "td_steps": "[1, inf)",
+            "num_bins": "[2, inf)",
+            "dynamics_hidden": "[1, inf)",
+            "num_simulations": "[1, inf)",
+            "max_depth": "[1, inf)",
+            "dirichlet_fraction": "[0, 1]",
+            "dirichlet_alpha": "(0, inf)",
+            "pb_c_init": "[0, inf)",
+            "pb_c_base": "(0, inf)",
+            "total_steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "eval_every": "[1, inf)",
+            "eval_episodes": "[1, inf)",
+            "eval_max_steps": "[1, inf)",
+            "updates_per_dispatch": "[1, inf)",
+        },
+    )
     if args.eval_every % args.updates_per_dispatch or args.total_steps % args.updates_per_dispatch:
         raise UsageError(
             f"--eval-every {args.eval_every} and --total-steps {args.total_steps} must be multiples of "
@@ -469,8 +503,12 @@ def main(args: Args) -> None:
         init_distributed()  # before any device is touched
     run = Run("mzu", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
-    data = run.checkpoint_data() if args.eval_only else load_offline_data(  # --eval-only: shapes only, no dataset
-        args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+    data = (
+        run.checkpoint_data()
+        if args.eval_only
+        else load_offline_data(  # --eval-only: shapes only, no dataset
+            args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+        )
     )
 
     # ALGO LOGIC: network, optimiser, one training state per seed (stacked for vmap), the update, acting.
@@ -496,8 +534,17 @@ def main(args: Args) -> None:
     if args.track and run.main:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run.name, id=run.id, resume="allow",
-                   config=vars(args), dir=str(run.dir), mode=wandb_mode(), sync_tensorboard=True)
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            name=run.name,
+            id=run.id,
+            resume="allow",
+            config=vars(args),
+            dir=str(run.dir),
+            mode=wandb_mode(),
+            sync_tensorboard=True,
+        )
     interrupted = []  # SIGTERM or SIGINT: save after the current dispatch, then stop
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, frame: interrupted.append(received))
@@ -530,8 +577,11 @@ def main(args: Args) -> None:
             run.finish("diverged", last)
             progress.close()
             kept = f"; the last good checkpoint (update {last}) is kept in {run.dir}" if run.history["steps"] else ""
-            fail(f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
-                 f"and {step}; stopping{kept}", code=1)
+            fail(
+                f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
+                f"and {step}; stopping{kept}",
+                code=1,
+            )
         for name, value in metrics.items():
             writer.add_scalar(f"losses/{name}" if name.endswith("loss") else f"train/{name}", value.mean(), step)
         writer.add_scalar("charts/learning_rate", float(learning_rate(step)), step)
@@ -553,8 +603,10 @@ def main(args: Args) -> None:
         wandb.finish()
     final = run.finish("finished", step)["final_returns"]
     if run.main:
-        print(f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
-              f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}")
+        print(
+            f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
+            f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}"
+        )
 
 
 if __name__ == "__main__":

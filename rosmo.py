@@ -68,7 +68,9 @@ class Args:
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
     data_dir: Optional[str] = None
-    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL (default the public RL Unplugged bucket)"""
+    """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
+    directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
+    (default the public RL Unplugged bucket)"""
     data_fraction: float = 1.0
     """keep this uniform fraction of the episodes, in (0, 1]"""
     noise: float = 0.0
@@ -112,7 +114,8 @@ class Args:
     behavior_only: bool = False
     """the Behavior ablation: drop the one-step policy target, keep only Eq. 11 (weight 1)"""
     behavior_advantage: Literal["model", "data"] = "model"
-    """Eq. 11's advantage: 'model' = r_g(s,a) + gamma v(g(s,a)) - v(s) (Algorithm 2); 'data' = predicted reward + gamma v(h(o_{t+1})) - v(s), as the official release"""
+    """Eq. 11's advantage: 'model' = r_g(s,a) + gamma v(g(s,a)) - v(s) (Algorithm 2);
+    'data' = predicted reward + gamma v(h(o_{t+1})) - v(s), as the official release"""
     num_samples: int = 0
     """0: exact policy target over all actions (Eq. 6); N > 0: sampled target with N actions (Eq. 9-10)"""
 
@@ -132,7 +135,8 @@ class Args:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
     updates_per_dispatch: Optional[int] = None
-    """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps; default the largest such number up to 100"""
+    """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
+    default the largest such number up to 100"""
     distributed: bool = False
     """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
     downsample: Literal["paper", "official"] = "paper"
@@ -260,9 +264,9 @@ def one_step_advantage(network, params, state, value, actions, gamma):
     states; returns [..., M]. The dynamics runs once per candidate column (vmap over M).
     """
     lead = actions.ndim - 1
-    next_state = jax.vmap(
-        lambda a: network.apply(params, state, a, method=network.dynamics), in_axes=lead, out_axes=lead
-    )(actions)  # [..., M, *S]
+    next_state = jax.vmap(lambda a: network.apply(params, state, a, method=network.dynamics), in_axes=lead, out_axes=lead)(
+        actions
+    )  # [..., M, *S]
     _, value_logits, reward_logits = network.apply(params, next_state, method=network.predict)
     return logits_to_scalar(reward_logits) + gamma * logits_to_scalar(value_logits) - value[..., None]
 
@@ -319,9 +323,7 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
         for k in range(K):
             state = network.apply(params, scale_gradient(state, 0.5), window.action[:, k], method=network.dynamics)
             unrolled.append(state)
-        policy_logits, value_logits, reward_logits = network.apply(
-            params, jnp.stack(unrolled, axis=1), method=network.predict
-        )
+        policy_logits, value_logits, reward_logits = network.apply(params, jnp.stack(unrolled, axis=1), method=network.predict)
 
         # Eq. 1 with Eq. 12-14, averaged over the batch and the unroll positions.
         reward_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(reward_target, args.num_bins), reward_logits[:, 1:]))
@@ -354,8 +356,9 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
 def make_network(args: Args, num_actions: int):
     """The paper's model: the MLPs of Table 4 on BSuite, the ResNets of Appendix D.2.1 on Atari."""
     if is_atari(args.env_id):
-        return AtariMuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype),
-                                  downsample=args.downsample)
+        return AtariMuZeroNetwork(
+            num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype), downsample=args.downsample
+        )
     return MuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32))
 
 
@@ -443,16 +446,38 @@ def apply_env_defaults(args: Args) -> Args:
 def check_args(args: Args) -> None:
     """Every flag, before any data is read or anything compiled: a one-line UsageError for the first bad one."""
     check_env_id(args.env_id)
-    check_ranges(args, {
-        "seed": "[0, inf)", "num_seeds": "[1, inf)", "data_fraction": "(0, 1]", "noise": "[0, 1]", "run": "[1, 5]",
-        "discount": "(0, 1]", "learning_rate": "(0, inf)", "weight_decay": "[0, inf)", "warmup_steps": "[0, inf)",
-        "lr_decay_rate": "(0, inf)", "lr_decay_steps": "[1, inf)", "max_grad_norm": "(0, inf)",
-        "target_update_interval": "[1, inf)", "policy_coef": "[0, inf)", "value_coef": "[0, inf)",
-        "unroll_steps": "[1, inf)", "td_steps": "[1, inf)", "num_bins": "[2, inf)", "dynamics_hidden": "[1, inf)",
-        "behavior_coef": "[0, inf)", "num_samples": "[0, inf)",
-        "total_steps": "[1, inf)", "batch_size": "[1, inf)", "eval_every": "[1, inf)", "eval_episodes": "[1, inf)",
-        "eval_max_steps": "[1, inf)", "updates_per_dispatch": "[1, inf)",
-    })
+    check_ranges(
+        args,
+        {
+            "seed": "[0, inf)",
+            "num_seeds": "[1, inf)",
+            "data_fraction": "(0, 1]",
+            "noise": "[0, 1]",
+            "run": "[1, 5]",
+            "discount": "(0, 1]",
+            "learning_rate": "(0, inf)",
+            "weight_decay": "[0, inf)",
+            "warmup_steps": "[0, inf)",
+            "lr_decay_rate": "(0, inf)",
+            "lr_decay_steps": "[1, inf)",
+            "max_grad_norm": "(0, inf)",
+            "target_update_interval": "[1, inf)",
+            "policy_coef": "[0, inf)",
+            "value_coef": "[0, inf)",
+            "unroll_steps": "[1, inf)",
+            "td_steps": "[1, inf)",
+            "num_bins": "[2, inf)",
+            "dynamics_hidden": "[1, inf)",
+            "behavior_coef": "[0, inf)",
+            "num_samples": "[0, inf)",
+            "total_steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "eval_every": "[1, inf)",
+            "eval_episodes": "[1, inf)",
+            "eval_max_steps": "[1, inf)",
+            "updates_per_dispatch": "[1, inf)",
+        },
+    )
     if args.eval_every % args.updates_per_dispatch or args.total_steps % args.updates_per_dispatch:
         raise UsageError(
             f"--eval-every {args.eval_every} and --total-steps {args.total_steps} must be multiples of "
@@ -472,8 +497,12 @@ def main(args: Args) -> None:
         init_distributed()  # before any device is touched
     run = Run("rosmo", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
-    data = run.checkpoint_data() if args.eval_only else load_offline_data(  # --eval-only: shapes only, no dataset
-        args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+    data = (
+        run.checkpoint_data()
+        if args.eval_only
+        else load_offline_data(  # --eval-only: shapes only, no dataset
+            args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+        )
     )
 
     # ALGO LOGIC: network, optimiser, one training state per seed (stacked for vmap), the update, acting.
@@ -499,8 +528,17 @@ def main(args: Args) -> None:
     if args.track and run.main:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run.name, id=run.id, resume="allow",
-                   config=vars(args), dir=str(run.dir), mode=wandb_mode(), sync_tensorboard=True)
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            name=run.name,
+            id=run.id,
+            resume="allow",
+            config=vars(args),
+            dir=str(run.dir),
+            mode=wandb_mode(),
+            sync_tensorboard=True,
+        )
     interrupted = []  # SIGTERM or SIGINT: save after the current dispatch, then stop
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, frame: interrupted.append(received))
@@ -533,8 +571,11 @@ def main(args: Args) -> None:
             run.finish("diverged", last)
             progress.close()
             kept = f"; the last good checkpoint (update {last}) is kept in {run.dir}" if run.history["steps"] else ""
-            fail(f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
-                 f"and {step}; stopping{kept}", code=1)
+            fail(
+                f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
+                f"and {step}; stopping{kept}",
+                code=1,
+            )
         for name, value in metrics.items():
             writer.add_scalar(f"losses/{name}" if name.endswith("loss") else f"train/{name}", value.mean(), step)
         writer.add_scalar("charts/learning_rate", float(learning_rate(step)), step)
@@ -556,8 +597,10 @@ def main(args: Args) -> None:
         wandb.finish()
     final = run.finish("finished", step)["final_returns"]
     if run.main:
-        print(f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
-              f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}")
+        print(
+            f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
+            f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}"
+        )
 
 
 if __name__ == "__main__":

@@ -85,21 +85,36 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
             rows.append({"series": series, "x": x, "missing": True})
             continue
         curve = curves(runs)
-        rows.append({
-            "series": series, "x": x, "missing": False,
-            "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs},
-            "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in runs},
-            "iqm": iqm_with_ci(final_scores(runs), reps),
-            "curve": {"steps": curve["steps"].tolist(), "wall_clock_s": curve["wall_clock_s"].tolist(),
-                      "iqm": curve_iqm(curve["scores"], reps).tolist()},
-            "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
-            "runs": [r["run_dir"] for r in runs],
-        })
+        rows.append(
+            {
+                "series": series,
+                "x": x,
+                "missing": False,
+                "returns": {
+                    r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs
+                },
+                "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in runs},
+                "iqm": iqm_with_ci(final_scores(runs), reps),
+                "curve": {
+                    "steps": curve["steps"].tolist(),
+                    "wall_clock_s": curve["wall_clock_s"].tolist(),
+                    "iqm": curve_iqm(curve["scores"], reps).tolist(),
+                },
+                "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
+                "runs": [r["run_dir"] for r in runs],
+            }
+        )
     return rows
 
 
-def plot_lines(path, title: str, xlabel: str, lines: Dict[str, Tuple[List, np.ndarray]], categorical: bool = False,
-               ylabel: str = "IQM normalised score") -> None:
+def plot_lines(
+    path,
+    title: str,
+    xlabel: str,
+    lines: Dict[str, Tuple[List, np.ndarray]],
+    categorical: bool = False,
+    ylabel: str = "IQM normalised score",
+) -> None:
     """One line (with its confidence band) per series: lines[name] = (x values, [len(x), 3] of point, low, high)."""
     import matplotlib
 

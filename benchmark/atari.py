@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+import aggregate as agg
 import numpy as np
 import tyro
-
-import aggregate as agg
 from common_bench import ROOT, Config, machine_description, run_configs
 
 sys.path.insert(0, str(ROOT))
@@ -80,10 +79,27 @@ def make_configs(args: Args) -> List[Config]:
     configs = []
     for algo in args.algos:
         for game in args.games:
-            flags = ["--env-id", game, "--num-seeds", str(args.num_seeds), "--seed", str(args.seed),
-                     "--total-steps", str(args.total_steps), "--eval-every", str(args.eval_every),
-                     "--eval-episodes", str(args.eval_episodes), "--data-fraction", str(args.data_fraction),
-                     "--run", str(args.run), "--compute-dtype", args.compute_dtype, *shlex.split(args.extra)]
+            flags = [
+                "--env-id",
+                game,
+                "--num-seeds",
+                str(args.num_seeds),
+                "--seed",
+                str(args.seed),
+                "--total-steps",
+                str(args.total_steps),
+                "--eval-every",
+                str(args.eval_every),
+                "--eval-episodes",
+                str(args.eval_episodes),
+                "--data-fraction",
+                str(args.data_fraction),
+                "--run",
+                str(args.run),
+                "--compute-dtype",
+                args.compute_dtype,
+                *shlex.split(args.extra),
+            ]
             if args.data_dir:
                 flags += ["--data-dir", args.data_dir]
             configs.append(Config(algo, game, flags, algo))
@@ -101,7 +117,9 @@ def time_to_reach(curve: dict, threshold: float) -> Optional[float]:
 def main(args: Args) -> None:
     unknown = [g for g in args.games if g not in ATARI_SCORES]
     if unknown:
-        raise SystemExit(f"error: no reference scores for {', '.join(unknown)} to normalise; use games of {', '.join(PAPER_GAMES)}")
+        raise SystemExit(
+            f"error: no reference scores for {', '.join(unknown)} to normalise; use games of {', '.join(PAPER_GAMES)}"
+        )
     start = time.time()
     configs = make_configs(args)
     print(f"== atari: {len(configs)} runs ({args.num_seeds} seeds each) ==", flush=True)
@@ -134,7 +152,8 @@ def main(args: Args) -> None:
     lines += [
         "",
         f"IQM normalised score over seeds x games, 95% stratified-bootstrap interval ({args.bootstrap_reps} resamples), "
-        f"and the wall-clock time to reach {args.time_to_score:g} (this machine, runs one after another, including evaluation):",
+        f"and the wall-clock time to reach {args.time_to_score:g} "
+        "(this machine, runs one after another, including evaluation):",
         "",
         "| algorithm | final IQM [95% CI] | paper | time to reach |",
         "|---|---|---|---|",
@@ -144,39 +163,69 @@ def main(args: Args) -> None:
             lines.append(f"| {r['series']} | not run | {PAPER_IQM.get(r['series'], '-')} | - |")
             continue
         reached = time_to_reach(r["curve"], args.time_to_score)
-        lines.append(f"| {r['series']} | {agg.fmt_ci(r['iqm'])} | {PAPER_IQM.get(r['series'], '-')} | "
-                     f"{'not reached' if reached is None else f'{reached / 3600:.2f} h'} |")
+        lines.append(
+            f"| {r['series']} | {agg.fmt_ci(r['iqm'])} | {PAPER_IQM.get(r['series'], '-')} | "
+            f"{'not reached' if reached is None else f'{reached / 3600:.2f} h'} |"
+        )
     by = {r["series"]: r["iqm"] for r in done}
     order = [a for a in ("rosmo", "mzu", "crr", "cql") if a in by]
     claims = []
     if len(order) > 1:
         pairs = list(zip(order, order[1:]))
         holds = [by[a][0] > by[b][0] for a, b in pairs]
-        claims.append(("final IQM orders ROSMO > MZU > CRR > CQL", ", ".join(f"{a} {by[a][0]:.3f}" for a in order),
-                       "holds" if all(holds) else ("does not hold" if not any(holds) else "partly holds")))
+        claims.append(
+            (
+                "final IQM orders ROSMO > MZU > CRR > CQL",
+                ", ".join(f"{a} {by[a][0]:.3f}" for a in order),
+                "holds" if all(holds) else ("does not hold" if not any(holds) else "partly holds"),
+            )
+        )
     if "bc" in by:
         rl = [a for a in by if a != "bc"]
         beat = [by[a][0] > by["bc"][0] for a in rl]
-        claims.append(("every offline RL method beats BC", ", ".join(f"{a} {by[a][0]:.3f}" for a in rl) + f" vs bc {by['bc'][0]:.3f}",
-                       "holds" if all(beat) else ("does not hold" if not any(beat) else "partly holds")))
+        claims.append(
+            (
+                "every offline RL method beats BC",
+                ", ".join(f"{a} {by[a][0]:.3f}" for a in rl) + f" vs bc {by['bc'][0]:.3f}",
+                "holds" if all(beat) else ("does not hold" if not any(beat) else "partly holds"),
+            )
+        )
     if "rosmo" in by and "mzu" in by:
-        t = {a: time_to_reach(next(r for r in done if r["series"] == a)["curve"], args.time_to_score) for a in ("rosmo", "mzu")}
+        t = {
+            a: time_to_reach(next(r for r in done if r["series"] == a)["curve"], args.time_to_score) for a in ("rosmo", "mzu")
+        }
         if t["rosmo"] is not None and t["mzu"] is not None:
-            outcome, verdict = f"rosmo {t['rosmo'] / 3600:.2f} h, mzu {t['mzu'] / 3600:.2f} h", "holds" if t["rosmo"] < t["mzu"] else "does not hold"
+            outcome, verdict = (
+                f"rosmo {t['rosmo'] / 3600:.2f} h, mzu {t['mzu'] / 3600:.2f} h",
+                "holds" if t["rosmo"] < t["mzu"] else "does not hold",
+            )
         else:
-            outcome, verdict = f"rosmo {t['rosmo']}, mzu {t['mzu']} (None: not reached)", "not measured" if t["rosmo"] is None else "holds"
+            outcome, verdict = (
+                f"rosmo {t['rosmo']}, mzu {t['mzu']} (None: not reached)",
+                "not measured" if t["rosmo"] is None else "holds",
+            )
         claims.append((f"ROSMO reaches {args.time_to_score:g} in a fraction of MZU's wall-clock time", outcome, verdict))
     lines += ["", "## The paper's claims against this run", "", "| claim (paper) | measured | verdict |", "|---|---|---|"]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims]
     lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
-    stem.with_suffix(".json").write_text(json.dumps({"settings": vars(args), "machine": machine, "rows": rows}, indent=1, default=str) + "\n")
+    stem.with_suffix(".json").write_text(
+        json.dumps({"settings": vars(args), "machine": machine, "rows": rows}, indent=1, default=str) + "\n"
+    )
     if done:
         title = f"Atari ({len(args.games)} games; {args.num_seeds} seeds, {budget} updates)"
-        agg.plot_lines(stem.with_suffix(".png"), title, "algorithm",
-                       {"final IQM": ([r["series"] for r in done], np.array([r["iqm"] for r in done]))}, categorical=True)
-        agg.plot_curves(stem.parent / f"{stem.name}_curves.png", title,
-                        {r["series"]: {k: np.asarray(v) for k, v in r["curve"].items()} for r in done})
+        agg.plot_lines(
+            stem.with_suffix(".png"),
+            title,
+            "algorithm",
+            {"final IQM": ([r["series"] for r in done], np.array([r["iqm"] for r in done]))},
+            categorical=True,
+        )
+        agg.plot_curves(
+            stem.parent / f"{stem.name}_curves.png",
+            title,
+            {r["series"]: {k: np.asarray(v) for k, v in r["curve"].items()} for r in done},
+        )
     print(f"wrote {stem}.md; total wall-clock time {(time.time() - start) / 60:.1f} min")
 
 

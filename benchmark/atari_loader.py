@@ -46,7 +46,6 @@ from typing import List
 
 import numpy as np
 import tyro
-
 from common_bench import ROOT, machine_description
 
 if str(ROOT) not in sys.path:
@@ -132,8 +131,14 @@ def stage_shards(args: Args, data_dir: str, cache_root: Path):
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # load_atari prints one line per rebuild
             episodes, _ = atari_data.load_atari(
-                args.game, 1, data_dir, 1.0, cache_dir=cache_root / f"w{workers}",
-                workers=workers, progress=False, force=True,
+                args.game,
+                1,
+                data_dir,
+                1.0,
+                cache_dir=cache_root / f"w{workers}",
+                workers=workers,
+                progress=False,
+                force=True,
             )
         return time.perf_counter() - start
 
@@ -147,11 +152,15 @@ def stage_shards(args: Args, data_dir: str, cache_root: Path):
     rows = []
     for workers in args.workers:
         median = statistics.median(seconds[workers])
-        rows.append((f"load_atari, workers={workers} (read + parse + decode + write cache)", seconds[workers],
-                     episodes.num_steps))
-        print(f"load_atari workers={workers}: {episodes.num_steps / median:10.0f} frames/s "
-              f"({episodes.num_steps} frames in {median:.3f} s; runs {min(seconds[workers]):.3f}.."
-              f"{max(seconds[workers]):.3f} s)", flush=True)
+        rows.append(
+            (f"load_atari, workers={workers} (read + parse + decode + write cache)", seconds[workers], episodes.num_steps)
+        )
+        print(
+            f"load_atari workers={workers}: {episodes.num_steps / median:10.0f} frames/s "
+            f"({episodes.num_steps} frames in {median:.3f} s; runs {min(seconds[workers]):.3f}.."
+            f"{max(seconds[workers]):.3f} s)",
+            flush=True,
+        )
 
     shards = sorted(str(p) for p in (Path(data_dir) / args.game).glob("run_1-*"))
     read = []
@@ -187,8 +196,11 @@ def stage_windows(args: Args, episodes):
     store = jax.block_until_ready(make_store(tiled, frame_stack=FRAME_STACK))
     build_s = time.perf_counter() - start
     actions = num_actions(args.game)
-    print(f"store: {tiled.num_steps} frames ({episodes.num_steps} loaded x {copies}), "
-          f"{tiled.num_transitions} transitions, built in {build_s:.2f} s", flush=True)
+    print(
+        f"store: {tiled.num_steps} frames ({episodes.num_steps} loaded x {copies}), "
+        f"{tiled.num_transitions} transitions, built in {build_s:.2f} s",
+        flush=True,
+    )
 
     @jax.jit
     def sample_many(store, key):
@@ -206,8 +218,11 @@ def stage_windows(args: Args, episodes):
     keys = iter(jax.random.split(jax.random.key(1), args.calls))
     call_s = statistics.median(timed(lambda: sample_many(store, next(keys)).block_until_ready(), args.calls))
     windows_per_s = args.batches_per_call * args.batch_size / call_s
-    print(f"sampling: {windows_per_s:10.0f} windows/s, {windows_per_s / args.batch_size:.2f} batches/s "
-          f"({call_s:.2f} s per call of {args.batches_per_call} batches)", flush=True)
+    print(
+        f"sampling: {windows_per_s:10.0f} windows/s, {windows_per_s / args.batch_size:.2f} batches/s "
+        f"({call_s:.2f} s per call of {args.batches_per_call} batches)",
+        flush=True,
+    )
     return tiled.num_steps, copies, build_s, call_s
 
 
@@ -222,8 +237,11 @@ def main(args: Args) -> None:
         recorded = write_fixture(data_dir, args.game, 1, args.num_shards, args.episodes_per_shard, args.max_steps, args.seed)
         steps = sum(len(e.frames) for shard in recorded for e in shard)
         shard_bytes = sum(p.stat().st_size for p in (Path(data_dir) / args.game).glob("run_1-*"))
-        print(f"fixture: {args.game}, {args.num_shards} shards x {args.episodes_per_shard} episodes, {steps} stored steps, "
-              f"{shard_bytes / 2**20:.2f} MiB, recorded in {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"fixture: {args.game}, {args.num_shards} shards x {args.episodes_per_shard} episodes, {steps} stored steps, "
+            f"{shard_bytes / 2**20:.2f} MiB, recorded in {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         shard_rows, episodes = stage_shards(args, data_dir, Path(tmp) / "cache")
     store_frames, copies, build_s, call_s = stage_windows(args, episodes)
 
@@ -238,22 +256,30 @@ def main(args: Args) -> None:
     table = ["| stage | measured | per second | supply / demand |", "|---|---|---|---|"]
     for label, runs, frames in shard_rows:
         fps = frames / statistics.median(runs)
-        table.append(f"| 1. {label} | {frames} frames in {statistics.median(runs):.3f} s "
-                     f"(runs {min(runs):.3f}..{max(runs):.3f}) | {fps:,.0f} frames/s "
-                     f"(= {fps / distinct:,.0f} windows/s at {distinct} fresh frames each) | {fps / demand_frames:.3f} |")
-    table.append(f"| 2. sample_windows + sum, batch {args.batch_size}, length {WINDOW}, stack {FRAME_STACK} "
-                 f"| {args.batches_per_call} batches in {call_s:.2f} s | {windows_per_s:,.0f} windows/s, "
-                 f"{windows_per_s / args.batch_size:.2f} batches/s ({windows_per_s * stacked:,.0f} stacked frames/s) "
-                 f"| {windows_per_s / demand_windows:.3f} |")
-    table.append(f"| demand: batch {args.batch_size} x {args.learner_updates_per_s:g} updates/s (assumed) | - "
-                 f"| {demand_windows:,.0f} windows/s = {demand_frames:,.0f} distinct frames/s "
-                 f"({demand_windows * stacked:,.0f} stacked) | 1 |")
+        table.append(
+            f"| 1. {label} | {frames} frames in {statistics.median(runs):.3f} s "
+            f"(runs {min(runs):.3f}..{max(runs):.3f}) | {fps:,.0f} frames/s "
+            f"(= {fps / distinct:,.0f} windows/s at {distinct} fresh frames each) | {fps / demand_frames:.3f} |"
+        )
+    table.append(
+        f"| 2. sample_windows + sum, batch {args.batch_size}, length {WINDOW}, stack {FRAME_STACK} "
+        f"| {args.batches_per_call} batches in {call_s:.2f} s | {windows_per_s:,.0f} windows/s, "
+        f"{windows_per_s / args.batch_size:.2f} batches/s ({windows_per_s * stacked:,.0f} stacked frames/s) "
+        f"| {windows_per_s / demand_windows:.3f} |"
+    )
+    table.append(
+        f"| demand: batch {args.batch_size} x {args.learner_updates_per_s:g} updates/s (assumed) | - "
+        f"| {demand_windows:,.0f} windows/s = {demand_frames:,.0f} distinct frames/s "
+        f"({demand_windows * stacked:,.0f} stacked) | 1 |"
+    )
 
     print()
     print("\n".join(table))
     one_off = store_frames / load_fps[best_workers]
-    print(f"\none-off: decoding the store's {store_frames} frames at {load_fps[best_workers]:,.0f} frames/s "
-          f"(workers={best_workers}) takes {one_off:.1f} s")
+    print(
+        f"\none-off: decoding the store's {store_frames} frames at {load_fps[best_workers]:,.0f} frames/s "
+        f"(workers={best_workers}) takes {one_off:.1f} s"
+    )
 
     lines = [
         f"# RL Unplugged Atari input pipeline ({args.game})",
@@ -309,12 +335,20 @@ def stream_rate(args: Args, data_dir: str, workers: int) -> dict:
     from common.stream import StreamingStore, shard_locations
 
     actions = num_actions(args.game)
-    total = jax.jit(lambda store, key: jnp.sum(sample_windows(store, key, args.batch_size, WINDOW, actions).observation,
-                                               dtype=jnp.uint32))
+    total = jax.jit(
+        lambda store, key: jnp.sum(sample_windows(store, key, args.batch_size, WINDOW, actions).observation, dtype=jnp.uint32)
+    )
     refill = max(args.stream_capacity // 4, args.max_steps + 1)
-    stream = StreamingStore(shard_locations(args.game, 1, data_dir), args.game, capacity_steps=args.stream_capacity,
-                            refill_steps=refill, pool_steps=refill, shuffle_episodes=args.num_shards * args.episodes_per_shard,
-                            workers=workers, warm_steps=args.stream_capacity // 2)
+    stream = StreamingStore(
+        shard_locations(args.game, 1, data_dir),
+        args.game,
+        capacity_steps=args.stream_capacity,
+        refill_steps=refill,
+        pool_steps=refill,
+        shuffle_episodes=args.num_shards * args.episodes_per_shard,
+        workers=workers,
+        warm_steps=args.stream_capacity // 2,
+    )
     try:
         store = stream.next_store()
         decoded0, written0, calls = stream.stats["steps_decoded"], stream.ring.steps_written, 0
@@ -323,12 +357,21 @@ def stream_rate(args: Args, data_dir: str, workers: int) -> dict:
             store = stream.next_store()
             calls += 1
         seconds = time.perf_counter() - start
-        supply = {"decoded_per_s": (stream.stats["steps_decoded"] - decoded0) / seconds,
-                  "written_per_s": (stream.ring.steps_written - written0) / seconds, "stores_per_s": calls / seconds}
+        supply = {
+            "decoded_per_s": (stream.stats["steps_decoded"] - decoded0) / seconds,
+            "written_per_s": (stream.ring.steps_written - written0) / seconds,
+            "stores_per_s": calls / seconds,
+        }
         total(store, jax.random.key(0)).block_until_ready()  # compile
         sampled = timed(lambda: total(stream.next_store(), jax.random.key(1)).block_until_ready(), 3)
-        return {"workers": workers, **supply, "windows_per_s": args.batch_size / statistics.median(sampled),
-                "host": stream.host_bytes(), "raw_peak": stream.stats["raw_bytes_max"], "refill": refill}
+        return {
+            "workers": workers,
+            **supply,
+            "windows_per_s": args.batch_size / statistics.median(sampled),
+            "host": stream.host_bytes(),
+            "raw_peak": stream.stats["raw_bytes_max"],
+            "refill": refill,
+        }
     finally:
         stream.close()
 
@@ -364,10 +407,17 @@ def compare_losses(args: Args, data_dir: str) -> dict:
         state = replicate(state, mesh)
         stream = None
         if name == "stream":
-            stream = StreamingStore(shard_locations(args.game, 1, data_dir), args.game, capacity_steps=args.stream_capacity,
-                                    refill_steps=refill, pool_steps=refill, workers=2, mesh=mesh,
-                                    shuffle_episodes=args.num_shards * args.episodes_per_shard,
-                                    warm_steps=args.stream_capacity // 2)
+            stream = StreamingStore(
+                shard_locations(args.game, 1, data_dir),
+                args.game,
+                capacity_steps=args.stream_capacity,
+                refill_steps=refill,
+                pool_steps=refill,
+                workers=2,
+                mesh=mesh,
+                shuffle_episodes=args.num_shards * args.episodes_per_shard,
+                warm_steps=args.stream_capacity // 2,
+            )
         values = []
         try:
             for _ in range(max(args.loss_updates // per_dispatch, 2)):
@@ -397,19 +447,31 @@ def main_stream(args: Args) -> None:
         for workers in args.stream_workers:
             rates.append(stream_rate(args, data_dir, workers))
             r = rates[-1]
-            print(f"workers={workers}: {r['decoded_per_s']:,.0f} decoded steps/s, {r['written_per_s']:,.0f} written "
-                  f"steps/s, {r['windows_per_s']:,.0f} windows/s sampled", flush=True)
+            print(
+                f"workers={workers}: {r['decoded_per_s']:,.0f} decoded steps/s, {r['written_per_s']:,.0f} written "
+                f"steps/s, {r['windows_per_s']:,.0f} windows/s sampled",
+                flush=True,
+            )
         compared = compare_losses(args, data_dir) if args.loss_updates > 0 else None
 
     cores = os.cpu_count() or 1
     per_worker = max(r["decoded_per_s"] / r["workers"] for r in rates)
     run_steps = 50_000_000  # one RL Unplugged run
-    table = ["| decoding threads | decoded steps/s | steps/s written into the device ring | Stores/s | windows/s "
-             f"sampled from the ring (batch {args.batch_size}) |", "|---|---|---|---|---|"]
-    table += [f"| {r['workers']} | {r['decoded_per_s']:,.0f} | {r['written_per_s']:,.0f} | {r['stores_per_s']:,.1f} "
-              f"| {r['windows_per_s']:,.0f} |" for r in rates]
-    demand = ["| learner | windows/s | steps/s for one pass over a run (50M steps) in 200k updates | decoding threads "
-              f"at {per_worker:,.0f} steps/s each |", "|---|---|---|---|"]
+    table = [
+        "| decoding threads | decoded steps/s | steps/s written into the device ring | Stores/s | windows/s "
+        f"sampled from the ring (batch {args.batch_size}) |",
+        "|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {r['workers']} | {r['decoded_per_s']:,.0f} | {r['written_per_s']:,.0f} | {r['stores_per_s']:,.1f} "
+        f"| {r['windows_per_s']:,.0f} |"
+        for r in rates
+    ]
+    demand = [
+        "| learner | windows/s | steps/s for one pass over a run (50M steps) in 200k updates | decoding threads "
+        f"at {per_worker:,.0f} steps/s each |",
+        "|---|---|---|---|",
+    ]
     for ups in (20, 40):
         seconds = 200_000 / ups
         need = run_steps / seconds
@@ -451,7 +513,7 @@ def main_stream(args: Args) -> None:
         "",
     ]
     if compared:
-        half = lambda v: float(np.mean(v[len(v) // 2:]))  # noqa: E731
+        half = lambda v: float(np.mean(v[len(v) // 2 :]))  # noqa: E731
         dev, st = half(compared["losses"]["device"]), half(compared["losses"]["stream"])
         lines += [
             "## Losses: device store against stream store",

@@ -20,7 +20,7 @@ def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -42,7 +42,9 @@ def run_algorithm(algo: str, flags: list, cwd: Path, log_path: Path) -> float:
     """Run `python {algo}.py FLAGS` in `cwd`, its output to `log_path`; returns wall-clock seconds."""
     start = time.time()
     with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, str(ROOT / f"{algo}.py"), *flags], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / f"{algo}.py"), *flags], cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
     if proc.returncode != 0:
         raise SystemExit(f"error: {algo}.py {' '.join(flags)} failed with code {proc.returncode}; see {log_path}")
     return time.time() - start
@@ -53,8 +55,17 @@ def run_algorithm(algo: str, flags: list, cwd: Path, log_path: Path) -> float:
 # full resolved arguments (so a finished run is reused by any study that needs the same one).
 
 # Arguments that do not change what a run computes (on one host); ignored when matching finished runs.
-BOOKKEEPING = {"exp_name", "track", "wandb_project_name", "wandb_entity", "save_model", "checkpoint", "data_dir",
-               "updates_per_dispatch", "distributed"}
+BOOKKEEPING = {
+    "exp_name",
+    "track",
+    "wandb_project_name",
+    "wandb_entity",
+    "save_model",
+    "checkpoint",
+    "data_dir",
+    "updates_per_dispatch",
+    "distributed",
+}
 
 
 @dataclass
@@ -103,7 +114,9 @@ def same_run(stored: Dict[str, Any], want: Dict[str, Any], defaults: Dict[str, A
 RECORDS = ROOT / "benchmark" / "results" / "runs"
 
 
-def find_finished(algo: str, flags: List[str], runs_dir: Path = ROOT / "runs", records: Optional[Path] = RECORDS) -> Optional[dict]:
+def find_finished(
+    algo: str, flags: List[str], runs_dir: Path = ROOT / "runs", records: Optional[Path] = RECORDS
+) -> Optional[dict]:
     """The newest finished results.json of `algo` whose arguments equal those of FLAGS (bookkeeping aside),
     under `runs_dir` or among the kept `records`."""
     want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}

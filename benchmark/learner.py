@@ -28,7 +28,6 @@ from typing import List
 
 import numpy as np
 import tyro
-
 from common_bench import ROOT, machine_description
 
 sys.path.insert(0, str(ROOT))
@@ -75,7 +74,9 @@ def synthetic_store(num_frames: int, episode_length: int = 500):
         action=np.where(last, 0, rng.integers(0, 4, size=n)).astype(np.int32),
         reward=np.where(last, 0.0, rng.choice([0.0, 1.0], size=n, p=[0.9, 0.1])).astype(np.float32),
         discount=np.where(last, 0.0, 1.0).astype(np.float32),
-        is_first=step == 0, is_last=last, is_terminal=last,
+        is_first=step == 0,
+        is_last=last,
+        is_terminal=last,
     )
     return make_store(episodes, frame_stack=ATARI_FRAME_STACK)
 
@@ -92,14 +93,26 @@ def synthetic_ring(capacity: int, episode_length: int = 500):
     last = step == episode_length - 1
     for first in range(0, capacity - episode_length + 1, episode_length):
         rows = slice(first, first + episode_length)
-        ring.write(ring.chunk([Episodes(frames[rows], np.asarray(full.action)[rows], np.asarray(full.reward)[rows],
-                                        np.asarray(full.discount)[rows], step == 0, last, last)]))
+        ring.write(
+            ring.chunk(
+                [
+                    Episodes(
+                        frames[rows],
+                        np.asarray(full.action)[rows],
+                        np.asarray(full.reward)[rows],
+                        np.asarray(full.discount)[rows],
+                        step == 0,
+                        last,
+                        last,
+                    )
+                ]
+            )
+        )
     return ring.store()
 
 
 def measured_peak(size: int, dtype) -> float:
     import jax
-    import jax.numpy as jnp
 
     a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
     b = jax.random.normal(jax.random.PRNGKey(1), (size, size), dtype)
@@ -121,8 +134,9 @@ def measure(algo: str, args: Args, store) -> dict:
     from common.sharding import data_mesh, replicate
 
     module = importlib.import_module(algo)
-    run_args = module.apply_env_defaults(module.Args(env_id=args.env_id, batch_size=args.batch_size,
-                                                     compute_dtype=args.compute_dtype))
+    run_args = module.apply_env_defaults(
+        module.Args(env_id=args.env_id, batch_size=args.batch_size, compute_dtype=args.compute_dtype)
+    )
     actions = num_actions(args.env_id)
     network = module.make_network(run_args, actions)
     state = module.init_train_states(run_args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
@@ -150,9 +164,16 @@ def measure(algo: str, args: Args, store) -> dict:
 
     memory = update_memory(compiled, state, store)
     stats = jax.local_devices()[0].memory_stats() or {}
-    return {"algo": algo, "updates_per_s": ups, "flops_per_update": flops, "flops_per_s": flops * ups,
-            "store_gb": store_bytes(store.action.shape[0]) / 1e9, "update_gb": memory.bytes / 1e9,
-            "memory_source": memory.source, "peak_gb": stats.get("peak_bytes_in_use", float("nan")) / 1e9}
+    return {
+        "algo": algo,
+        "updates_per_s": ups,
+        "flops_per_update": flops,
+        "flops_per_s": flops * ups,
+        "store_gb": store_bytes(store.action.shape[0]) / 1e9,
+        "update_gb": memory.bytes / 1e9,
+        "memory_source": memory.source,
+        "peak_gb": stats.get("peak_bytes_in_use", float("nan")) / 1e9,
+    }
 
 
 def main(args: Args) -> None:
@@ -167,16 +188,21 @@ def main(args: Args) -> None:
     if not set(args.stores) <= {"device", "stream"}:
         raise SystemExit("error: --stores takes device and/or stream")
     rows = []
-    stores = {kind: synthetic_store(args.store_frames) if kind == "device" else synthetic_ring(args.stream_capacity)
-              for kind in args.stores}
+    stores = {
+        kind: synthetic_store(args.store_frames) if kind == "device" else synthetic_ring(args.stream_capacity)
+        for kind in args.stores
+    }
     for kind, algo in [(kind, algo) for kind in args.stores for algo in args.algos]:
         row = {**measure(algo, args, stores[kind]), "store": kind}
         rows.append(row)
-        print(f"{algo} ({kind} store): {row['updates_per_s']:.2f} updates/s, "
-              f"{row['flops_per_update'] / 1e9:.1f} GFLOP/update, "
-              f"{row['flops_per_s'] / 1e12:.3f} TFLOP/s = {100 * row['flops_per_s'] / peak:.1f}% of the measured peak, "
-              f"store {row['store_gb']:.2f} GB + update {row['update_gb']:.2f} GB ({row['memory_source']}), "
-              f"peak in use {row['peak_gb']:.2f} GB", flush=True)
+        print(
+            f"{algo} ({kind} store): {row['updates_per_s']:.2f} updates/s, "
+            f"{row['flops_per_update'] / 1e9:.1f} GFLOP/update, "
+            f"{row['flops_per_s'] / 1e12:.3f} TFLOP/s = {100 * row['flops_per_s'] / peak:.1f}% of the measured peak, "
+            f"store {row['store_gb']:.2f} GB + update {row['update_gb']:.2f} GB ({row['memory_source']}), "
+            f"peak in use {row['peak_gb']:.2f} GB",
+            flush=True,
+        )
     platform = jax.devices()[0].platform
     path = Path(args.out) if args.out else ROOT / "benchmark" / "results" / f"learner_{platform}.md"
     lines = [
@@ -192,9 +218,12 @@ def main(args: Args) -> None:
         "| algorithm | store | updates/s | GFLOP per update (XLA) | achieved TFLOP/s | share of measured peak "
         "| store GB | update GB (XLA memory analysis) | peak GB in use (device) |",
         "|---|---|---|---|---|---|---|---|---|",
-        *[f"| {r['algo']} | {r['store']} | {r['updates_per_s']:.2f} | {r['flops_per_update'] / 1e9:.1f} | "
-          f"{r['flops_per_s'] / 1e12:.3f} | {100 * r['flops_per_s'] / peak:.1f}% | {r['store_gb']:.2f} | "
-          f"{r['update_gb']:.2f} | {r['peak_gb']:.2f} |" for r in rows],
+        *[
+            f"| {r['algo']} | {r['store']} | {r['updates_per_s']:.2f} | {r['flops_per_update'] / 1e9:.1f} | "
+            f"{r['flops_per_s'] / 1e12:.3f} | {100 * r['flops_per_s'] / peak:.1f}% | {r['store_gb']:.2f} | "
+            f"{r['update_gb']:.2f} | {r['peak_gb']:.2f} |"
+            for r in rows
+        ],
         "",
         "MZU's FLOPs count its search loop once (XLA's cost analysis of a while loop), so its figures are lower bounds.",
         "",

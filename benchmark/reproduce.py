@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional
 
+import aggregate as agg
 import numpy as np
 import tyro
-
-import aggregate as agg
 from common_bench import ROOT, Config, machine_description, run_configs
 
 sys.path.insert(0, str(ROOT))  # common/ (score tables)
@@ -49,14 +48,35 @@ ALGOS = ["rosmo", "mzu", "mzu_q", "crr", "cql", "bc"]
 # official release's choice) and BC acting greedily (argmax pi) beside BC sampling from pi.
 VARIANTS = {"rosmo-data": ("rosmo", {"behavior_advantage": "data"}), "bc-greedy": ("bc", {"eval_greedy": True})}
 ROWS = ["rosmo", "rosmo-data", "mzu", "mzu_q", "crr", "cql", "bc", "bc-greedy"]
-STUDIES = ["table2", "lr_decay", "cql_sweep", "data_fraction", "noise", "model_capacity", "search_budget", "ablation_sampling",
-           "ablation_unroll", "ablation_regularization"]
+STUDIES = [
+    "table2",
+    "lr_decay",
+    "cql_sweep",
+    "data_fraction",
+    "noise",
+    "model_capacity",
+    "search_budget",
+    "ablation_sampling",
+    "ablation_unroll",
+    "ablation_regularization",
+]
 
 
 @dataclass
 class Args:
-    study: Literal["table2", "lr_decay", "cql_sweep", "data_fraction", "noise", "model_capacity", "search_budget", "ablation_sampling",
-                   "ablation_unroll", "ablation_regularization", "all"] = "table2"
+    study: Literal[
+        "table2",
+        "lr_decay",
+        "cql_sweep",
+        "data_fraction",
+        "noise",
+        "model_capacity",
+        "search_budget",
+        "ablation_sampling",
+        "ablation_unroll",
+        "ablation_regularization",
+        "all",
+    ] = "table2"
     """which reproduction to run ('all' runs them one after another)"""
     envs: Optional[List[str]] = None
     """BSuite tasks (default: the paper's, i.e. all three; catch only for the noise study)"""
@@ -111,9 +131,20 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
 
     def add(algo: str, series: str, x=None, **flags) -> None:
         for env_id in envs:
-            cli = ["--env-id", env_id, "--num-seeds", str(args.num_seeds), "--seed", str(args.seed),
-                   "--total-steps", str(args.total_steps), "--eval-every", str(args.eval_every),
-                   "--eval-episodes", str(args.eval_episodes)]
+            cli = [
+                "--env-id",
+                env_id,
+                "--num-seeds",
+                str(args.num_seeds),
+                "--seed",
+                str(args.seed),
+                "--total-steps",
+                str(args.total_steps),
+                "--eval-every",
+                str(args.eval_every),
+                "--eval-episodes",
+                str(args.eval_episodes),
+            ]
             if args.lr_decay_steps is not None and "lr_decay_steps" not in flags:
                 cli += ["--lr-decay-steps", str(args.lr_decay_steps)]
             for name, value in flags.items():
@@ -234,75 +265,140 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
         if "rosmo" in algos:
             others = [a for a in algos if a != "rosmo"]
             checks = [_better(_get(rows, "rosmo"), _get(rows, a)) for a in others]
-            out.append(("ROSMO has the best overall result (IQM over the tasks)",
-                        ", ".join(f"{a} {f(_get(rows, a))}" for a in algos), _verdict(checks)))
+            out.append(
+                (
+                    "ROSMO has the best overall result (IQM over the tasks)",
+                    ", ".join(f"{a} {f(_get(rows, a))}" for a in algos),
+                    _verdict(checks),
+                )
+            )
         for bc in ("bc", "bc-greedy"):
             if bc in algos:
                 rl = [a for a in algos if not a.startswith("bc")]
                 checks = [_better(_get(rows, a), _get(rows, bc)) for a in rl]
-                out.append((f"every offline RL method beats behaviour cloning ({bc})",
-                            ", ".join(f"{a} {f(_get(rows, a))}" for a in rl) + f" vs {bc} {f(_get(rows, bc))}", _verdict(checks)))
+                out.append(
+                    (
+                        f"every offline RL method beats behaviour cloning ({bc})",
+                        ", ".join(f"{a} {f(_get(rows, a))}" for a in rl) + f" vs {bc} {f(_get(rows, bc))}",
+                        _verdict(checks),
+                    )
+                )
         if "rosmo-data" in algos and "rosmo" in algos:
-            out.append(("Eq. 11 read with the model's advantage (default) vs the data's (official release)",
-                        f"rosmo {f(_get(rows, 'rosmo'))} vs rosmo-data {f(_get(rows, 'rosmo-data'))}",
-                        _better(_get(rows, "rosmo"), _get(rows, "rosmo-data"))))
+            out.append(
+                (
+                    "Eq. 11 read with the model's advantage (default) vs the data's (official release)",
+                    f"rosmo {f(_get(rows, 'rosmo'))} vs rosmo-data {f(_get(rows, 'rosmo-data'))}",
+                    _better(_get(rows, "rosmo"), _get(rows, "rosmo-data")),
+                )
+            )
     elif study == "lr_decay":
         a, b = _get(rows, "decay x0.1 at half"), _get(rows, "no decay")
-        out.append(("the paper's schedule (x0.1 at half the budget) is at least as good as none at this budget",
-                    f"decay {f(a)} vs none {f(b)}", "holds" if a is not None and b is not None and a[0] >= b[0] else
-                    ("not measured" if a is None or b is None else "does not hold")))
+        out.append(
+            (
+                "the paper's schedule (x0.1 at half the budget) is at least as good as none at this budget",
+                f"decay {f(a)} vs none {f(b)}",
+                "holds"
+                if a is not None and b is not None and a[0] >= b[0]
+                else ("not measured" if a is None or b is None else "does not hold"),
+            )
+        )
     elif study == "cql_sweep":
         best = max((r for r in rows if not r["missing"]), key=lambda r: r["iqm"][0], default=None)
         if best is not None:
-            out.append(("(choice) the best CQL setting on this task", f"{best['series']} @ alpha {best['x']}: {f(best['iqm'])}", "measured"))
+            out.append(
+                (
+                    "(choice) the best CQL setting on this task",
+                    f"{best['series']} @ alpha {best['x']}: {f(best['iqm'])}",
+                    "measured",
+                )
+            )
     elif study == "data_fraction":
         lo, hi = min(args.fractions), max(args.fractions)
-        out.append((f"MZU degrades as coverage falls and is poor at {lo:g} of the data",
-                    f"mzu {f(_get(rows, 'mzu', lo))} at {lo:g} vs {f(_get(rows, 'mzu', hi))} at {hi:g}",
-                    _better(_get(rows, "mzu", hi), _get(rows, "mzu", lo))))
+        out.append(
+            (
+                f"MZU degrades as coverage falls and is poor at {lo:g} of the data",
+                f"mzu {f(_get(rows, 'mzu', lo))} at {lo:g} vs {f(_get(rows, 'mzu', hi))} at {hi:g}",
+                _better(_get(rows, "mzu", hi), _get(rows, "mzu", lo)),
+            )
+        )
         out.append(_rosmo_above_mzu(rows, args.fractions, "ROSMO outperforms MZU at every data fraction"))
     elif study == "noise":
-        out.append(_rosmo_steadier(rows, "ROSMO is much less sensitive to the dataset noise than MZU (spread of the score over noise levels)"))
+        out.append(
+            _rosmo_steadier(
+                rows, "ROSMO is much less sensitive to the dataset noise than MZU (spread of the score over noise levels)"
+            )
+        )
         out.append(_rosmo_above_mzu(rows, args.noises, "ROSMO scores above MZU at every noise level"))
     elif study == "model_capacity":
         lo, hi = min(args.hidden_units), max(args.hidden_units)
-        out.append((f"MZU degrades with less dynamics capacity ({lo} vs {hi} hidden units)",
-                    f"mzu {f(_get(rows, 'mzu', lo))} at {lo} vs {f(_get(rows, 'mzu', hi))} at {hi}",
-                    _better(_get(rows, "mzu", hi), _get(rows, "mzu", lo))))
+        out.append(
+            (
+                f"MZU degrades with less dynamics capacity ({lo} vs {hi} hidden units)",
+                f"mzu {f(_get(rows, 'mzu', lo))} at {lo} vs {f(_get(rows, 'mzu', hi))} at {hi}",
+                _better(_get(rows, "mzu", hi), _get(rows, "mzu", lo)),
+            )
+        )
         out.append(_rosmo_steadier(rows, "ROSMO is stable across capacities (smaller spread than MZU)"))
         out.append(_rosmo_above_mzu(rows, args.hidden_units, "ROSMO outperforms MZU at every capacity"))
     elif study == "search_budget":
         lo, hi = min(args.simulations), max(args.simulations)
         unlimited = "d=unlimited"
-        out.append((f"MZU fails to learn with a low simulation budget (N={lo} vs N={hi}, unlimited depth)",
-                    f"N={lo} {f(_get(rows, unlimited, lo))} vs N={hi} {f(_get(rows, unlimited, hi))}",
-                    _better(_get(rows, unlimited, hi), _get(rows, unlimited, lo))))
+        out.append(
+            (
+                f"MZU fails to learn with a low simulation budget (N={lo} vs N={hi}, unlimited depth)",
+                f"N={lo} {f(_get(rows, unlimited, lo))} vs N={hi} {f(_get(rows, unlimited, hi))}",
+                _better(_get(rows, unlimited, hi), _get(rows, unlimited, lo)),
+            )
+        )
         shallow = f"d={min(d for d in args.depths if d > 0)}" if any(d > 0 for d in args.depths) else None
-        out.append((f"with many simulations (N={hi}) a deep search is worse than a limited depth",
-                    f"{shallow} {f(_get(rows, shallow, hi))} vs unlimited {f(_get(rows, unlimited, hi))}",
-                    _better(_get(rows, shallow, hi), _get(rows, unlimited, hi))))
+        out.append(
+            (
+                f"with many simulations (N={hi}) a deep search is worse than a limited depth",
+                f"{shallow} {f(_get(rows, shallow, hi))} vs unlimited {f(_get(rows, unlimited, hi))}",
+                _better(_get(rows, shallow, hi), _get(rows, unlimited, hi)),
+            )
+        )
     elif study == "ablation_sampling":
         s, m, q = (_get(rows, n) for n in ("ROSMO sampled (N=4)", "MZU (N=4)", "MZU-Q (N=4)"))
         out.append(("MZU-Q alleviates MZU's failure at 4 simulations", f"mzu_q {f(q)} vs mzu {f(m)}", _better(q, m)))
-        out.append(("sampled ROSMO performs well with 4 samples (above both)", f"rosmo {f(s)} vs mzu_q {f(q)}, mzu {f(m)}",
-                    _verdict([_better(s, q), _better(s, m)])))
+        out.append(
+            (
+                "sampled ROSMO performs well with 4 samples (above both)",
+                f"rosmo {f(s)} vs mzu_q {f(q)}, mzu {f(m)}",
+                _verdict([_better(s, q), _better(s, m)]),
+            )
+        )
     elif study == "ablation_unroll":
         r1, r5, m1, m5 = _get(rows, "rosmo", 1), _get(rows, "rosmo", 5), _get(rows, "mzu", 1), _get(rows, "mzu", 5)
         out.append(("MZU drops significantly with a single-step unroll", f"mzu K=1 {f(m1)} vs K=5 {f(m5)}", _better(m5, m1)))
         if None not in (r1, r5, m1, m5):
-            out.append(("ROSMO is not sensitive to the unroll length (a smaller change than MZU's)",
-                        f"rosmo K=1 {f(r1)} vs K=5 {f(r5)}; mzu K=1 {f(m1)} vs K=5 {f(m5)}",
-                        "holds" if abs(r5[0] - r1[0]) < abs(m5[0] - m1[0]) else "does not hold"))
+            out.append(
+                (
+                    "ROSMO is not sensitive to the unroll length (a smaller change than MZU's)",
+                    f"rosmo K=1 {f(r1)} vs K=5 {f(r5)}; mzu K=1 {f(m1)} vs K=5 {f(m5)}",
+                    "holds" if abs(r5[0] - r1[0]) < abs(m5[0] - m1[0]) else "does not hold",
+                )
+            )
     elif study == "ablation_regularization":
         full, one, beh = (_get(rows, n) for n in ("ROSMO", "OneStep", "Behavior"))
-        out.append(("the full ROSMO is best at the end", f"ROSMO {f(full)}, OneStep {f(one)}, Behavior {f(beh)}",
-                    _verdict([_better(full, one), _better(full, beh)])))
+        out.append(
+            (
+                "the full ROSMO is best at the end",
+                f"ROSMO {f(full)}, OneStep {f(one)}, Behavior {f(beh)}",
+                _verdict([_better(full, one), _better(full, beh)]),
+            )
+        )
         out.append(("OneStep ends above Behavior", f"OneStep {f(one)} vs Behavior {f(beh)}", _better(one, beh)))
         curves = {r["series"]: r["curve"]["iqm"] for r in rows if not r["missing"]}
         if "OneStep" in curves and "Behavior" in curves:
             b, o = curves["Behavior"][0], curves["OneStep"][0]
-            out.append(("Behavior learns faster than OneStep early on (first evaluation)",
-                        f"Behavior {b[0]:.3f} vs OneStep {o[0]:.3f}", _better(b, o)))
+            out.append(
+                (
+                    "Behavior learns faster than OneStep early on (first evaluation)",
+                    f"Behavior {b[0]:.3f} vs OneStep {o[0]:.3f}",
+                    _better(b, o),
+                )
+            )
     return out
 
 
@@ -314,12 +410,17 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
     stem.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     has_x = any(r["x"] is not None for r in rows)
-    command = (f"python benchmark/reproduce.py --study {study} --envs {' '.join(envs)} --num-seeds {args.num_seeds} "
-               f"--total-steps {args.total_steps} --eval-every {args.eval_every}"
-               + (f" --lr-decay-steps {args.lr_decay_steps}" if args.lr_decay_steps is not None else "")
-               + (f" --algos {' '.join(args.algos)}" if study == "table2" and args.algos != ROWS else ""))
-    decay = ("no learning-rate decay within the budget" if (args.lr_decay_steps or 100_000) >= args.total_steps
-             else f"learning rate x0.1 every {args.lr_decay_steps} updates")
+    command = (
+        f"python benchmark/reproduce.py --study {study} --envs {' '.join(envs)} --num-seeds {args.num_seeds} "
+        f"--total-steps {args.total_steps} --eval-every {args.eval_every}"
+        + (f" --lr-decay-steps {args.lr_decay_steps}" if args.lr_decay_steps is not None else "")
+        + (f" --algos {' '.join(args.algos)}" if study == "table2" and args.algos != ROWS else "")
+    )
+    decay = (
+        "no learning-rate decay within the budget"
+        if (args.lr_decay_steps or 100_000) >= args.total_steps
+        else f"learning rate x0.1 every {args.lr_decay_steps} updates"
+    )
     head = "| configuration | " + " | ".join(f"{e} return (mean +- std)" for e in envs) + " | IQM normalised score [95% CI] |"
     lines = [
         f"# {study}: {args.num_seeds} seeds x {args.total_steps} updates",
@@ -341,15 +442,34 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
             continue
         cells = [f"{r['returns'][e][0]:.2f} +- {r['returns'][e][1]:.2f}" for e in envs]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agg.fmt_ci(r['iqm'])} |")
-    data = next((r["data_returns"] for r in rows if not r["missing"] and r["x"] in (None, 1.0, 0.0, max(args.hidden_units))), None)
-    if data and study in ("table2", "lr_decay", "cql_sweep", "ablation_sampling", "ablation_unroll", "ablation_regularization"):
+    data = next(
+        (r["data_returns"] for r in rows if not r["missing"] and r["x"] in (None, 1.0, 0.0, max(args.hidden_units))), None
+    )
+    if data and study in (
+        "table2",
+        "lr_decay",
+        "cql_sweep",
+        "ablation_sampling",
+        "ablation_unroll",
+        "ablation_regularization",
+    ):
         lines += ["", "Mean return of the data: " + ", ".join(f"{e} {data[e]:.2f}" for e in envs) + "."]
-    lines += ["", "## The paper's claims against this run", "", "| claim (paper) | measured (IQM) | verdict |", "|---|---|---|"]
+    lines += [
+        "",
+        "## The paper's claims against this run",
+        "",
+        "| claim (paper) | measured (IQM) | verdict |",
+        "|---|---|---|",
+    ]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(study, rows, args)]
     lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
-    stem.with_suffix(".json").write_text(json.dumps(
-        {"study": study, "settings": vars(args), "envs": envs, "machine": machine, "rows": rows}, indent=1, default=str) + "\n")
+    stem.with_suffix(".json").write_text(
+        json.dumps(
+            {"study": study, "settings": vars(args), "envs": envs, "machine": machine, "rows": rows}, indent=1, default=str
+        )
+        + "\n"
+    )
 
     done = [r for r in rows if not r["missing"]]
     if not done:
@@ -362,16 +482,37 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
             xs.append(r["x"])
             est.append(r["iqm"])
         categorical = study in ("search_budget", "ablation_unroll", "model_capacity", "data_fraction")
-        xlabel = {"cql_sweep": "alpha", "data_fraction": "data fraction", "noise": "dataset noise epsilon", "model_capacity": "dynamics hidden units",
-                  "search_budget": "simulations N", "ablation_unroll": "unroll steps K"}[study]
-        agg.plot_lines(stem.with_suffix(".png"), title, xlabel, {k: (xs, np.array(e)) for k, (xs, e) in lines_by_series.items()},
-                       categorical=categorical)
+        xlabel = {
+            "cql_sweep": "alpha",
+            "data_fraction": "data fraction",
+            "noise": "dataset noise epsilon",
+            "model_capacity": "dynamics hidden units",
+            "search_budget": "simulations N",
+            "ablation_unroll": "unroll steps K",
+        }[study]
+        agg.plot_lines(
+            stem.with_suffix(".png"),
+            title,
+            xlabel,
+            {k: (xs, np.array(e)) for k, (xs, e) in lines_by_series.items()},
+            categorical=categorical,
+        )
     else:
-        agg.plot_lines(stem.with_suffix(".png"), title, "configuration",
-                       {"final IQM": ([r["series"] for r in done], np.array([r["iqm"] for r in done]))}, categorical=True)
-    agg.plot_curves(stem.parent / f"{stem.name}_curves.png", title, {
-        r["series"] + (f" @ {r['x']}" if r["x"] is not None else ""): {k: np.asarray(v) for k, v in r["curve"].items()}
-        for r in done})
+        agg.plot_lines(
+            stem.with_suffix(".png"),
+            title,
+            "configuration",
+            {"final IQM": ([r["series"] for r in done], np.array([r["iqm"] for r in done]))},
+            categorical=True,
+        )
+    agg.plot_curves(
+        stem.parent / f"{stem.name}_curves.png",
+        title,
+        {
+            r["series"] + (f" @ {r['x']}" if r["x"] is not None else ""): {k: np.asarray(v) for k, v in r["curve"].items()}
+            for r in done
+        },
+    )
     print(f"wrote {stem}.md")
 
 

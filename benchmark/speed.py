@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import List
 
 import tyro
-
 from common_bench import ROOT, find_results, machine_description, run_algorithm
 
 SEARCH_ALGOS = ("mzu", "mzu_q")
@@ -45,25 +44,50 @@ def main(args: Args) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     rows = []
     for algo in args.algos:
-        variants = [(f"{algo} (N={n})", ["--num-simulations", str(n)]) for n in args.mzu_simulations] if algo in SEARCH_ALGOS else [(algo, [])]
+        variants = (
+            [(f"{algo} (N={n})", ["--num-simulations", str(n)]) for n in args.mzu_simulations]
+            if algo in SEARCH_ALGOS
+            else [(algo, [])]
+        )
         for label, extra in variants:
             for seeds in args.num_seeds:
                 exp_name = f"speed_{label.replace(' ', '').replace('(', '_').replace(')', '').replace('=', '')}_s{seeds}"
-                flags = ["--env-id", args.env_id, "--num-seeds", str(seeds), "--total-steps", str(args.total_steps),
-                         "--eval-every", str(args.total_steps), "--eval-episodes", "1", "--batch-size", str(args.batch_size),
-                         "--exp-name", exp_name, *extra]
+                flags = [
+                    "--env-id",
+                    args.env_id,
+                    "--num-seeds",
+                    str(seeds),
+                    "--total-steps",
+                    str(args.total_steps),
+                    "--eval-every",
+                    str(args.total_steps),
+                    "--eval-episodes",
+                    "1",
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--exp-name",
+                    exp_name,
+                    *extra,
+                ]
                 run_algorithm(algo, flags, ROOT, logs / f"{exp_name}.log")
-                r = find_results(ROOT / "runs", args.env_id, exp_name, 0, {"num_seeds": seeds, "total_steps": args.total_steps})
+                r = find_results(
+                    ROOT / "runs", args.env_id, exp_name, 0, {"num_seeds": seeds, "total_steps": args.total_steps}
+                )
                 ups = r["updates_per_s"]
                 rows.append({"label": label, "seeds": seeds, "ups": ups})
-                print(f"{label:14s} seeds={seeds}: {ups:8.1f} updates/s, {ups * seeds:8.1f} agent-updates/s, "
-                      f"{1000 / (ups * seeds):6.2f} ms per agent-update", flush=True)
+                print(
+                    f"{label:14s} seeds={seeds}: {ups:8.1f} updates/s, {ups * seeds:8.1f} agent-updates/s, "
+                    f"{1000 / (ups * seeds):6.2f} ms per agent-update",
+                    flush=True,
+                )
     rosmo = {row["seeds"]: row["ups"] for row in rows if row["label"] == "rosmo"}
     table = []
     for row in rows:
         ratio = f"{rosmo[row['seeds']] / row['ups']:.2f}x" if row["seeds"] in rosmo else "-"
-        table.append(f"| {row['label']} | {row['seeds']} | {row['ups']:.1f} | {row['ups'] * row['seeds']:.1f} | "
-                     f"{1000.0 / (row['ups'] * row['seeds']):.2f} | {ratio} |")
+        table.append(
+            f"| {row['label']} | {row['seeds']} | {row['ups']:.1f} | {row['ups'] * row['seeds']:.1f} | "
+            f"{1000.0 / (row['ups'] * row['seeds']):.2f} | {ratio} |"
+        )
     lines = [
         f"# Learner throughput on {args.env_id}",
         "",

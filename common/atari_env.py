@@ -291,7 +291,6 @@ def make_atari_evaluator(
     seconds of every call so far, environments and policy together (the first includes
     compiling `act`).
     """
-    import jax
 
     if backend not in ("vector", "gymnasium"):
         raise ValueError(f"unknown Atari evaluation backend {backend!r}; use 'vector' or 'gymnasium'")

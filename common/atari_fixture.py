@@ -216,7 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     try:
         recorded = write_fixture(
-            args.out, args.game, args.run, args.num_shards, args.episodes_per_shard, args.max_steps, args.seed,
+            args.out,
+            args.game,
+            args.run,
+            args.num_shards,
+            args.episodes_per_shard,
+            args.max_steps,
+            args.seed,
             args.repeat_probability,
         )
     except ValueError as error:

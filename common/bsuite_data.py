@@ -11,11 +11,11 @@ setting is cartpole's learning rate, 1e-4, without which its agent collapses und
 (`DQN_CONFIGS`); the mean returns then land near the paper's Table 5. Everything follows from one
 seed. A dataset lives in `{data_root}/bsuite/{env_id}_{noise}/bsuite_{env_id}/1.0.0`
 (`builder_dir`; a dataset of another episode count or seed gets `_episodes{N}`/`_seed{S}` in its
-directory name, so it never stands in for the standard one), one split "train", with the generation settings as JSON in its description; the
-reader also takes the officially released ROSMO BSuite directories. The module holds no learning
-algorithm, sampler or evaluation; TensorFlow is imported only inside the functions that read or
-write files and never sees a GPU. Command line: `python -m common.bsuite_data --env-id catch
---noise 0.1 [--data-dir DIR] [--seed 0] [--num-episodes N] [--force]`.
+directory name, so it never stands in for the standard one), one split "train", with the generation
+settings as JSON in its description; the reader also takes the officially released ROSMO BSuite
+directories. The module holds no learning algorithm, sampler or evaluation; TensorFlow is imported
+only inside the functions that read or write files and never sees a GPU. Command line:
+`python -m common.bsuite_data --env-id catch --noise 0.1 [--data-dir DIR] [--seed 0] [--num-episodes N] [--force]`.
 """
 
 from __future__ import annotations
@@ -121,12 +121,16 @@ def builder_dir(
 
 
 def generate_command(
-    env_id: str, noise: float, data_root: str | os.PathLike, force: bool = False, num_episodes: int | None = None, seed: int = 0
+    env_id: str,
+    noise: float,
+    data_root: str | os.PathLike,
+    force: bool = False,
+    num_episodes: int | None = None,
+    seed: int = 0,
 ) -> str:
     """The shell command that (re)generates a dataset."""
     command = (
-        f"python -m common.bsuite_data --env-id {env_id} --noise {noise_tag(noise)} "
-        f"--data-dir {shlex.quote(str(data_root))}"
+        f"python -m common.bsuite_data --env-id {env_id} --noise {noise_tag(noise)} --data-dir {shlex.quote(str(data_root))}"
     )
     if num_episodes is not None and int(num_episodes) != NUM_EPISODES[env_id]:
         command += f" --num-episodes {int(num_episodes)}"
@@ -143,12 +147,14 @@ def _command_for_path(path: Path, force: bool) -> str:
         settings = parse_dataset_name(parent.name)
         if settings and parent.parent.name == "bsuite":
             return generate_command(
-                settings["env_id"], settings["noise"], parent.parent.parent, force or parent.exists(),
-                settings["num_episodes"], settings["seed"],
+                settings["env_id"],
+                settings["noise"],
+                parent.parent.parent,
+                force or parent.exists(),
+                settings["num_episodes"],
+                settings["seed"],
             )
-    return "python -m common.bsuite_data --env-id ENV_ID --noise NOISE --data-dir DATA_ROOT" + (
-        " --force" if force else ""
-    )
+    return "python -m common.bsuite_data --env-id ENV_ID --noise NOISE --data-dir DATA_ROOT" + (" --force" if force else "")
 
 
 def _corrupt_error(path: Path, reason: str) -> DataError:
@@ -309,9 +315,7 @@ def make_agent(obs_shape: Sequence[int], num_actions: int, noise: float, config:
         new = Transitions(observation, action, reward, discount, next_observation)
         replay = jax.tree.map(lambda buffer, x: buffer.at[index].set(x), state.replay, new)
         key, sgd_key, act_key = jax.random.split(state.key, 3)
-        state = state._replace(
-            replay=replay, replay_count=state.replay_count + 1, num_steps=state.num_steps + 1, key=key
-        )
+        state = state._replace(replay=replay, replay_count=state.replay_count + 1, num_steps=state.num_steps + 1, key=key)
         due = (jnp.minimum(state.replay_count, capacity) >= config.min_replay_size) & (
             state.num_steps % config.sgd_period == 0
         )
@@ -332,9 +336,7 @@ def derive_seeds(seed: int) -> tuple[int, int]:
     return int(env_seed), int(agent_seed)
 
 
-def episode_to_rlds(
-    observations: list, actions: list, rewards: list, discounts: list
-) -> dict[str, np.ndarray]:
+def episode_to_rlds(observations: list, actions: list, rewards: list, discounts: list) -> dict[str, np.ndarray]:
     """RLDS steps of one episode of T transitions: T + 1 steps, the last one padded."""
     num_transitions = len(actions)
     is_last = np.zeros(num_transitions + 1, bool)
@@ -390,9 +392,7 @@ def run_behaviour_agent(
                 actions.append(action)
                 rewards.append(reward)
                 discounts.append(discount)
-                state, next_action = agent.step(
-                    state, observation, np.int32(action), reward, discount, next_observation
-                )
+                state, next_action = agent.step(state, observation, np.int32(action), reward, discount, next_observation)
                 if timestep.last():
                     break
                 observation, action = next_observation, int(next_action)
@@ -588,8 +588,7 @@ def _read_steps(builder, keep: np.ndarray, num_episodes: int) -> list[dict[str, 
     # When every step field is stored exactly as it decodes (plain tensors), the parsed tensors
     # can be taken as they are, which avoids building a nested dataset per episode.
     plain = isinstance(step_features, tfds.features.Dataset) and all(
-        feature.get_serialized_info() == feature.get_tensor_info()
-        for feature in step_features.feature.values()
+        feature.get_serialized_info() == feature.get_tensor_info() for feature in step_features.feature.values()
     )
     if plain:
         ds = builder.as_dataset(
@@ -765,7 +764,8 @@ class Args:
     noise: float = 0.0
     """Probability that the executed action is replaced by a uniformly random one (paper: 0, 0.1, 0.3, 0.5)."""
     data_dir: str | None = None
-    """Data root; default $ROSMO_DATA_DIR, else ./datasets. The dataset goes to DATA_DIR/bsuite/ENV_NOISE[_episodesN][_seedS]/."""
+    """Data root; default $ROSMO_DATA_DIR, else ./datasets.
+    The dataset goes to DATA_DIR/bsuite/ENV_NOISE[_episodesN][_seedS]/."""
     seed: int = 0
     """Seed of the environment and of the behaviour agent."""
     num_episodes: int | None = None

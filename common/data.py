@@ -102,13 +102,15 @@ def load_offline_data(
         obs_shape, obs_dtype = (obs_dim,), np.float32
         info = {"path": str(Path(source)), "noise": noise}
     check_batch_size(store, batch_size)
-    info.update({
-        **({"process": process, "num_processes": num_processes} if num_processes > 1 else {}),
-        "data_fraction": data_fraction,
-        "episodes": episodes.num_episodes,
-        "transitions": episodes.num_transitions,
-        "mean_return": float(np.mean(episodes.episode_returns())),  # clipped rewards on Atari
-    })
+    info.update(
+        {
+            **({"process": process, "num_processes": num_processes} if num_processes > 1 else {}),
+            "data_fraction": data_fraction,
+            "episodes": episodes.num_episodes,
+            "transitions": episodes.num_transitions,
+            "mean_return": float(np.mean(episodes.episode_returns())),  # clipped rewards on Atari
+        }
+    )
     part = f" (part {process + 1} of {num_processes})" if num_processes > 1 else ""
     print(
         f"data{part}: {source} | {info['episodes']} episodes, {info['transitions']} transitions, "

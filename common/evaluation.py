@@ -46,8 +46,13 @@ def catch_frame(observation: np.ndarray) -> np.ndarray:
     return np.repeat(big[..., None], 3, axis=-1)
 
 
-def record_episode(env_id: str, policy: Callable[[np.ndarray], int], env_seed: int,
-                   max_steps: int = VIDEO_MAX_STEPS, max_episode_steps: Optional[int] = None) -> List[np.ndarray]:
+def record_episode(
+    env_id: str,
+    policy: Callable[[np.ndarray], int],
+    env_seed: int,
+    max_steps: int = VIDEO_MAX_STEPS,
+    max_episode_steps: Optional[int] = None,
+) -> List[np.ndarray]:
     """RGB frames [H, W, 3] uint8 of one episode of `env_id` seeded with `env_seed`, acting with
     `policy(observation) -> action` (the observation as the evaluation gives it), at most `max_steps`
     agent steps (and the Atari cap `max_episode_steps`)."""
@@ -81,8 +86,9 @@ def record_episode(env_id: str, policy: Callable[[np.ndarray], int], env_seed: i
 def check_video(env_id: str) -> None:
     """A one-line UsageError when --capture-video has nothing to record for `env_id`."""
     if env_id in BSUITE_ENVS and env_id not in VIDEO_ENVS_BSUITE:
-        raise UsageError(f"--capture-video records Atari games and catch; {env_id}'s observation is no picture, "
-                         "drop --capture-video")
+        raise UsageError(
+            f"--capture-video records Atari games and catch; {env_id}'s observation is no picture, drop --capture-video"
+        )
 
 
 def per_seed_keys(key, seeds: Sequence[int]):
@@ -136,7 +142,11 @@ def evaluate_bsuite(
 
 
 def make_evaluator(
-    env_id: str, act: Callable, seeds: Sequence[int], num_episodes: int, max_episode_steps: Optional[int] = None,
+    env_id: str,
+    act: Callable,
+    seeds: Sequence[int],
+    num_episodes: int,
+    max_episode_steps: Optional[int] = None,
     video_dir: Optional[Path] = None,
 ) -> Callable:
     """`evaluate(params, key, step=None) -> mean return per seed [S]` for a jitted, seed-vmapped acting function.

@@ -94,10 +94,16 @@ def pad_store(store: Store, num_steps: int, num_starts: int) -> Store:
         x = np.asarray(x)
         return np.concatenate([x, np.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
 
-    steps = {name: pad(getattr(store, name), num_steps) for name in
-             ("observation", "action", "reward", "discount", "is_terminal", "episode_end", "episode_start")}
-    return store._replace(**steps, starts=pad(store.starts, num_starts), frame_offsets=np.asarray(store.frame_offsets),
-                          num_starts=np.asarray(store.num_starts))
+    steps = {
+        name: pad(getattr(store, name), num_steps)
+        for name in ("observation", "action", "reward", "discount", "is_terminal", "episode_end", "episode_start")
+    }
+    return store._replace(
+        **steps,
+        starts=pad(store.starts, num_starts),
+        frame_offsets=np.asarray(store.frame_offsets),
+        num_starts=np.asarray(store.num_starts),
+    )
 
 
 def stack_shards(stores: list) -> Store:

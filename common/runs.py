@@ -126,7 +126,9 @@ def read_checkpoint(path: Path, expect: Dict[str, Any]) -> tuple:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
         meta = json.loads(payload["meta"])
     except Exception as e:  # noqa: BLE001 - any decoding failure means the file is not ours
-        raise UsageError(f"checkpoint '{path}' could not be read ({type(e).__name__}); it is corrupt or not a checkpoint of this project")
+        raise UsageError(
+            f"checkpoint '{path}' could not be read ({type(e).__name__}); it is corrupt or not a checkpoint of this project"
+        ) from None
     for key, value in expect.items():
         if meta.get(key) != value:
             raise UsageError(
@@ -164,7 +166,9 @@ def load_checkpoint(path: Path, template: Any, expect: Dict[str, Any]) -> tuple:
     payload, meta = read_checkpoint(path, expect)
     mismatch = first_mismatch(flax.serialization.to_state_dict(local_copy(template)), payload["state"])
     if mismatch:
-        raise UsageError(f"checkpoint '{path}' does not fit the requested networks ({mismatch}); use the network flags it was trained with")
+        raise UsageError(
+            f"checkpoint '{path}' does not fit the requested networks ({mismatch}); use the network flags it was trained with"
+        )
     return flax.serialization.from_state_dict(template, payload["state"]), meta
 
 
@@ -173,10 +177,10 @@ class Run:
 
     `Run(algo, args)` checks --exp-name, --resume's directory and --checkpoint's metadata, so a
     wrong one fails before any data is read. `restore` creates the new run directory (after the
-    data loaded, so a data error leaves none behind) and gives the state to train and its step; `record` keeps an evaluation (history, checkpoint, results.json); `save`
-    writes the checkpoint alone; `write` writes results.json with a status ("running",
-    "finished", "interrupted" or "diverged"); `finish` writes the final results and drops the
-    checkpoint unless --save-model.
+    data loaded, so a data error leaves none behind) and gives the state to train and its step;
+    `record` keeps an evaluation (history, checkpoint, results.json); `save` writes the checkpoint
+    alone; `write` writes results.json with a status ("running", "finished", "interrupted" or
+    "diverged"); `finish` writes the final results and drops the checkpoint unless --save-model.
     """
 
     @staticmethod
@@ -190,7 +194,8 @@ class Run:
             raise UsageError(f"--resume {run_dir}: not a run directory (no args.json); pass runs/<run_name> of an earlier run")
         fields = {f.name: f for f in dataclasses.fields(args_type)}
         changed = [
-            name for name, f in fields.items()
+            name
+            for name, f in fields.items()
             if name != "resume" and f.default is not dataclasses.MISSING and getattr(given, name) != f.default
         ]
         if changed:
@@ -199,7 +204,9 @@ class Run:
         try:
             saved = json.loads((run_dir / "args.json").read_text())
         except (OSError, ValueError) as e:
-            raise UsageError(f"--resume {run_dir}: args.json could not be read ({type(e).__name__}); is the run directory intact?")
+            raise UsageError(
+                f"--resume {run_dir}: args.json could not be read ({type(e).__name__}); is the run directory intact?"
+            ) from None
         return args_type(**{**{k: v for k, v in saved.items() if k in fields}, "resume": str(run_dir)})
 
     @staticmethod
@@ -214,24 +221,33 @@ class Run:
             raise UsageError("--eval-only evaluates --checkpoint and trains nothing; drop --resume")
         _, meta = read_checkpoint(Path(given.checkpoint), {})
         if not isinstance(meta.get("args"), dict) or "num_actions" not in meta:
-            raise UsageError(f"checkpoint '{given.checkpoint}' holds no saved arguments or data shapes (an older "
-                             "format); evaluate it by training from it with --checkpoint and --total-steps at its step")
+            raise UsageError(
+                f"checkpoint '{given.checkpoint}' holds no saved arguments or data shapes (an older "
+                "format); evaluate it by training from it with --checkpoint and --total-steps at its step"
+            )
         fields = {f.name: f for f in dataclasses.fields(args_type)}
         changed = [
-            name for name, f in fields.items()
-            if name not in EVAL_FLAGS + EVAL_IGNORED and f.default is not dataclasses.MISSING
+            name
+            for name, f in fields.items()
+            if name not in EVAL_FLAGS + EVAL_IGNORED
+            and f.default is not dataclasses.MISSING
             and getattr(given, name) != f.default
         ]
         if changed:
             flags = ", ".join(f"--{name.replace('_', '-')}" for name in changed)
             allowed = ", ".join(f"--{name.replace('_', '-')}" for name in EVAL_FLAGS)
-            raise UsageError(f"--eval-only rebuilds the agent from the checkpoint's saved arguments; drop {flags} "
-                             f"(only {allowed} apply)")
-        explicit = {name: getattr(given, name) for name in EVAL_FLAGS
-                    if name in fields and getattr(given, name) != fields[name].default}
+            raise UsageError(
+                f"--eval-only rebuilds the agent from the checkpoint's saved arguments; drop {flags} (only {allowed} apply)"
+            )
+        explicit = {
+            name: getattr(given, name)
+            for name in EVAL_FLAGS
+            if name in fields and getattr(given, name) != fields[name].default
+        }
         saved = {k: v for k, v in meta["args"].items() if k in fields}
-        return args_type(**{**saved, **explicit, "checkpoint": given.checkpoint, "eval_only": True, "resume": None,
-                            "track": False})
+        return args_type(
+            **{**saved, **explicit, "checkpoint": given.checkpoint, "eval_only": True, "resume": None, "track": False}
+        )
 
     def __init__(self, algo: str, args: Any):
         self.algo, self.args, self.main = algo, args, is_main_process()
@@ -247,9 +263,13 @@ class Run:
             self.dir = Path(args.resume)
             previous = self._read_results()
             if previous.get("algo") != algo:
-                raise UsageError(f"--resume {self.dir} is a {previous.get('algo')} run; resume it with {previous.get('algo')}.py")
+                raise UsageError(
+                    f"--resume {self.dir} is a {previous.get('algo')} run; resume it with {previous.get('algo')}.py"
+                )
             if previous.get("status") == "finished":
-                raise UsageError(f"--resume {self.dir}: this run has finished; start a new run (or --checkpoint its checkpoint.msgpack)")
+                raise UsageError(
+                    f"--resume {self.dir}: this run has finished; start a new run (or --checkpoint its checkpoint.msgpack)"
+                )
             self.id = previous.get("run_id") or secrets.token_hex(8)
             self.history = previous.get("eval_history", self.history)
             elapsed = float(previous.get("wall_clock_s") or 0.0)
@@ -287,18 +307,28 @@ class Run:
         seconds = time.time() - start
         videos = sorted(str(p) for p in self.video_dir.glob(f"update_{step}_*.mp4")) if self.video_dir else []
         result = {
-            "algo": self.algo, "env_id": self.args.env_id, "checkpoint": str(path), "step": step, "seeds": self.seeds,
-            "returns": returns.tolist(), "mean_return": float(returns.mean()),
+            "algo": self.algo,
+            "env_id": self.args.env_id,
+            "checkpoint": str(path),
+            "step": step,
+            "seeds": self.seeds,
+            "returns": returns.tolist(),
+            "mean_return": float(returns.mean()),
             "normalized_scores": normalized_scores(self.args.env_id, returns.tolist()),
-            "eval_episodes": self.args.eval_episodes, "eval_max_steps": self.args.eval_max_steps,
-            "eval_greedy": self.args.eval_greedy, "eval_seconds": seconds, "videos": videos,
+            "eval_episodes": self.args.eval_episodes,
+            "eval_max_steps": self.args.eval_max_steps,
+            "eval_greedy": self.args.eval_greedy,
+            "eval_seconds": seconds,
+            "videos": videos,
         }
         out = path.parent / "eval.json"
         if self.main:
             write_json(out, result)
-            print(f"checkpoint at update {step}: mean return {returns.mean():.3f} (per seed: "
-                  f"{', '.join(f'{s}: {r:.3f}' for s, r in zip(self.seeds, returns))}) over {self.args.eval_episodes} "
-                  f"episodes each in {seconds:.1f}s; written to {out}")
+            print(
+                f"checkpoint at update {step}: mean return {returns.mean():.3f} (per seed: "
+                f"{', '.join(f'{s}: {r:.3f}' for s, r in zip(self.seeds, returns))}) over {self.args.eval_episodes} "
+                f"episodes each in {seconds:.1f}s; written to {out}"
+            )
         return _to_builtin(result)
 
     @property
@@ -326,7 +356,9 @@ class Run:
         try:
             return json.loads((self.dir / "results.json").read_text())
         except (OSError, ValueError):
-            raise UsageError(f"--resume {self.dir}: results.json is missing or unreadable; is the run directory intact?")
+            raise UsageError(
+                f"--resume {self.dir}: results.json is missing or unreadable; is the run directory intact?"
+            ) from None
 
     def restore(self, state: Any, data: Any) -> Tuple[Any, int]:
         """(state to train, its update step): --resume's own checkpoint, else --checkpoint's, else
@@ -337,8 +369,9 @@ class Run:
             if self.main:
                 write_json(self.dir / "args.json", vars(self.args))
         self.data_info = dict(data.info)
-        self.meta.update(num_actions=int(data.num_actions), obs_shape=list(data.obs_shape),
-                         obs_dtype=np.dtype(data.obs_dtype).name)
+        self.meta.update(
+            num_actions=int(data.num_actions), obs_shape=list(data.obs_shape), obs_dtype=np.dtype(data.obs_dtype).name
+        )
         path = self.checkpoint_path if self.args.resume else (Path(self.args.checkpoint) if self.args.checkpoint else None)
         if path is not None and (path.exists() or not self.args.resume):
             state, meta = load_checkpoint(path, state, {k: self.meta[k] for k in ("algo", "env_id", "num_seeds")})
@@ -364,8 +397,9 @@ class Run:
             meta = {**self.meta, "step": step, "seeds": self.seeds, "args": vars(self.args)}
             save_checkpoint(self.checkpoint_path, jax.device_get(local_copy(state)), meta)
 
-    def record(self, step: int, returns: np.ndarray, state: Any, updates_per_s: float,
-               eval_seconds: Optional[float] = None) -> Dict[str, Any]:
+    def record(
+        self, step: int, returns: np.ndarray, state: Any, updates_per_s: float, eval_seconds: Optional[float] = None
+    ) -> Dict[str, Any]:
         """An evaluation at `step` (mean return per seed) that took `eval_seconds` of wall clock:
         history, checkpoint, results.json (returned)."""
         self.updates_per_s = updates_per_s
@@ -382,15 +416,23 @@ class Run:
         final = self.history["returns"][-1] if self.history["returns"] else [None] * len(self.seeds)
         finite = [r for r in final if r is not None and math.isfinite(r)]
         results = {
-            "algo": self.algo, "env_id": self.args.env_id, "status": status, "seeds": self.seeds,
-            "total_steps": step, "final_returns": final,
+            "algo": self.algo,
+            "env_id": self.args.env_id,
+            "status": status,
+            "seeds": self.seeds,
+            "total_steps": step,
+            "final_returns": final,
             "mean_final_return": float(np.mean(finite)) if len(finite) == len(final) else None,
             "normalized_scores": normalized_scores(self.args.env_id, final),
-            "eval_history": self.history, "wall_clock_s": time.time() - self.start_time,
+            "eval_history": self.history,
+            "wall_clock_s": time.time() - self.start_time,
             "eval_seconds": float(sum(t for t in self.history.get("eval_seconds", []) if t is not None)),
             "updates_per_s": self.updates_per_s,  # training-loop steps (every vmapped seed advances)
             "agent_updates_per_s": self.updates_per_s * len(self.seeds),
-            "data": self.data_info, "args": vars(self.args), "run_name": self.name, "run_id": self.id,
+            "data": self.data_info,
+            "args": vars(self.args),
+            "run_name": self.name,
+            "run_id": self.id,
         }
         if self.main:
             write_json(self.dir / "results.json", results)

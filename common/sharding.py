@@ -45,7 +45,9 @@ def init_distributed() -> None:
             try:
                 kwargs[name] = int(os.environ[key])
             except ValueError:
-                raise UsageError(f"{key}={os.environ[key]!r} is not an integer; set it to this process's {name.replace('_', ' ')}")
+                raise UsageError(
+                    f"{key}={os.environ[key]!r} is not an integer; set it to this process's {name.replace('_', ' ')}"
+                ) from None
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(**kwargs)
@@ -54,7 +56,7 @@ def init_distributed() -> None:
         raise UsageError(
             f"--distributed could not start JAX's multi-process runtime ({first_line}); outside a TPU pod, SLURM or "
             "Open MPI job set JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID in every process"
-        )
+        ) from None
 
 
 def is_main_process() -> bool:
@@ -112,9 +114,7 @@ def local_copy(tree: Any) -> Any:
 def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
     """The batch must split evenly over the devices."""
     if batch_size % mesh.size:
-        raise UsageError(
-            f"--batch-size {batch_size} does not split over {mesh.size} devices; use a multiple of {mesh.size}"
-        )
+        raise UsageError(f"--batch-size {batch_size} does not split over {mesh.size} devices; use a multiple of {mesh.size}")
 
 
 def to_devices(state: Any, store: Any, batch_size: int) -> tuple:

@@ -132,10 +132,17 @@ def update_memory(compiled, state, store) -> UpdateMemory:
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0] if analysis else None
     if analysis is None:
-        return UpdateMemory(4 * tree_bytes(state), "an estimate (4x the training state, no activations): "
-                                                   "this backend gives no XLA memory analysis")
-    total = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
-             + analysis.generated_code_size_in_bytes - analysis.alias_size_in_bytes)
+        return UpdateMemory(
+            4 * tree_bytes(state),
+            "an estimate (4x the training state, no activations): this backend gives no XLA memory analysis",
+        )
+    total = (
+        analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+        + analysis.temp_size_in_bytes
+        + analysis.generated_code_size_in_bytes
+        - analysis.alias_size_in_bytes
+    )
     return UpdateMemory(max(int(total) - tree_bytes(store), 0), "XLA memory analysis")
 
 
@@ -204,8 +211,9 @@ def choose_store(
         return StoreChoice(store, need_device, need_stream, None, f"{store} store (the devices report no memory limit)")
     device_fits, stream_fits = need_device <= available, need_stream <= available
     if requested in ("auto", "device") and device_fits:
-        return StoreChoice("device", need_device, need_stream, available,
-                           f"device store: {gb(need_device)} of {gb(available)} per device")
+        return StoreChoice(
+            "device", need_device, need_stream, available, f"device store: {gb(need_device)} of {gb(available)} per device"
+        )
     if requested == "stream" or (requested == "auto" and stream_fits):
         if not stream_fits:
             raise UsageError(
@@ -214,11 +222,15 @@ def choose_store(
                 f"{gb(available)}; lower the ring's capacity or the batch size, or use a device with more memory"
             )
         why = "" if requested == "stream" else f" (the device store would need {gb(need_device)})"
-        return StoreChoice("stream", need_device, need_stream, available,
-                           f"stream store: {gb(need_stream)} of {gb(available)} per device{why}")
+        return StoreChoice(
+            "stream",
+            need_device,
+            need_stream,
+            available,
+            f"stream store: {gb(need_stream)} of {gb(available)} per device{why}",
+        )
     fraction = largest_fraction(available, update_bytes, int(round(data_steps / data_fraction)))
-    fits = (f"use --data-fraction {fraction:g} or less" if fraction > 0
-            else "no data fraction fits beside the update")
+    fits = f"use --data-fraction {fraction:g} or less" if fraction > 0 else "no data fraction fits beside the update"
     stream = "or --store stream" if stream_fits else f"(the stream store needs {gb(need_stream)} too)"
     raise UsageError(
         f"--store device needs about {gb(need_device)} per device for --data-fraction {data_fraction:g} "
@@ -231,9 +243,15 @@ def store_shapes(num_steps: int, frame_stack: int = 4) -> Store:
     """A Store of ShapeDtypeStructs (nothing allocated): what `update.lower(state, store)` needs."""
     step = lambda dtype: jax.ShapeDtypeStruct((num_steps,), dtype)  # noqa: E731
     return Store(
-        observation=jax.ShapeDtypeStruct((num_steps, *FRAME_SHAPE), jnp.uint8), action=step(jnp.int32),
-        reward=step(jnp.float32), discount=step(jnp.float32), is_terminal=step(jnp.bool_), episode_end=step(jnp.int32),
-        starts=step(jnp.int32), episode_start=step(jnp.int32), frame_offsets=jax.ShapeDtypeStruct((frame_stack,), jnp.int32),
+        observation=jax.ShapeDtypeStruct((num_steps, *FRAME_SHAPE), jnp.uint8),
+        action=step(jnp.int32),
+        reward=step(jnp.float32),
+        discount=step(jnp.float32),
+        is_terminal=step(jnp.bool_),
+        episode_end=step(jnp.int32),
+        starts=step(jnp.int32),
+        episode_start=step(jnp.int32),
+        frame_offsets=jax.ShapeDtypeStruct((frame_stack,), jnp.int32),
         num_starts=jax.ShapeDtypeStruct((), jnp.int32),
     )
 
@@ -258,9 +276,15 @@ def check_store(
     ring = store_shapes(capacity_steps)
     memory = update_memory(train_chunk.lower(state, ring).compile(), state, ring)
     steps = data_steps if data_steps is not None else estimated_steps(game, data_fraction)
-    choice = choose_store(requested, data_steps=steps, data_fraction=data_fraction, update_bytes=memory.bytes,
-                          available=device_memory_bytes(device_memory_gb), capacity_steps=capacity_steps,
-                          refill_steps=refill_steps)
+    choice = choose_store(
+        requested,
+        data_steps=steps,
+        data_fraction=data_fraction,
+        update_bytes=memory.bytes,
+        available=device_memory_bytes(device_memory_gb),
+        capacity_steps=capacity_steps,
+        refill_steps=refill_steps,
+    )
     return choice._replace(reason=f"{choice.reason}; update memory from {memory.source}")
 
 
@@ -298,12 +322,15 @@ def shard_locations(
         raise DataError(f"process {part} is not one of {num_parts} processes")
     if num_parts > count:
         raise DataError(f"{count} shards of {game} run {run} cannot be split over {num_parts} processes; use at most {count}")
-    locations = [atari_data.join_location(location, atari_data.shard_name(game, run, i, count))
-                 for i in range(part, count, num_parts)]
+    locations = [
+        atari_data.join_location(location, atari_data.shard_name(game, run, i, count)) for i in range(part, count, num_parts)
+    ]
     missing = [x for x in locations if not remote and not os.path.isfile(x)]
     if missing:
-        raise DataError(f"{missing[0]} is missing ({len(locations) - len(missing)} of {len(locations)} shards of {game} "
-                        f"run {run} found); download the run with: {atari_data.fetch_command(game, run, location)}")
+        raise DataError(
+            f"{missing[0]} is missing ({len(locations) - len(missing)} of {len(locations)} shards of {game} "
+            f"run {run} found); download the run with: {atari_data.fetch_command(game, run, location)}"
+        )
     return locations
 
 
@@ -316,8 +343,10 @@ def decode_episode(location: str, raw: atari_data.RawEpisode) -> Episodes | None
     for t, png in enumerate(raw.pngs):
         frame = atari_data.decode_frame(png)
         if frame is None:
-            raise DataError(f"{location} is corrupt (episode {raw.episode_idx}, step {t}: not an 84x84 grayscale PNG); "
-                            "download the shard again")
+            raise DataError(
+                f"{location} is corrupt (episode {raw.episode_idx}, step {t}: not an 84x84 grayscale PNG); "
+                "download the shard again"
+            )
         frames[t] = frame
     steps = atari_data.episode_steps(raw)
     return Episodes(observation=frames, **steps)
@@ -356,8 +385,10 @@ class RingMeta:
             return
         hit = self.live[first:stop]
         if hit.any():
-            first, stop = (min(first, int(self.episode_start[first:stop][hit].min())),
-                           max(stop, int(self.episode_end[first:stop][hit].max()) + 1))
+            first, stop = (
+                min(first, int(self.episode_start[first:stop][hit].min())),
+                max(stop, int(self.episode_end[first:stop][hit].max()) + 1),
+            )
         rows = np.arange(first, stop, dtype=np.int32)
         self.live[first:stop] = False
         self.episode_start[first:stop], self.episode_end[first:stop] = rows, rows
@@ -383,9 +414,9 @@ class RingMeta:
         for ep in episodes:
             n = ep.num_steps
             for name in ("action", "reward", "discount", "is_terminal"):
-                getattr(self, name)[row:row + n] = getattr(ep, name)
-            self.episode_start[row:row + n], self.episode_end[row:row + n] = row, row + n - 1
-            self.live[row:row + n] = True
+                getattr(self, name)[row : row + n] = getattr(ep, name)
+            self.episode_start[row : row + n], self.episode_end[row : row + n] = row, row + n - 1
+            self.live[row : row + n] = True
             row += n
 
     @property
@@ -397,10 +428,16 @@ class RingMeta:
         starts = np.flatnonzero(self.live & (np.arange(self.capacity) < self.episode_end)).astype(np.int32)
         padded = np.zeros(self.capacity, np.int32)
         padded[: len(starts)] = starts
-        return {"action": self.action.copy(), "reward": self.reward.copy(), "discount": self.discount.copy(),
-                "is_terminal": self.is_terminal.copy(), "episode_end": self.episode_end.copy(),
-                "episode_start": self.episode_start.copy(), "starts": padded,
-                "num_starts": np.asarray(len(starts), np.int32)}
+        return {
+            "action": self.action.copy(),
+            "reward": self.reward.copy(),
+            "discount": self.discount.copy(),
+            "is_terminal": self.is_terminal.copy(),
+            "episode_end": self.episode_end.copy(),
+            "episode_start": self.episode_start.copy(),
+            "starts": padded,
+            "num_starts": np.asarray(len(starts), np.int32),
+        }
 
 
 def _write_rows(observation: jax.Array, rows: jax.Array, first: jax.Array, count: jax.Array) -> jax.Array:
@@ -480,7 +517,7 @@ class Ring:
         buffer = np.zeros((rows, *FRAME_SHAPE), np.uint8)  # [R, 84, 84]
         row = 0
         for episode in episodes:
-            buffer[row:row + episode.num_steps] = episode.observation
+            buffer[row : row + episode.num_steps] = episode.observation
             row += episode.num_steps
         on_devices = jax.block_until_ready(self.placement.put(buffer))
         return Chunk([e._replace(observation=e.observation[:0]) for e in episodes], on_devices, steps)
@@ -549,8 +586,10 @@ class StreamingStore:
         if not locations:
             raise DataError("no shards to stream")
         if not (1 <= refill_steps <= capacity_steps // 2):
-            raise UsageError(f"the refill ({refill_steps} steps) must lie in [1, capacity / 2 = {capacity_steps // 2}]; "
-                             "raise the ring's capacity or lower the refill")
+            raise UsageError(
+                f"the refill ({refill_steps} steps) must lie in [1, capacity / 2 = {capacity_steps // 2}]; "
+                "raise the ring's capacity or lower the refill"
+            )
         if pool_steps < 1 or shuffle_episodes < 1 or workers < 1:
             raise UsageError("the pool, the shuffle buffer and the workers must each be at least 1")
         self.locations, self.game, self.data_fraction = list(locations), game, data_fraction
@@ -571,10 +610,14 @@ class StreamingStore:
         self._pool: list = []  # [Episodes] decoded, oldest first
         self._pool_steps = 0
         self._staged: queue.Queue = queue.Queue(maxsize=1)  # one chunk on the devices, ready to write
-        self._threads = [threading.Thread(target=self._guard(self._reader), name="stream-reader", daemon=True),
-                         threading.Thread(target=self._guard(self._stager), name="stream-stager", daemon=True)]
-        self._threads += [threading.Thread(target=self._guard(self._decoder), name=f"stream-decoder-{i}", daemon=True)
-                          for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._guard(self._reader), name="stream-reader", daemon=True),
+            threading.Thread(target=self._guard(self._stager), name="stream-stager", daemon=True),
+        ]
+        self._threads += [
+            threading.Thread(target=self._guard(self._decoder), name=f"stream-decoder-{i}", daemon=True)
+            for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -589,6 +632,7 @@ class StreamingStore:
                 self._stop.set()
                 with self._lock:
                     self._lock.notify_all()
+
         return run
 
     def _read_shard(self, location: str) -> list:
@@ -630,8 +674,10 @@ class StreamingStore:
             if episode is None:
                 continue
             if episode.num_steps > self.refill:
-                raise DataError(f"{location}: episode {raw.episode_idx} has {episode.num_steps} steps, more than the "
-                                f"refill of {self.refill}; raise the refill (and the ring's capacity)")
+                raise DataError(
+                    f"{location}: episode {raw.episode_idx} has {episode.num_steps} steps, more than the "
+                    f"refill of {self.refill}; raise the refill (and the ring's capacity)"
+                )
             with self._lock:
                 self._lock.wait_for(lambda: self._stop.is_set() or self._pool_steps < self.pool_steps)
                 if self._stop.is_set():
@@ -701,8 +747,12 @@ class StreamingStore:
         """Host memory now: raw (PNG) buffer, decoded pool, and the bound for these settings."""
         with self._lock:
             raw, pool = self._raw_bytes, store_bytes(self._pool_steps)
-        return {"raw_buffer": raw, "pool": pool, "chunks": 2 * self.refill * FRAME_BYTES,
-                "bound": host_memory_bound(self.pool_steps, self.refill, self.workers, self.stats["raw_bytes_max"])}
+        return {
+            "raw_buffer": raw,
+            "pool": pool,
+            "chunks": 2 * self.refill * FRAME_BYTES,
+            "bound": host_memory_bound(self.pool_steps, self.refill, self.workers, self.stats["raw_bytes_max"]),
+        }
 
     def close(self) -> None:
         """Stop and join the background threads (the reader stops at its shard's next block)."""

@@ -22,9 +22,7 @@ def h(x: jax.Array, eps: float = EPSILON) -> jax.Array:
 
 def h_inv(y: jax.Array, eps: float = EPSILON) -> jax.Array:
     """Closed-form inverse of `h`."""
-    return jnp.sign(y) * (
-        jnp.square((jnp.sqrt(1.0 + 4.0 * eps * (jnp.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)) - 1.0
-    )
+    return jnp.sign(y) * (jnp.square((jnp.sqrt(1.0 + 4.0 * eps * (jnp.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)) - 1.0)
 
 
 def support(num_bins: int) -> jax.Array:
@@ -44,9 +42,9 @@ def two_hot(y: jax.Array, num_bins: int) -> jax.Array:
     p_high = pos - low
     low_idx = low.astype(jnp.int32)
     high_idx = jnp.minimum(low_idx + 1, num_bins - 1)
-    return jax.nn.one_hot(low_idx, num_bins) * (1.0 - p_high)[..., None] + jax.nn.one_hot(
-        high_idx, num_bins
-    ) * p_high[..., None]
+    return (
+        jax.nn.one_hot(low_idx, num_bins) * (1.0 - p_high)[..., None] + jax.nn.one_hot(high_idx, num_bins) * p_high[..., None]
+    )
 
 
 def scalar_to_probs(x: jax.Array, num_bins: int) -> jax.Array:

@@ -19,7 +19,10 @@ def catch_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     out = subprocess.run(
         [sys.executable, "-m", "common.bsuite_data", "--env-id", "catch", "--num-episodes", "60", "--data-dir", str(root)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     return root / "bsuite" / "catch_0.0_episodes60"

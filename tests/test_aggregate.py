@@ -5,7 +5,6 @@ import sys
 import numpy as np
 import pytest
 import scipy.stats
-
 from scripts import ROOT
 
 sys.path.append(str(ROOT / "benchmark"))

@@ -11,20 +11,51 @@ import sys
 
 import numpy as np
 import pytest
-
 from scripts import ROOT, one_line_error, run_script
 
-TINY = ["--env-id", "Pong", "--batch-size", "4", "--total-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
-        "--eval-max-steps", "12", "--updates-per-dispatch", "2"]
+TINY = [
+    "--env-id",
+    "Pong",
+    "--batch-size",
+    "4",
+    "--total-steps",
+    "4",
+    "--eval-every",
+    "4",
+    "--eval-episodes",
+    "1",
+    "--eval-max-steps",
+    "12",
+    "--updates-per-dispatch",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
 def pong_shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("rlu")
     out = subprocess.run(
-        [sys.executable, "-m", "common.atari_fixture", "--game", "Pong", "--run", "1", "--num-shards", "2",
-         "--episodes-per-shard", "2", "--max-steps", "40", "--out", str(root)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "common.atari_fixture",
+            "--game",
+            "Pong",
+            "--run",
+            "1",
+            "--num-shards",
+            "2",
+            "--episodes-per-shard",
+            "2",
+            "--max-steps",
+            "40",
+            "--out",
+            str(root),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return root
@@ -65,10 +96,31 @@ def test_a_non_positive_evaluation_cap_is_a_one_line_error(tmp_path):
 @pytest.mark.e2e
 def test_atari_protocol_script_trains_mzu_on_the_game_and_reports_the_iqm(pong_shards, tmp_path):
     out_dir = tmp_path / "results"
-    cmd = [sys.executable, str(ROOT / "benchmark" / "atari.py"), "--games", "Pong", "--algos", "mzu", "--num-seeds", "2",
-           "--total-steps", "4", "--eval-every", "4", "--eval-episodes", "1", "--data-dir", str(pong_shards),
-           "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2 --num-simulations 2",
-           "--bootstrap-reps", "100", "--workdir", str(tmp_path), "--out-dir", str(out_dir)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmark" / "atari.py"),
+        "--games",
+        "Pong",
+        "--algos",
+        "mzu",
+        "--num-seeds",
+        "2",
+        "--total-steps",
+        "4",
+        "--eval-every",
+        "4",
+        "--eval-episodes",
+        "1",
+        "--data-dir",
+        str(pong_shards),
+        "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2 --num-simulations 2",
+        "--bootstrap-reps",
+        "100",
+        "--workdir",
+        str(tmp_path),
+        "--out-dir",
+        str(out_dir),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     table = json.loads((out_dir / "atari_4.json").read_text())

@@ -22,8 +22,9 @@ NUM_ACTIONS = 3
 NUM_BINS = 20
 OBS_DIM = 4
 POLICY_NET = PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(8,), prediction_layers=(8,))
-Q_NET = QNetwork(num_actions=NUM_ACTIONS, num_bins=NUM_BINS, representation_layers=(8,), dynamics_layers=(8,),
-                 prediction_layers=(8,))
+Q_NET = QNetwork(
+    num_actions=NUM_ACTIONS, num_bins=NUM_BINS, representation_layers=(8,), dynamics_layers=(8,), prediction_layers=(8,)
+)
 
 # ---------------------------------------------------------------------------------------------
 # The hand-made data: 4 one-step windows (s, a, r, d, s') = observation[:, 0], action[:, 0], reward[:, 0],
@@ -220,7 +221,9 @@ def test_crr_gradient_reaches_only_the_online_networks_with_the_critic_target_an
 
     @jax.jit
     def gradients(params, target_params):
-        return jax.grad(lambda p, t: loss_fn(p, t, WINDOW)[0], argnums=(0, 1))(params, target_params), jax.grad(constant_target_loss)(params)
+        return jax.grad(lambda p, t: loss_fn(p, t, WINDOW)[0], argnums=(0, 1))(params, target_params), jax.grad(
+            constant_target_loss
+        )(params)
 
     (grad_online, grad_target), expected = gradients(params, target_params)
     assert zero_tree(grad_target)
@@ -327,8 +330,9 @@ def test_bc_loss_and_metrics_equal_a_step_by_step_computation_and_its_gradient()
     nll = -np.mean(log_softmax(logits)[ROWS, ACTION])
     accuracy = np.mean(logits.argmax(-1) == ACTION)
     assert 0 < accuracy < 1
-    assert_metrics(metrics, {"loss": nll, "policy_loss": nll, "accuracy": accuracy,
-                             "policy_entropy": np.mean(entropy(softmax(logits)))})
+    assert_metrics(
+        metrics, {"loss": nll, "policy_loss": nll, "accuracy": accuracy, "policy_entropy": np.mean(entropy(softmax(logits)))}
+    )
     np.testing.assert_allclose(float(loss), nll, rtol=2e-5)
 
     def nll_loss(p):
@@ -367,8 +371,13 @@ def cql_one_update_per_call(interval):
     args = cql.apply_env_defaults(cql.Args(batch_size=4, warmup_steps=1, target_update_interval=interval, num_bins=NUM_BINS))
     params = draw_params(Q_NET, 1)
     optimizer = cql.make_optimizer(args, params)
-    state = cql.TrainState(params=params, target_params=jax.tree.map(np.copy, params), opt_state=optimizer.init(params),
-                           step=jnp.int32(0), key=jax.random.PRNGKey(0))
+    state = cql.TrainState(
+        params=params,
+        target_params=jax.tree.map(np.copy, params),
+        opt_state=optimizer.init(params),
+        step=jnp.int32(0),
+        key=jax.random.PRNGKey(0),
+    )
     state = jax.tree.map(lambda x: jnp.asarray(x)[None], state)  # a leading seed axis of 1, as init_train_states gives
     return state, cql.make_train_chunk(args, Q_NET, optimizer, NUM_ACTIONS, 1)
 
@@ -378,7 +387,8 @@ def same_tree(a, b):
 
 
 def test_cql_target_is_the_online_network_of_the_last_multiple_of_the_interval():
-    # CRR's target networks are checked the same way in tests/test_crr.py (test_target_networks_are_hard_copies_every_interval).
+    # CRR's target networks are checked the same way in tests/test_crr.py
+    # (test_target_networks_are_hard_copies_every_interval).
     state, update = cql_one_update_per_call(interval=3)
     store = tiny_store()
     online = [jax.device_get(state.params)]  # online[k]: the online networks after k updates
@@ -416,10 +426,22 @@ def test_learning_rate_warms_up_linearly_then_decays_in_steps(name):
     args = module.Args(learning_rate=0.01, warmup_steps=10, lr_decay_rate=0.5, lr_decay_steps=40)
     schedule = module.make_learning_rate(args)
     # eta_t = 0.01 * min(1, t / 10) * 0.5 ** floor(t / 40), by hand:
-    expected = {0: 0.0, 1: 0.001, 5: 0.005, 9: 0.009,  # warm-up
-                10: 0.01, 11: 0.01, 25: 0.01, 39: 0.01,  # end of warm-up and plateau
-                40: 0.005, 41: 0.005, 79: 0.005,  # first decay
-                80: 0.0025, 119: 0.0025, 120: 0.00125}  # second and third
+    expected = {
+        0: 0.0,
+        1: 0.001,
+        5: 0.005,
+        9: 0.009,  # warm-up
+        10: 0.01,
+        11: 0.01,
+        25: 0.01,
+        39: 0.01,  # end of warm-up and plateau
+        40: 0.005,
+        41: 0.005,
+        79: 0.005,  # first decay
+        80: 0.0025,
+        119: 0.0025,
+        120: 0.00125,
+    }  # second and third
     for step, lr in expected.items():
         np.testing.assert_allclose(float(schedule(jnp.asarray(step, jnp.int32))), lr, rtol=1e-6, atol=1e-12, err_msg=step)
 
@@ -439,8 +461,9 @@ def test_adamw_decays_kernels_only_and_matches_clipped_adamw_written_out(name):
 
     # AdamW (b1 0.9, b2 0.999, eps 1e-8) at eta_t = 0.1 * min(1, t / 2) * 0.5 ** floor(t / 2), weight decay 0.05 and
     # clipping at a global norm of 2.
-    args = module.Args(learning_rate=0.1, weight_decay=0.05, warmup_steps=2, lr_decay_rate=0.5, lr_decay_steps=2,
-                       max_grad_norm=2.0)
+    args = module.Args(
+        learning_rate=0.1, weight_decay=0.05, warmup_steps=2, lr_decay_rate=0.5, lr_decay_steps=2, max_grad_norm=2.0
+    )
     optimizer = module.make_optimizer(args, params)
     update = jax.jit(optimizer.update)
 
@@ -513,8 +536,10 @@ def test_cql_acts_greedily_on_the_decoded_q_whatever_the_key():
 def fixed_policy(log_probs, seed):
     """PolicyNetwork parameters whose logits are `log_probs` whatever the observation (output kernel 0, bias set)."""
     params = draw_params(POLICY_NET, seed)
-    params["params"]["Dense_0"] = {"kernel": np.zeros_like(params["params"]["Dense_0"]["kernel"]),
-                                   "bias": np.log(np.asarray(log_probs, np.float32))}
+    params["params"]["Dense_0"] = {
+        "kernel": np.zeros_like(params["params"]["Dense_0"]["kernel"]),
+        "bias": np.log(np.asarray(log_probs, np.float32)),
+    }
     return params
 
 
@@ -541,4 +566,6 @@ def test_policy_acting_samples_from_pi_by_default_and_takes_its_argmax_when_gree
     assert not np.array_equal(actions, np.asarray(sample(params, observation, jax.random.split(jax.random.PRNGKey(1), 2))))
 
     greedy = module.make_act(POLICY_NET, module.Args(eval_greedy=True).eval_greedy)
-    np.testing.assert_array_equal(greedy(params, observation, keys), np.broadcast_to(PROBS.argmax(-1)[:, None], (2, num_states)))
+    np.testing.assert_array_equal(
+        greedy(params, observation, keys), np.broadcast_to(PROBS.argmax(-1)[:, None], (2, num_states))
+    )

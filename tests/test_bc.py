@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scripts import SMALL, one_line_error, run_script
 
 import bc
-from scripts import SMALL, one_line_error, run_script
 
 
 def test_bc_loss_is_minus_mean_log_prob_of_the_data_actions():

@@ -279,7 +279,11 @@ def test_generate_refuses_to_overwrite_without_force(tmp_path):
     names = sorted(p.name for p in (tmp_path / "bsuite").iterdir())
     assert names == ["catch_0.0_episodes2", "catch_0.0_episodes2_seed1", "catch_0.0_episodes3"]
     assert bsuite_data.parse_dataset_name("catch_0.0_episodes2_seed1") == {
-        "env_id": "catch", "noise": 0.0, "num_episodes": 2, "seed": 1}
+        "env_id": "catch",
+        "noise": 0.0,
+        "num_episodes": 2,
+        "seed": 1,
+    }
     assert bsuite_data.dataset_name("catch", 0.1, bsuite_data.NUM_EPISODES["catch"], 0) == "catch_0.1"
     with pytest.raises(DataError, match="holds catch data with noise 0.0, but this run asks for catch with --noise 0.1"):
         bsuite_data.load_bsuite("catch", 0.1, tmp_path / "bsuite" / "catch_0.0_episodes3")
@@ -317,19 +321,26 @@ def test_reader_fills_in_fields_that_other_rlds_data_may_lack(tmp_path):
 
     def examples():
         for index, length in enumerate(lengths):
-            yield index, {
-                "steps": {
-                    "observation": np.arange(length * 3, dtype=np.float32).reshape(length, 1, 3) + 100 * index,
-                    "action": np.full(length, 2, np.int64),  # the last step is not padded here
-                    "reward": np.full(length, -1.0, np.float32),
-                    "is_first": np.arange(length) == 0,
-                    "is_last": np.arange(length) == length - 1,
-                }
-            }
+            yield (
+                index,
+                {
+                    "steps": {
+                        "observation": np.arange(length * 3, dtype=np.float32).reshape(length, 1, 3) + 100 * index,
+                        "action": np.full(length, 2, np.int64),  # the last step is not padded here
+                        "reward": np.full(length, -1.0, np.float32),
+                        "is_first": np.arange(length) == 0,
+                        "is_last": np.arange(length) == length - 1,
+                    }
+                },
+            )
 
     tfds.dataset_builders.store_as_tfds_dataset(
-        name="other_rlds", version="1.0.0", features=features, split_datasets={"train": examples()},
-        data_dir=str(tmp_path), disable_shuffling=True,
+        name="other_rlds",
+        version="1.0.0",
+        features=features,
+        split_datasets={"train": examples()},
+        data_dir=str(tmp_path),
+        disable_shuffling=True,
     )
     path = tmp_path / "other_rlds" / "1.0.0"
     episodes = bsuite_data.read_episodes(path)

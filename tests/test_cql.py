@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from scripts import SMALL, one_line_error, run_script
 
 import cql
 from common.networks import QNetwork
 from common.replay import Window
 from common.value_transforms import logits_to_scalar, scalar_to_probs
-from scripts import SMALL, one_line_error, run_script
 
 
 def random_params(network, obs_dim, seed, zero_head=False):
@@ -38,7 +38,9 @@ def test_cql_penalty_is_mean_logsumexp_minus_data_q_by_hand():
 
 
 @settings(max_examples=100, deadline=None)
-@given(hnp.arrays(np.float32, (5, 4), elements=st.floats(-50, 50, width=32)), st.lists(st.integers(0, 3), min_size=5, max_size=5))
+@given(
+    hnp.arrays(np.float32, (5, 4), elements=st.floats(-50, 50, width=32)), st.lists(st.integers(0, 3), min_size=5, max_size=5)
+)
 def test_cql_penalty_is_never_negative(q, action):
     # logsumexp_a Q(s, a) >= max_a Q(s, a) >= Q(s, a_data), with equality only in the limit.
     assert float(cql.cql_penalty(jnp.asarray(q), jnp.asarray(action))) >= 0.0
@@ -60,7 +62,9 @@ def test_td_target_by_hand_with_a_terminal_transition_and_double_q():
 
 
 def test_penalty_gradient_step_raises_data_q_above_the_mean_of_other_actions():
-    network = QNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,))
+    network = QNetwork(
+        num_actions=3, num_bins=20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)
+    )
     observation = jnp.asarray(np.random.default_rng(1).standard_normal((4, 5)), jnp.float32)
     action = jnp.array([0, 2, 1, 2])
 
@@ -90,21 +94,34 @@ def test_penalty_gradient_step_raises_data_q_above_the_mean_of_other_actions():
 
 def test_loss_is_categorical_td_loss_plus_alpha_times_penalty_on_a_hand_window():
     network = QNetwork(num_actions=3, num_bins=20, representation_layers=(8,), dynamics_layers=(8,), prediction_layers=(8,))
-    obs = jnp.asarray(np.random.default_rng(2).standard_normal((2, 2, 4)), jnp.float32)  # [B, L = 2, D]: s = obs[:, 0], s' = obs[:, 1]
+    obs = jnp.asarray(
+        np.random.default_rng(2).standard_normal((2, 2, 4)), jnp.float32
+    )  # [B, L = 2, D]: s = obs[:, 0], s' = obs[:, 1]
     window = Window(
-        observation=obs, action=jnp.array([[2, 0], [1, 1]]), reward=jnp.array([[1.0, 0.0], [-1.0, 0.0]]),
+        observation=obs,
+        action=jnp.array([[2, 0], [1, 1]]),
+        reward=jnp.array([[1.0, 0.0], [-1.0, 0.0]]),
         discount=jnp.array([[1.0, 1.0], [0.0, 1.0]]),  # the second transition is terminal
-        has_action=jnp.array([[True, True], [True, False]]), absorbing=jnp.array([[False, False], [False, True]]),
+        has_action=jnp.array([[True, True], [True, False]]),
+        absorbing=jnp.array([[False, False], [False, True]]),
     )
     params, target_params = random_params(network, 4, seed=3), random_params(network, 4, seed=4)
 
     @jax.jit
     def networks_and_losses(params, target_params):
         q_logits = network.apply(params, obs[:, 0])
-        nets = (q_logits, logits_to_scalar(q_logits), logits_to_scalar(network.apply(target_params, obs[:, 1])),
-                logits_to_scalar(network.apply(params, obs[:, 1])))
-        losses = {double_q: cql.make_loss_fn(cql.apply_env_defaults(cql.Args(alpha=0.5, discount=0.9, double_q=double_q)), network)(params, target_params, window)
-                  for double_q in (False, True)}
+        nets = (
+            q_logits,
+            logits_to_scalar(q_logits),
+            logits_to_scalar(network.apply(target_params, obs[:, 1])),
+            logits_to_scalar(network.apply(params, obs[:, 1])),
+        )
+        losses = {
+            double_q: cql.make_loss_fn(cql.apply_env_defaults(cql.Args(alpha=0.5, discount=0.9, double_q=double_q)), network)(
+                params, target_params, window
+            )
+            for double_q in (False, True)
+        }
         return nets, losses
 
     (q_logits, q, next_q_target, next_q_online), losses = jax.device_get(networks_and_losses(params, target_params))
@@ -164,16 +181,16 @@ def test_penalty_in_h_space_has_a_gradient_comparable_to_the_td_loss_unlike_raw_
         for data_action in (0, 1):
             action = jnp.array([data_action])
 
-            def td(lg):
+            def td(lg, action=action):
                 data_logits = jnp.take_along_axis(lg, action[:, None, None], axis=1)[:, 0]
                 return jnp.mean(cql.categorical_cross_entropy(scalar_to_probs(target, 20), data_logits))
 
-            def norm(f):
+            def norm(f, logits=logits):
                 return float(jnp.linalg.norm(jax.grad(f)(logits)))
 
             td_norm = norm(td)
-            in_h_space = norm(lambda lg: cql.cql_penalty(logits_to_transformed(lg), action)) / td_norm
-            in_returns = norm(lambda lg: cql.cql_penalty(logits_to_scalar(lg), action)) / td_norm
+            in_h_space = norm(lambda lg, action=action: cql.cql_penalty(logits_to_transformed(lg), action)) / td_norm
+            in_returns = norm(lambda lg, action=action: cql.cql_penalty(logits_to_scalar(lg), action)) / td_norm
             # In h-space the penalty's gradient is within an order of magnitude of the TD loss's, whichever action
             # the data took.
             assert 0.05 < in_h_space < 2.0, (width, data_action, in_h_space)
@@ -187,7 +204,9 @@ def test_penalty_in_h_space_has_a_gradient_comparable_to_the_td_loss_unlike_raw_
 
 
 def test_penalty_space_flag_selects_the_values_the_penalty_acts_on():
-    network = QNetwork(num_actions=3, num_bins=20, representation_layers=(8,), dynamics_layers=(8, 8, 8), prediction_layers=(8,))
+    network = QNetwork(
+        num_actions=3, num_bins=20, representation_layers=(8,), dynamics_layers=(8, 8, 8), prediction_layers=(8,)
+    )
     params = random_params(network, 4, seed=3)
     rng = np.random.default_rng(0)
     window = Window(

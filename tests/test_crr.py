@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scripts import SMALL, one_line_error, run_script
 
 import crr
-from scripts import SMALL, one_line_error, run_script
 
 
 def test_binary_weights_are_the_positive_advantage_indicator():
@@ -73,16 +73,18 @@ def test_policy_loss_is_the_weighted_negative_log_likelihood():
 
 def small_networks():
     policy_net = crr.PolicyNetwork(num_actions=3, representation_layers=(16, 8), prediction_layers=(8,))
-    critic_net = crr.QNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8),
-                              prediction_layers=(8,))
+    critic_net = crr.QNetwork(
+        num_actions=3, num_bins=20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)
+    )
     return policy_net, critic_net
 
 
 @pytest.fixture(scope="module")
 def small_setup():
     """Small networks, two seeds' training states and a store of synthetic episodes (3 actions, 3-dim observations)."""
-    from common.replay import make_store
     from test_replay import synthetic_episodes
+
+    from common.replay import make_store
 
     policy_net, critic_net = small_networks()
     args = crr.apply_env_defaults(crr.Args(batch_size=8, warmup_steps=1, target_update_interval=3))

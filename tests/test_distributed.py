@@ -16,13 +16,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-from common.atari_fixture import write_fixture
-from common.atari_data import load_atari
-from common.episodes import DataError, process_part
-from common.replay import make_store, sample_windows, stack_shards
 from scripts import ROOT, SMALL, one_line_error
 from test_replay import synthetic_episodes
+
+from common.atari_data import load_atari
+from common.atari_fixture import write_fixture
+from common.episodes import DataError, process_part
+from common.replay import make_store, sample_windows, stack_shards
 
 
 def test_process_parts_are_disjoint_and_together_are_the_data():
@@ -59,7 +59,9 @@ def test_atari_processes_read_disjoint_shards(tmp_path):
     out = tmp_path / "data"
     write_fixture(out, game="Pong", run=1, num_shards=2, episodes_per_shard=2, max_steps=60, seed=3)
     whole, _ = load_atari("Pong", 1, out, 1.0, cache_dir=tmp_path / "cache", progress=False)
-    parts = [load_atari("Pong", 1, out, 1.0, cache_dir=tmp_path / "cache", progress=False, process=(p, 2))[0] for p in range(2)]
+    parts = [
+        load_atari("Pong", 1, out, 1.0, cache_dir=tmp_path / "cache", progress=False, process=(p, 2))[0] for p in range(2)
+    ]
     assert [p.num_episodes for p in parts] == [2, 2] and whole.num_episodes == 4
     for field in whole._fields:  # shard 0's episodes, then shard 1's: the whole data in order
         np.testing.assert_array_equal(np.concatenate([getattr(p, field) for p in parts]), getattr(whole, field))
@@ -79,20 +81,43 @@ def _free_port() -> int:
 
 @pytest.mark.e2e
 def test_two_processes_train_with_jax_distributed_and_only_process_zero_writes(catch_data, tmp_path):
-    flags = [*SMALL, "--total-steps", "100", "--eval-every", "100", "--batch-size", "16", "--num-seeds", "2",
-             "--data-dir", str(catch_data), "--distributed"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
-           "JAX_NUM_PROCESSES": "2"}
+    flags = [
+        *SMALL,
+        "--total-steps",
+        "100",
+        "--eval-every",
+        "100",
+        "--batch-size",
+        "16",
+        "--num-seeds",
+        "2",
+        "--data-dir",
+        str(catch_data),
+        "--distributed",
+    ]
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "JAX_NUM_PROCESSES": "2",
+    }
     env.pop("XLA_FLAGS", None)  # one CPU device per process
     for p in range(2):
         (tmp_path / f"p{p}").mkdir()
     procs = [
-        subprocess.Popen([sys.executable, str(ROOT / "bc.py"), *flags], cwd=tmp_path / f"p{p}", env={**env, "JAX_PROCESS_ID": str(p)},
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bc.py"), *flags],
+            cwd=tmp_path / f"p{p}",
+            env={**env, "JAX_PROCESS_ID": str(p)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for p in range(2)
     ]
     outputs = [proc.communicate(timeout=600) for proc in procs]
-    for proc, (stdout, stderr) in zip(procs, outputs):
+    for proc, (_stdout, stderr) in zip(procs, outputs):
         assert proc.returncode == 0, stderr[-3000:]
     assert "data (part 1 of 2)" in outputs[0][0] and "data (part 2 of 2)" in outputs[1][0]
     (results_path,) = (tmp_path / "p0").glob("runs/*/results.json")
@@ -107,8 +132,14 @@ def test_two_processes_train_with_jax_distributed_and_only_process_zero_writes(c
 
 def test_distributed_without_a_coordinator_is_a_one_line_error(tmp_path):
     env_free = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COORDINATOR")}
-    out = subprocess.run([sys.executable, str(ROOT / "bc.py"), "--distributed"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120, env={**env_free, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bc.py"), "--distributed"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env_free, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     line = one_line_error(out)
     assert "JAX_COORDINATOR_ADDRESS" in line and "--distributed" in line
 

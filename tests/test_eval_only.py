@@ -15,8 +15,21 @@ import numpy as np
 import pytest
 from scripts import one_line_error, run_script
 
-TINY_BC = ["--num-seeds", "2", "--total-steps", "100", "--eval-every", "100", "--eval-episodes", "3", "--batch-size", "32",
-           "--updates-per-dispatch", "50", "--save-model"]
+TINY_BC = [
+    "--num-seeds",
+    "2",
+    "--total-steps",
+    "100",
+    "--eval-every",
+    "100",
+    "--eval-episodes",
+    "3",
+    "--batch-size",
+    "32",
+    "--updates-per-dispatch",
+    "50",
+    "--save-model",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +65,11 @@ def test_eval_only_reads_no_data_and_repeats_the_runs_last_evaluation(bc_checkpo
 @pytest.mark.e2e
 def test_eval_only_applies_evaluation_flags_and_records_a_catch_video(bc_checkpoint, tmp_path):
     checkpoint, _ = bc_checkpoint
-    out = run_script(["--eval-only", "--checkpoint", str(checkpoint), "--eval-episodes", "2", "--eval-greedy",
-                      "--capture-video"], tmp_path, "bc.py")
+    out = run_script(
+        ["--eval-only", "--checkpoint", str(checkpoint), "--eval-episodes", "2", "--eval-greedy", "--capture-video"],
+        tmp_path,
+        "bc.py",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     evaluation = json.loads((checkpoint.parent / "eval.json").read_text())
     assert evaluation["eval_episodes"] == 2 and evaluation["eval_greedy"] is True
@@ -86,15 +102,28 @@ def test_eval_only_records_an_atari_video_of_the_rgb_screen(tmp_path):
     from common.runs import save_checkpoint
 
     # A fresh (untrained) Pong agent saved as a run would save it: the checkpoint is all eval-only needs.
-    args = bc.apply_env_defaults(bc.Args(env_id="Pong", total_steps=100, eval_every=100, updates_per_dispatch=100,
-                                         eval_episodes=1, eval_max_steps=8))
+    args = bc.apply_env_defaults(
+        bc.Args(env_id="Pong", total_steps=100, eval_every=100, updates_per_dispatch=100, eval_episodes=1, eval_max_steps=8)
+    )
     network = bc.make_network(args, num_actions=6)  # Pong's minimal action set
     state = bc.init_train_states(args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
     checkpoint = tmp_path / "agent" / "checkpoint.msgpack"
     checkpoint.parent.mkdir()
-    save_checkpoint(checkpoint, state, {"algo": "bc", "env_id": "Pong", "num_seeds": 1, "step": 0, "seeds": [0],
-                                        "args": dataclasses.asdict(args), "num_actions": 6, "obs_shape": [84, 84, 4],
-                                        "obs_dtype": "uint8"})
+    save_checkpoint(
+        checkpoint,
+        state,
+        {
+            "algo": "bc",
+            "env_id": "Pong",
+            "num_seeds": 1,
+            "step": 0,
+            "seeds": [0],
+            "args": dataclasses.asdict(args),
+            "num_actions": 6,
+            "obs_shape": [84, 84, 4],
+            "obs_dtype": "uint8",
+        },
+    )
     out = run_script(["--eval-only", "--checkpoint", str(checkpoint), "--capture-video"], tmp_path, "bc.py")
     assert out.returncode == 0, out.stderr[-3000:]
     evaluation = json.loads((checkpoint.parent / "eval.json").read_text())

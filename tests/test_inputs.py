@@ -5,9 +5,9 @@ import importlib
 import math
 
 import pytest
+from scripts import one_line_error, run_script
 
 from common.errors import UsageError, check_ranges
-from scripts import one_line_error, run_script
 
 SCRIPTS = ["rosmo", "mzu", "mzu_q", "crr", "cql", "bc"]
 
@@ -65,11 +65,30 @@ def test_every_script_refuses_a_bad_shared_flag(script, flag, value, words):
 
 
 ALGO_BAD = {
-    "rosmo": [("discount", math.nan), ("discount", 0.0), ("discount", 1.01), ("policy_coef", -1.0), ("value_coef", -0.1),
-              ("behavior_coef", -0.2), ("unroll_steps", 0), ("td_steps", 0), ("num_bins", 1), ("num_samples", -1),
-              ("target_update_interval", 0), ("dynamics_hidden", 0)],
-    "mzu": [("discount", math.nan), ("num_simulations", 0), ("max_depth", 0), ("dirichlet_fraction", 1.5),
-            ("dirichlet_alpha", 0.0), ("pb_c_init", -1.0), ("pb_c_base", 0.0), ("value_coef", -1.0)],
+    "rosmo": [
+        ("discount", math.nan),
+        ("discount", 0.0),
+        ("discount", 1.01),
+        ("policy_coef", -1.0),
+        ("value_coef", -0.1),
+        ("behavior_coef", -0.2),
+        ("unroll_steps", 0),
+        ("td_steps", 0),
+        ("num_bins", 1),
+        ("num_samples", -1),
+        ("target_update_interval", 0),
+        ("dynamics_hidden", 0),
+    ],
+    "mzu": [
+        ("discount", math.nan),
+        ("num_simulations", 0),
+        ("max_depth", 0),
+        ("dirichlet_fraction", 1.5),
+        ("dirichlet_alpha", 0.0),
+        ("pb_c_init", -1.0),
+        ("pb_c_base", 0.0),
+        ("value_coef", -1.0),
+    ],
     "mzu_q": [("discount", 2.0), ("temperature", 0.0), ("temperature", math.nan), ("dirichlet_fraction", -0.1)],
     "crr": [("discount", -0.5), ("beta", 0.0), ("max_weight", -1.0), ("critic_coef", -1.0), ("policy_coef", math.inf)],
     "cql": [("discount", math.nan), ("alpha", -1.0), ("alpha", math.nan), ("num_bins", 1)],
@@ -114,15 +133,18 @@ def test_check_ranges_reads_open_and_closed_intervals():
 # As a user sees them: subprocesses that exit before any data is read (a few seconds each).
 
 
-@pytest.mark.parametrize("flags,words", [
-    (["--discount", "nan"], "--discount must be in (0, 1], got nan"),
-    (["--learning-rate", "nan"], "--learning-rate must be positive, got nan"),
-    (["--lr-decay-steps", "0"], "--lr-decay-steps must be at least 1, got 0"),
-    (["--max-grad-norm", "-1"], "--max-grad-norm must be positive, got -1.0"),
-    (["--exp-name", "../x"], "--exp-name '../x' must be a plain name"),
-    (["--exp-name", "a/b"], "--exp-name 'a/b' must be a plain name"),
-    (["--eval-every", "150", "--updates-per-dispatch", "100"], "must be multiples of --updates-per-dispatch 100"),
-])
+@pytest.mark.parametrize(
+    "flags,words",
+    [
+        (["--discount", "nan"], "--discount must be in (0, 1], got nan"),
+        (["--learning-rate", "nan"], "--learning-rate must be positive, got nan"),
+        (["--lr-decay-steps", "0"], "--lr-decay-steps must be at least 1, got 0"),
+        (["--max-grad-norm", "-1"], "--max-grad-norm must be positive, got -1.0"),
+        (["--exp-name", "../x"], "--exp-name '../x' must be a plain name"),
+        (["--exp-name", "a/b"], "--exp-name 'a/b' must be a plain name"),
+        (["--eval-every", "150", "--updates-per-dispatch", "100"], "must be multiples of --updates-per-dispatch 100"),
+    ],
+)
 def test_bad_flags_exit_with_one_line(tmp_path, flags, words):
     line = one_line_error(run_script(flags, tmp_path))
     assert words in line

@@ -54,7 +54,8 @@ CHECK = textwrap.dedent(
     for one, four in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
         np.testing.assert_allclose(one, four, rtol=1e-3, atol=1e-5)
     moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(initial), jax.tree.leaves(states[1].params))]
-    assert sum(moved) > len(moved) // 2, moved  # the updates moved the parameters (the first has the warm-up's learning rate 0)
+    # the updates moved the parameters (the first has the warm-up's learning rate 0)
+    assert sum(moved) > len(moved) // 2, moved
     print("equal")
     """
 )
@@ -64,14 +65,16 @@ SCRIPTS = {
         # Eq. 11's step function 1[adv > 0] at the fresh network's adv = 0 (up to rounding) would
         # turn float reassociation into different gradients; the rest of the loss is smooth.
         extra="dict(behavior_coef=0.0)",
-        network="algo.MuZeroNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,))",
+        network="algo.MuZeroNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), "
+        "dynamics_layers=(8, 16, 8), prediction_layers=(8,))",
         init="algo.init_train_states(args, network, jnp.zeros((1, 3)), [0, 1])",
         params="state.params",
         chunk="algo.make_train_chunk(args, network, optimizer, 3, 3, mesh)",
     ),
     "crr": dict(
         extra="dict()",
-        network="(algo.PolicyNetwork(3, representation_layers=(16, 8), prediction_layers=(8,)), algo.QNetwork(3, 20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)))",
+        network="(algo.PolicyNetwork(3, representation_layers=(16, 8), prediction_layers=(8,)), "
+        "algo.QNetwork(3, 20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)))",
         init="algo.init_train_states(args, *network, jnp.zeros((1, 3)), [0, 1])",
         params="state.params",
         chunk="algo.make_train_chunk(args, *network, optimizer, 3, 3, mesh)",

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scripts import SMALL, one_line_error, run_script
 
 import mzu
 import mzu_q
-from scripts import SMALL, one_line_error, run_script
 
 
 def h_inverse(y, eps=1e-3):
@@ -30,22 +30,30 @@ def one_hot_model(num_bins=11):
 
     Values and rewards are single spikes of the categorical heads: one bin at h(x) gets logit 60, the others 0.
     """
-    network = mzu.MuZeroNetwork(num_actions=3, num_bins=num_bins, representation_layers=(3,), dynamics_layers=(3,),
-                                prediction_layers=(3,))
+    network = mzu.MuZeroNetwork(
+        num_actions=3, num_bins=num_bins, representation_layers=(3,), dynamics_layers=(3,), prediction_layers=(3,)
+    )
     centre = (num_bins - 1) // 2  # the bin of h = 0
     value_kernel, reward_kernel = np.zeros((3, num_bins)), np.zeros((3, num_bins))
     value_kernel[2, centre + 2] = 60.0  # f(e2) value: the bin h = 2
     reward_kernel[2, centre + 1] = 60.0  # f(e2) reward: the bin h = 1
-    dense = lambda kernel, bias=None: {"kernel": jnp.asarray(kernel, jnp.float32),  # noqa: E731
-                                       "bias": jnp.asarray(np.zeros(kernel.shape[1]) if bias is None else bias, jnp.float32)}
-    params = {"params": {
-        "representation_net": {"Dense_0": dense(np.eye(3))},  # s = o
-        "dynamics_net": {"Dense_0": dense(np.concatenate([np.zeros((3, 3)), np.eye(3)]))},  # [s, one-hot a] -> e_a
-        "prediction_trunk": {"Dense_0": dense(np.eye(3))},  # relu(s)
-        "policy_head": dense(np.zeros((3, 3)), np.log(PRIOR)),
-        "value_head": dense(value_kernel),
-        "reward_head": dense(reward_kernel),
-    }}
+
+    def dense(kernel, bias=None):
+        return {
+            "kernel": jnp.asarray(kernel, jnp.float32),
+            "bias": jnp.asarray(np.zeros(kernel.shape[1]) if bias is None else bias, jnp.float32),
+        }
+
+    params = {
+        "params": {
+            "representation_net": {"Dense_0": dense(np.eye(3))},  # s = o
+            "dynamics_net": {"Dense_0": dense(np.concatenate([np.zeros((3, 3)), np.eye(3)]))},  # [s, one-hot a] -> e_a
+            "prediction_trunk": {"Dense_0": dense(np.eye(3))},  # relu(s)
+            "policy_head": dense(np.zeros((3, 3)), np.log(PRIOR)),
+            "value_head": dense(value_kernel),
+            "reward_head": dense(reward_kernel),
+        }
+    }
     shapes = jax.eval_shape(network.init, jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros((1,), jnp.int32))
     assert jax.tree.map(lambda s: s.shape, shapes) == jax.tree.map(jnp.shape, params)
     return network, params
@@ -70,7 +78,8 @@ def test_search_of_a_hand_worked_model_gives_the_visits_q_and_root_value_worked_
     observation = jnp.asarray(np.array([[np.zeros(3), e2, np.zeros(3)], [e2, e2, np.zeros(3)]]), jnp.float32)  # [2, 3, 3]
     search_fn = jax.jit(lambda p, o, k: script.mcts(args, network, p, o, 2, k, 0.0))
     search = search_fn.lower(params, observation, jax.random.PRNGKey(0)).compile(
-        compiler_options={"xla_backend_optimization_level": 0})(params, observation, jax.random.PRNGKey(0))
+        compiler_options={"xla_backend_optimization_level": 0}
+    )(params, observation, jax.random.PRNGKey(0))
 
     root_value_of_o = np.where(observation[..., 2] > 0, V, 0.0)  # [2, 3]
     expected_root_value = (root_value_of_o + 0 + 0 + (R + g * V) + R + R) / 6
@@ -92,8 +101,9 @@ def test_mzu_q_policy_target_is_prior_times_exp_q_over_tau_with_unvisited_action
     completed = np.array([[0.4, 0.25, -0.1], [0.2, 0.5, 0.1]])
     unnormalised = prior * np.exp(completed / tau)
     expected = unnormalised / unnormalised.sum(-1, keepdims=True)
-    target = mzu_q.mzu_q_policy_target(jnp.log(jnp.asarray(prior)) - 3.0, jnp.asarray(qvalues), jnp.asarray(visits),
-                                       jnp.asarray(root_value), tau)
+    target = mzu_q.mzu_q_policy_target(
+        jnp.log(jnp.asarray(prior)) - 3.0, jnp.asarray(qvalues), jnp.asarray(visits), jnp.asarray(root_value), tau
+    )
     np.testing.assert_allclose(target, expected, rtol=1e-5)
     # Row 0 by hand: 0.5 e^4 = 27.29908, 0.3 e^2.5 = 3.65475, 0.2 e^-1 = 0.07358; Z = 31.02740.
     np.testing.assert_allclose(target[0], [0.879838, 0.117791, 0.002371], atol=2e-6)
@@ -122,10 +132,13 @@ def test_script_trains_and_evaluates_two_seeds_end_to_end(script, catch_data, tm
     assert "final mean return" in out.stdout
 
 
-@pytest.mark.parametrize("script, flags, message", [
-    ("mzu.py", ["--num-simulations", "0"], "--num-simulations must be at least 1, got 0"),
-    ("mzu_q.py", ["--temperature", "0"], "--temperature must be positive, got 0.0"),
-])
+@pytest.mark.parametrize(
+    "script, flags, message",
+    [
+        ("mzu.py", ["--num-simulations", "0"], "--num-simulations must be at least 1, got 0"),
+        ("mzu_q.py", ["--temperature", "0"], "--temperature must be positive, got 0.0"),
+    ],
+)
 def test_bad_search_flags_give_a_one_line_error(tmp_path, script, flags, message):
     line = one_line_error(run_script(flags, tmp_path, script=script))
     assert message in line

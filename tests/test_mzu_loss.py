@@ -15,12 +15,12 @@ import mctx
 import numpy as np
 import optax
 import pytest
+from test_replay import synthetic_episodes
 
 import mzu
 import mzu_q
 from common.networks import MuZeroNetwork
 from common.replay import Window, make_store
-from test_replay import synthetic_episodes
 
 SCRIPTS = {"mzu": mzu, "mzu_q": mzu_q}
 NUM_ACTIONS, OBS_DIM, NUM_BINS = 3, 4, 11
@@ -95,8 +95,9 @@ def softmax(logits):
 
 
 def tiny_network():
-    return MuZeroNetwork(num_actions=NUM_ACTIONS, num_bins=NUM_BINS, representation_layers=(6,), dynamics_layers=(8, 6),
-                         prediction_layers=(8,))
+    return MuZeroNetwork(
+        num_actions=NUM_ACTIONS, num_bins=NUM_BINS, representation_layers=(6,), dynamics_layers=(8, 6), prediction_layers=(8,)
+    )
 
 
 def draw_params(network, seed, obs_dim=OBS_DIM, scale=0.8):
@@ -128,8 +129,15 @@ def hand_window():
 
 
 def script_args(script):
-    args = script.Args(unroll_steps=K, td_steps=TD, discount=GAMMA, num_bins=NUM_BINS, num_simulations=NUM_SIMULATIONS,
-                       value_coef=VALUE_COEF, policy_coef=POLICY_COEF)
+    args = script.Args(
+        unroll_steps=K,
+        td_steps=TD,
+        discount=GAMMA,
+        num_bins=NUM_BINS,
+        num_simulations=NUM_SIMULATIONS,
+        value_coef=VALUE_COEF,
+        policy_coef=POLICY_COEF,
+    )
     if script is mzu_q:
         args.temperature = LOSS_TAU
     return script.apply_env_defaults(args)
@@ -146,19 +154,33 @@ def make_reference_search(network):
         next_state = network.apply(params, embedding, action, method=network.dynamics)
         prior_logits, value_logits, reward_logits = network.apply(params, next_state, method=network.predict)
         value = decode(value_logits, jnp)
-        out = mctx.RecurrentFnOutput(reward=decode(reward_logits, jnp), discount=GAMMA * jnp.ones_like(value),
-                                     prior_logits=prior_logits, value=value)
+        out = mctx.RecurrentFnOutput(
+            reward=decode(reward_logits, jnp), discount=GAMMA * jnp.ones_like(value), prior_logits=prior_logits, value=value
+        )
         return out, next_state
 
     def search(params, observation, key):
         state = network.apply(params, observation, method=network.represent)
         prior_logits, value_logits, _ = network.apply(params, state, method=network.predict)
         root = mctx.RootFnOutput(prior_logits=prior_logits, value=decode(value_logits, jnp), embedding=state)
-        out = mctx.muzero_policy(params, key, root, step_model, NUM_SIMULATIONS, dirichlet_fraction=DIRICHLET_FRACTION,
-                                 dirichlet_alpha=DIRICHLET_ALPHA, pb_c_init=PB_C_INIT, pb_c_base=PB_C_BASE)
+        out = mctx.muzero_policy(
+            params,
+            key,
+            root,
+            step_model,
+            NUM_SIMULATIONS,
+            dirichlet_fraction=DIRICHLET_FRACTION,
+            dirichlet_alpha=DIRICHLET_ALPHA,
+            pb_c_init=PB_C_INIT,
+            pb_c_base=PB_C_BASE,
+        )
         summary = out.search_tree.summary()
-        return {"prior_logits": prior_logits, "visit_counts": summary.visit_counts, "qvalues": summary.qvalues,
-                "root_value": out.search_tree.node_values[:, 0]}
+        return {
+            "prior_logits": prior_logits,
+            "visit_counts": summary.visit_counts,
+            "qvalues": summary.qvalues,
+            "root_value": out.search_tree.node_values[:, 0],
+        }
 
     return jax.jit(search)
 
@@ -186,9 +208,18 @@ def case():
     unroll, target_prior_logits = jax.jit(network_outputs)(params, target_params, window.observation, window.action)
     # The hand loss's gradient w.r.t. the online parameters, targets given as constants (one compile for both scripts).
     hand_grad = jax.jit(jax.grad(lambda p, *inputs: hand_loss(network, p, window.observation, window.action, *inputs)))
-    return {"network": network, "params": params, "target_params": target_params, "window": window, "key": key,
-            "search": search, "hand_grad": hand_grad, "online": [np.asarray(x, np.float64) for x in unroll],
-            "target_prior_logits": np.asarray(target_prior_logits, np.float64), "scripts": {}}
+    return {
+        "network": network,
+        "params": params,
+        "target_params": target_params,
+        "window": window,
+        "key": key,
+        "search": search,
+        "hand_grad": hand_grad,
+        "online": [np.asarray(x, np.float64) for x in unroll],
+        "target_prior_logits": np.asarray(target_prior_logits, np.float64),
+        "scripts": {},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,13 +230,15 @@ def case():
 def hand_value_target(window, root_value):
     """z_{t+k}, k = 0..K, of the two rows of `hand_window` written out (Eq. 3, bootstrapped from the search value)."""
     r, g, v = np.asarray(window.reward, np.float64), GAMMA, root_value
-    return np.array([
-        # Row 0: the second transition terminates, so no return bootstraps; step 2 is terminal (value 0).
-        [r[0, 0] + g * r[0, 1], r[0, 1], 0.0],
-        # Row 1: n = 2 steps, then the search value of s_{t+k+2}; from step 2 the return runs past the last state
-        # (step 3) after one transition and bootstraps from it, repeated at step 4.
-        [r[1, 0] + g * r[1, 1] + g * g * v[1, 2], r[1, 1] + g * r[1, 2] + g * g * v[1, 3], r[1, 2] + g * v[1, 4]],
-    ])
+    return np.array(
+        [
+            # Row 0: the second transition terminates, so no return bootstraps; step 2 is terminal (value 0).
+            [r[0, 0] + g * r[0, 1], r[0, 1], 0.0],
+            # Row 1: n = 2 steps, then the search value of s_{t+k+2}; from step 2 the return runs past the last state
+            # (step 3) after one transition and bootstraps from it, repeated at step 4.
+            [r[1, 0] + g * r[1, 1] + g * g * v[1, 2], r[1, 1] + g * r[1, 2] + g * g * v[1, 3], r[1, 2] + g * v[1, 4]],
+        ]
+    )
 
 
 def hand_policy_target(script_name, window, search, target_prior_logits):
@@ -263,7 +296,9 @@ def script_loss_grads(script_name, case):
         script = SCRIPTS[script_name]
         loss_fn = script.make_loss_fn(script_args(script), case["network"], NUM_ACTIONS)
         inputs = (case["params"], case["target_params"], case["window"], case["key"])
-        (grads, target_grads), metrics = compile_once(jax.jit(jax.grad(loss_fn, argnums=(0, 1), has_aux=True)), *inputs)(*inputs)
+        (grads, target_grads), metrics = compile_once(jax.jit(jax.grad(loss_fn, argnums=(0, 1), has_aux=True)), *inputs)(
+            *inputs
+        )
         case["scripts"][script_name] = (jax.device_get(metrics), grads, target_grads)
     return case["scripts"][script_name]
 
@@ -349,17 +384,30 @@ def test_gradient_reaches_the_online_network_only(script_name, case):
 def test_target_network_is_the_online_network_of_the_last_multiple_of_the_interval(script_name):
     script = SCRIPTS[script_name]
     interval = 3
-    args = script.apply_env_defaults(script.Args(
-        unroll_steps=1, td_steps=1, num_bins=NUM_BINS, num_simulations=2, batch_size=2, learning_rate=1e-2,
-        warmup_steps=1, target_update_interval=interval))
+    args = script.apply_env_defaults(
+        script.Args(
+            unroll_steps=1,
+            td_steps=1,
+            num_bins=NUM_BINS,
+            num_simulations=2,
+            batch_size=2,
+            learning_rate=1e-2,
+            warmup_steps=1,
+            target_update_interval=interval,
+        )
+    )
     network = tiny_network()
     store = make_store(synthetic_episodes([4, 6], terminal=[True, False]))  # observations [N, 3]
     params = draw_params(network, 5, obs_dim=3)  # drawn (not initialised): every parameter moves from the start
     optimizer = script.make_optimizer(args, params)
     seeds = lambda tree: jax.tree.map(lambda x: x[None], tree)  # noqa: E731  one seed: a leading axis of 1
-    state = script.TrainState(params=seeds(params), target_params=seeds(jax.tree.map(jnp.copy, params)),
-                              opt_state=seeds(optimizer.init(params)), step=jnp.zeros((1,), jnp.int32),
-                              key=jax.random.PRNGKey(0)[None])
+    state = script.TrainState(
+        params=seeds(params),
+        target_params=seeds(jax.tree.map(jnp.copy, params)),
+        opt_state=seeds(optimizer.init(params)),
+        step=jnp.zeros((1,), jnp.int32),
+        key=jax.random.PRNGKey(0)[None],
+    )
     update = compile_once(script.make_train_chunk(args, network, optimizer, NUM_ACTIONS, 1), state, store)  # 1 update per call
     copy = lambda tree: jax.tree.map(np.array, tree)  # noqa: E731  (the update donates its input buffers)
     online = [copy(state.params)]
@@ -372,7 +420,9 @@ def test_target_network_is_the_online_network_of_the_last_multiple_of_the_interv
         refreshed = interval * (step // interval)  # 0 (the initial network) before the first refresh
         np.testing.assert_equal(target, online[refreshed], err_msg=f"after update {step}")
         if step > 1:  # the first update runs at learning rate 0 (warm-up); every later one moves the network
-            moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(online[step]), jax.tree.leaves(online[step - 1]))]
+            moved = [
+                not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(online[step]), jax.tree.leaves(online[step - 1]))
+            ]
             assert any(moved), step
     assert int(state.step[0]) == 2 * interval + 1
 
@@ -389,10 +439,18 @@ def test_learning_rate_warms_up_linearly_then_decays_in_steps(script_name):
     args = script.Args(learning_rate=lr, warmup_steps=100, lr_decay_rate=rate, lr_decay_steps=1_000)
     schedule = script.make_learning_rate(args)
     expected = {
-        0: 0.0, 1: lr / 100, 50: lr / 2, 99: lr * 0.99,  # linear warm-up from 0
-        100: lr, 101: lr, 500: lr, 999: lr,  # plateau: warm-up saturated, no decay yet
-        1_000: lr * rate, 1_999: lr * rate,  # first decay
-        2_000: lr * rate**2, 3_500: lr * rate**3,  # each later decay
+        0: 0.0,
+        1: lr / 100,
+        50: lr / 2,
+        99: lr * 0.99,  # linear warm-up from 0
+        100: lr,
+        101: lr,
+        500: lr,
+        999: lr,  # plateau: warm-up saturated, no decay yet
+        1_000: lr * rate,
+        1_999: lr * rate,  # first decay
+        2_000: lr * rate**2,
+        3_500: lr * rate**3,  # each later decay
     }
     for step, value in expected.items():
         np.testing.assert_allclose(float(schedule(step)), value, rtol=1e-5, atol=1e-12, err_msg=f"step {step}")
@@ -445,11 +503,26 @@ def test_weight_decay_moves_kernels_only(script_name):
 def test_defaults_are_the_papers_bsuite_settings(script_name):
     args = SCRIPTS[script_name].apply_env_defaults(SCRIPTS[script_name].Args())
     expected = {
-        "discount": 0.997**4, "learning_rate": 7e-4, "weight_decay": 1e-4, "warmup_steps": 1_000,
-        "lr_decay_rate": 0.1, "lr_decay_steps": 100_000, "max_grad_norm": 5.0, "target_update_interval": 200,
-        "policy_coef": 1.0, "value_coef": 0.25, "unroll_steps": 5, "td_steps": 3, "num_bins": 20,
-        "num_simulations": 4, "max_depth": None, "dirichlet_fraction": DIRICHLET_FRACTION,
-        "dirichlet_alpha": DIRICHLET_ALPHA, "pb_c_init": PB_C_INIT, "pb_c_base": PB_C_BASE, "batch_size": 128,
+        "discount": 0.997**4,
+        "learning_rate": 7e-4,
+        "weight_decay": 1e-4,
+        "warmup_steps": 1_000,
+        "lr_decay_rate": 0.1,
+        "lr_decay_steps": 100_000,
+        "max_grad_norm": 5.0,
+        "target_update_interval": 200,
+        "policy_coef": 1.0,
+        "value_coef": 0.25,
+        "unroll_steps": 5,
+        "td_steps": 3,
+        "num_bins": 20,
+        "num_simulations": 4,
+        "max_depth": None,
+        "dirichlet_fraction": DIRICHLET_FRACTION,
+        "dirichlet_alpha": DIRICHLET_ALPHA,
+        "pb_c_init": PB_C_INIT,
+        "pb_c_base": PB_C_BASE,
+        "batch_size": 128,
     }
     if script_name == "mzu_q":
         expected["temperature"] = TAU

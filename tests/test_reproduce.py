@@ -7,16 +7,36 @@ import sys
 
 import numpy as np
 import pytest
-
 from scripts import ROOT
 
 
 @pytest.mark.e2e
 def test_table2_study_runs_aggregates_its_runs_and_reuses_them(catch_data, tmp_path):
     out_dir = tmp_path / "results"
-    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "table2", "--algos", "bc",
-           "--envs", "catch", "--num-seeds", "2", "--total-steps", "60", "--eval-every", "30", "--eval-episodes", "2",
-           "--bootstrap-reps", "200", "--workdir", str(tmp_path), "--out-dir", str(out_dir)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmark" / "reproduce.py"),
+        "--study",
+        "table2",
+        "--algos",
+        "bc",
+        "--envs",
+        "catch",
+        "--num-seeds",
+        "2",
+        "--total-steps",
+        "60",
+        "--eval-every",
+        "30",
+        "--eval-episodes",
+        "2",
+        "--bootstrap-reps",
+        "200",
+        "--workdir",
+        str(tmp_path),
+        "--out-dir",
+        str(out_dir),
+    ]
     env = {**os.environ, "ROSMO_DATA_DIR": str(catch_data), "TF_CPP_MIN_LOG_LEVEL": "3"}
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
@@ -42,8 +62,23 @@ def test_table2_study_runs_aggregates_its_runs_and_reuses_them(catch_data, tmp_p
 
 
 def test_dry_run_lists_every_configuration_of_a_study(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "search_budget", "--envs", "catch",
-           "--simulations", "4", "8", "--depths", "1", "0", "--workdir", str(tmp_path), "--dry-run"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmark" / "reproduce.py"),
+        "--study",
+        "search_budget",
+        "--envs",
+        "catch",
+        "--simulations",
+        "4",
+        "8",
+        "--depths",
+        "1",
+        "0",
+        "--workdir",
+        str(tmp_path),
+        "--dry-run",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("to run: python mzu.py") == 4

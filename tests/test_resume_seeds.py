@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_replay import synthetic_episodes
 
 from common.evaluation import make_evaluator
 from common.replay import make_store
 from common.runs import load_checkpoint, save_checkpoint
-from test_replay import synthetic_episodes
 
 HALF = 4  # updates per chunk; the straight run trains 2 * HALF
 OBS_DIM = 50  # catch's 10 x 5 board, so the trained agents can be evaluated on catch
@@ -46,14 +46,29 @@ def rosmo_algo():
     import rosmo
 
     # Warm-up 2, a decay after 5 and a target copy every 3 updates: all fall inside 2 * HALF.
-    args = rosmo.apply_env_defaults(rosmo.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5, target_update_interval=3,
-                                               behavior_coef=0.0, eval_greedy=True))
-    network = rosmo.MuZeroNetwork(num_actions=NUM_ACTIONS, num_bins=args.num_bins, dynamics_layers=(8, 16, 8),
-                                  representation_layers=(16, 8), prediction_layers=(8,))
-    init = lambda seeds: rosmo.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+    args = rosmo.apply_env_defaults(
+        rosmo.Args(
+            batch_size=8, warmup_steps=2, lr_decay_steps=5, target_update_interval=3, behavior_coef=0.0, eval_greedy=True
+        )
+    )
+    network = rosmo.MuZeroNetwork(
+        num_actions=NUM_ACTIONS,
+        num_bins=args.num_bins,
+        dynamics_layers=(8, 16, 8),
+        representation_layers=(16, 8),
+        prediction_layers=(8,),
+    )
+
+    def init(seeds):
+        return rosmo.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+
     optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
-    return Algo("rosmo", init, lambda: rosmo.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF),
-                rosmo.make_act(network, NUM_ACTIONS, args.discount, greedy=True))
+    return Algo(
+        "rosmo",
+        init,
+        lambda: rosmo.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF),
+        rosmo.make_act(network, NUM_ACTIONS, args.discount, greedy=True),
+    )
 
 
 def crr_algo():
@@ -61,12 +76,24 @@ def crr_algo():
 
     args = crr.apply_env_defaults(crr.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5, target_update_interval=3))
     policy_net = crr.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
-    critic_net = crr.QNetwork(num_actions=NUM_ACTIONS, num_bins=args.num_bins, representation_layers=(16, 8),
-                              dynamics_layers=(8, 16, 8), prediction_layers=(8,))
-    init = lambda seeds: crr.init_train_states(args, policy_net, critic_net, jnp.zeros((1, OBS_DIM)), seeds)
+    critic_net = crr.QNetwork(
+        num_actions=NUM_ACTIONS,
+        num_bins=args.num_bins,
+        representation_layers=(16, 8),
+        dynamics_layers=(8, 16, 8),
+        prediction_layers=(8,),
+    )
+
+    def init(seeds):
+        return crr.init_train_states(args, policy_net, critic_net, jnp.zeros((1, OBS_DIM)), seeds)
+
     optimizer = crr.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
-    return Algo("crr", init, lambda: crr.make_train_chunk(args, policy_net, critic_net, optimizer, NUM_ACTIONS, HALF),
-                crr.make_act(policy_net, greedy=True))
+    return Algo(
+        "crr",
+        init,
+        lambda: crr.make_train_chunk(args, policy_net, critic_net, optimizer, NUM_ACTIONS, HALF),
+        crr.make_act(policy_net, greedy=True),
+    )
 
 
 def bc_algo():
@@ -74,10 +101,14 @@ def bc_algo():
 
     args = bc.apply_env_defaults(bc.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5))
     network = bc.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
-    init = lambda seeds: bc.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+
+    def init(seeds):
+        return bc.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+
     optimizer = bc.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
-    return Algo("bc", init, lambda: bc.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF),
-                bc.make_act(network, greedy=True))
+    return Algo(
+        "bc", init, lambda: bc.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF), bc.make_act(network, greedy=True)
+    )
 
 
 # Each script is imported by its builder, so one script that fails to import fails only its own tests.
@@ -112,7 +143,9 @@ def train(algo, state, store, chunks):
 
 
 def leaves_with_paths(state):
-    return [(jax.tree_util.keystr(path), np.asarray(x)) for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(state))]
+    return [
+        (jax.tree_util.keystr(path), np.asarray(x)) for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(state))
+    ]
 
 
 def assert_states_equal(got, want):
@@ -145,7 +178,9 @@ def test_training_resumed_from_a_checkpoint_equals_training_straight(name, algos
     assert not np.array_equal(np.asarray(straight.key), np.asarray(half.key))
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(half.params)))
     if hasattr(straight, "target_params"):
-        assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(straight.target_params), jax.tree.leaves(half.target_params)))
+        assert not all(
+            np.array_equal(a, b) for a, b in zip(jax.tree.leaves(straight.target_params), jax.tree.leaves(half.target_params))
+        )
 
 
 def recording(act, log):

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-
 from scripts import SMALL, one_line_error, run_script
 
 
@@ -42,14 +41,50 @@ def test_rosmo_writes_results_checkpoint_and_tensorboard(trained_run):
 def test_a_saved_run_resumes_and_evaluates(trained_run, catch_data):
     cwd, run_dir, _ = trained_run
     ckpt = str(run_dir / "checkpoint.msgpack")
-    resumed = run_script(["--data-dir", str(catch_data), "--num-seeds", "2", "--checkpoint", ckpt, *SMALL[:0],
-                          "--total-steps", "400", "--eval-every", "100", "--eval-episodes", "2", "--batch-size", "32",
-                          "--updates-per-dispatch", "50", "--exp-name", "resumed"], cwd)
+    resumed = run_script(
+        [
+            "--data-dir",
+            str(catch_data),
+            "--num-seeds",
+            "2",
+            "--checkpoint",
+            ckpt,
+            *SMALL[:0],
+            "--total-steps",
+            "400",
+            "--eval-every",
+            "100",
+            "--eval-episodes",
+            "2",
+            "--batch-size",
+            "32",
+            "--updates-per-dispatch",
+            "50",
+            "--exp-name",
+            "resumed",
+        ],
+        cwd,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads(next((cwd / "runs").glob("catch__resumed__*/results.json")).read_text())
     assert results["eval_history"]["steps"] == [400] and results["total_steps"] == 400
-    evaluated = run_script(["--data-dir", str(catch_data), "--num-seeds", "2", "--checkpoint", ckpt,
-                            "--total-steps", "300", "--eval-episodes", "2", "--exp-name", "evalonly"], cwd)
+    evaluated = run_script(
+        [
+            "--data-dir",
+            str(catch_data),
+            "--num-seeds",
+            "2",
+            "--checkpoint",
+            ckpt,
+            "--total-steps",
+            "300",
+            "--eval-episodes",
+            "2",
+            "--exp-name",
+            "evalonly",
+        ],
+        cwd,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     results = json.loads(next((cwd / "runs").glob("catch__evalonly__*/results.json")).read_text())
     assert results["eval_history"]["steps"] == [300] and len(results["final_returns"]) == 2
@@ -67,7 +102,9 @@ def test_data_fraction_out_of_range(tmp_path, fraction):
 
 
 def test_batch_larger_than_the_data(tmp_path, catch_data):
-    line = one_line_error(run_script(["--data-dir", str(catch_data), "--data-fraction", "0.05", "--batch-size", "128"], tmp_path))
+    line = one_line_error(
+        run_script(["--data-dir", str(catch_data), "--data-fraction", "0.05", "--batch-size", "128"], tmp_path)
+    )
     assert "--batch-size 128 does not fit the data (27 transitions)" in line
 
 
@@ -81,8 +118,9 @@ def test_corrupt_dataset_names_the_path(tmp_path):
 
 @pytest.mark.e2e
 def test_checkpoint_from_another_env_or_algorithm(trained_run, catch_data, tmp_path):
-    from common.runs import load_checkpoint, save_checkpoint  # noqa: F401 - the format under test
     import flax.serialization
+
+    from common.runs import load_checkpoint, save_checkpoint  # noqa: F401 - the format under test
 
     _, run_dir, _ = trained_run
     payload = flax.serialization.msgpack_restore((run_dir / "checkpoint.msgpack").read_bytes())
@@ -91,18 +129,43 @@ def test_checkpoint_from_another_env_or_algorithm(trained_run, catch_data, tmp_p
         meta[key] = value
         other = tmp_path / f"other_{key}.msgpack"
         other.write_bytes(flax.serialization.msgpack_serialize({"meta": json.dumps(meta), "state": payload["state"]}))
-        line = one_line_error(run_script(["--data-dir", str(catch_data), "--num-seeds", "2", "--checkpoint", str(other)], tmp_path))
+        line = one_line_error(
+            run_script(["--data-dir", str(catch_data), "--num-seeds", "2", "--checkpoint", str(other)], tmp_path)
+        )
         assert f"written with {key}='{value}'" in line and str(other) in line
-    line = one_line_error(run_script(["--data-dir", str(catch_data), "--checkpoint", str(run_dir / "checkpoint.msgpack")], tmp_path))
+    line = one_line_error(
+        run_script(["--data-dir", str(catch_data), "--checkpoint", str(run_dir / "checkpoint.msgpack")], tmp_path)
+    )
     assert "num_seeds=2" in line
 
 
 @pytest.mark.e2e
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(catch_data, tmp_path):
     # The learning rate jumps by 1e30 after 40 updates: the loss diverges, the run must stop.
-    out = run_script(["--data-dir", str(catch_data), "--save-model", "--total-steps", "400", "--eval-every", "20",
-                      "--eval-episodes", "1", "--batch-size", "16", "--updates-per-dispatch", "10",
-                      "--warmup-steps", "1", "--lr-decay-steps", "40", "--lr-decay-rate", "1e30"], tmp_path)
+    out = run_script(
+        [
+            "--data-dir",
+            str(catch_data),
+            "--save-model",
+            "--total-steps",
+            "400",
+            "--eval-every",
+            "20",
+            "--eval-episodes",
+            "1",
+            "--batch-size",
+            "16",
+            "--updates-per-dispatch",
+            "10",
+            "--warmup-steps",
+            "1",
+            "--lr-decay-steps",
+            "40",
+            "--lr-decay-rate",
+            "1e30",
+        ],
+        tmp_path,
+    )
     line = one_line_error(out, code=1)
     assert "NaN or infinite" in line and "last good checkpoint" in line
     (run_dir,) = (tmp_path / "runs").iterdir()

@@ -211,8 +211,15 @@ def reference_loss(params, window, constants, weights):
     total = reward_loss + weights[0] * value_loss + weights[1] * policy_loss + weights[2] * behavior
     pi = jax.nn.softmax(policy_logits)
     entropy = jnp.mean(-jnp.sum(pi * log_pi, -1))
-    return total, dict(loss=total, reward_loss=reward_loss, value_loss=value_loss, policy_loss=policy_loss,
-                       behavior_loss=behavior, policy_entropy=entropy, log_pi=log_pi)
+    return total, dict(
+        loss=total,
+        reward_loss=reward_loss,
+        value_loss=value_loss,
+        policy_loss=policy_loss,
+        behavior_loss=behavior,
+        policy_entropy=entropy,
+        log_pi=log_pi,
+    )
 
 
 def reference(params, window, targets, behavior_only=False):
@@ -230,8 +237,12 @@ def reference(params, window, targets, behavior_only=False):
     else:
         weights = (c["value_coef"], c["policy_coef"], c["behavior_coef"])
     (total, metrics), grads = reference_loss(params, window, jax.tree.map(jnp.asarray, constants), jnp.asarray(weights))
-    metrics = dict(metrics, value_target=targets["value_target"].mean(), advantage=targets["adv"].mean(),
-                   behavior_filter_rate=constants["filter"].sum() / has_action.sum())
+    metrics = dict(
+        metrics,
+        value_target=targets["value_target"].mean(),
+        advantage=targets["adv"].mean(),
+        behavior_filter_rate=constants["filter"].sum() / has_action.sum(),
+    )
     return total, metrics, grads
 
 
@@ -244,7 +255,8 @@ def reference(params, window, targets, behavior_only=False):
 def test_loss_and_every_metric_equal_the_hand_computation(example, behavior_advantage, behavior_only):
     params, target_params, window = example
     out = compiled_loss(behavior_advantage, behavior_only, behavior_advantage == "model")(
-        params, target_params, window, jax.random.PRNGKey(0))
+        params, target_params, window, jax.random.PRNGKey(0)
+    )
     total, metrics = out[0] if behavior_advantage == "model" else out
     targets = reference_targets(target_params, window, behavior_advantage)
     expected_total, expected, _ = reference(params, window, targets, behavior_only)
@@ -335,7 +347,8 @@ def test_sampled_policy_loss_averages_to_the_exact_loss_where_the_advantages_van
     _, target_params, window = example
     flat = jax.tree_util.tree_map_with_path(
         lambda p, x: x * 0 if ("value_head" in jax.tree_util.keystr(p) or "reward_head" in jax.tree_util.keystr(p)) else x,
-        target_params)
+        target_params,
+    )
     mean, sem = sampled_policy_losses(flat, flat, window, 3)
     targets = reference_targets(flat, window)
     assert np.abs(targets["adv"]).max() < 1e-5
@@ -358,14 +371,19 @@ def test_target_network_is_the_online_network_of_the_last_multiple_of_the_interv
 
     interval = 3
     store = make_store(synthetic_episodes([4, 7, 3, 9, 5, 6]))
-    args = make_args(batch_size=4, target_update_interval=interval, warmup_steps=1, updates_per_dispatch=1, unroll_steps=1,
-                     td_steps=1)  # the smallest update: a quick compile
+    args = make_args(
+        batch_size=4, target_update_interval=interval, warmup_steps=1, updates_per_dispatch=1, unroll_steps=1, td_steps=1
+    )  # the smallest update: a quick compile
     params = draw_params(1)
     optimizer = rosmo.make_optimizer(args, params)
     seed_axis = functools.partial(jax.tree.map, lambda x: jnp.asarray(x)[None])  # one vmapped seed
-    state = rosmo.TrainState(params=seed_axis(params), target_params=seed_axis(params),
-                             opt_state=seed_axis(optimizer.init(params)), step=jnp.zeros((1,), jnp.int32),
-                             key=jax.random.PRNGKey(0)[None])
+    state = rosmo.TrainState(
+        params=seed_axis(params),
+        target_params=seed_axis(params),
+        opt_state=seed_axis(optimizer.init(params)),
+        step=jnp.zeros((1,), jnp.int32),
+        key=jax.random.PRNGKey(0)[None],
+    )
     chunk = rosmo.make_train_chunk(args, NETWORK, optimizer, A, 1)
     copy = functools.partial(jax.tree.map, lambda x: np.array(x, copy=True))  # the state is donated to the next call
     online = [copy(state.params)]  # online parameters after update u
@@ -389,8 +407,19 @@ def test_target_network_is_the_online_network_of_the_last_multiple_of_the_interv
 def test_learning_rate_warms_up_linearly_then_decays_in_stairs():
     args = rosmo.Args(learning_rate=0.01, warmup_steps=10, lr_decay_steps=50, lr_decay_rate=0.1)
     schedule = rosmo.make_learning_rate(args)
-    expected = {0: 0.0, 4: 0.004, 9: 0.009, 10: 0.01, 30: 0.01, 49: 0.01, 50: 0.001, 99: 0.001, 100: 1e-4, 149: 1e-4,
-                150: 1e-5}
+    expected = {
+        0: 0.0,
+        4: 0.004,
+        9: 0.009,
+        10: 0.01,
+        30: 0.01,
+        49: 0.01,
+        50: 0.001,
+        99: 0.001,
+        100: 1e-4,
+        149: 1e-4,
+        150: 1e-5,
+    }
     got = {s: float(schedule(jnp.int32(s))) for s in expected}
     np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-5, atol=1e-12, err_msg=str(got))
 
@@ -449,6 +478,7 @@ def test_adamw_clips_the_global_gradient_norm():
             step = (m / (1 - 0.9**2)) / (np.sqrt(v / (1 - 0.999**2)) + 1e-8)
             decay = 0.1 * p if jax.tree_util.keystr(path).endswith("['kernel']") else 0.0
             return p - 0.01 * (step + decay)  # learning rate 0.01 at the second update (warm-up of 1)
+
         return jax.tree_util.tree_map_with_path(leaf, p1, g1, g2)
 
     for got, clipped, unclipped in zip(*(jax.tree.leaves(t) for t in (p2, by_hand(True), by_hand(False)))):

@@ -100,7 +100,9 @@ def test_behavior_loss_filters_by_positive_advantage_and_mask():
 
 
 def test_scale_gradient_scales_only_the_gradient():
-    f = lambda x: jnp.sum(rosmo.scale_gradient(x, 0.5) ** 2)
+    def f(x):
+        return jnp.sum(rosmo.scale_gradient(x, 0.5) ** 2)
+
     x = jnp.array([1.0, -2.0])
     np.testing.assert_allclose(f(x), 5.0)
     np.testing.assert_allclose(jax.grad(f)(x), 0.5 * 2 * x)
@@ -116,8 +118,9 @@ def test_vmapped_seeds_train_exactly_like_separate_runs():
     # behavior_coef=0: Eq. 11's step function 1[adv > 0] at adv ~ 0 would turn float
     # reassociation under vmap into different gradients.
     args = rosmo.apply_env_defaults(rosmo.Args(batch_size=8, target_update_interval=5, warmup_steps=1, behavior_coef=0.0))
-    network = rosmo.MuZeroNetwork(num_actions=3, num_bins=20, dynamics_layers=(8, 16, 8),
-                                  representation_layers=(16, 8), prediction_layers=(8,))
+    network = rosmo.MuZeroNetwork(
+        num_actions=3, num_bins=20, dynamics_layers=(8, 16, 8), representation_layers=(16, 8), prediction_layers=(8,)
+    )
     both = rosmo.init_train_states(args, network, jnp.zeros((1, 3)), [3, 4])
     alone = rosmo.init_train_states(args, network, jnp.zeros((1, 3)), [4])
     optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], both.params))

@@ -13,11 +13,11 @@ import flax.serialization
 import jax
 import numpy as np
 import pytest
+from scripts import ROOT, one_line_error, run_script
 
 import rosmo
 from common import runs
 from common.errors import UsageError
-from scripts import ROOT, one_line_error, run_script
 
 
 def fake_args(**changes):
@@ -57,14 +57,23 @@ def test_results_json_is_strict_json_with_null_for_nan(tmp_path):
 
 
 def test_a_checkpoint_that_does_not_fit_names_the_first_mismatching_leaf(tmp_path):
-    saved = {"params": {"torso": {"kernel": np.zeros((4, 8), np.float32), "bias": np.zeros(8, np.float32)}}, "step": np.int32(3)}
+    saved = {
+        "params": {"torso": {"kernel": np.zeros((4, 8), np.float32), "bias": np.zeros(8, np.float32)}},
+        "step": np.int32(3),
+    }
     runs.save_checkpoint(tmp_path / "c.msgpack", saved, {"algo": "rosmo", "env_id": "catch", "num_seeds": 1, "step": 3})
-    wider = {"params": {"torso": {"kernel": np.zeros((4, 16), np.float32), "bias": np.zeros(8, np.float32)}}, "step": np.int32(0)}
+    wider = {
+        "params": {"torso": {"kernel": np.zeros((4, 16), np.float32), "bias": np.zeros(8, np.float32)}},
+        "step": np.int32(0),
+    }
     with pytest.raises(UsageError) as error:
         runs.load_checkpoint(tmp_path / "c.msgpack", wider, {"algo": "rosmo"})
     message = str(error.value)
     assert "/params/torso/kernel" in message and "float32[4, 8]" in message and "float32[4, 16]" in message
-    halves = {"params": {"torso": {"kernel": np.zeros((4, 8), np.float16), "bias": np.zeros(8, np.float32)}}, "step": np.int32(0)}
+    halves = {
+        "params": {"torso": {"kernel": np.zeros((4, 8), np.float16), "bias": np.zeros(8, np.float32)}},
+        "step": np.int32(0),
+    }
     with pytest.raises(UsageError, match="/params/torso/kernel: the checkpoint has float32"):
         runs.load_checkpoint(tmp_path / "c.msgpack", halves, {"algo": "rosmo"})
     restored, meta = runs.load_checkpoint(tmp_path / "c.msgpack", {**saved, "step": np.int32(0)}, {"algo": "rosmo"})
@@ -90,8 +99,21 @@ def test_exp_names_that_leave_runs_are_refused(name):
 # ---------------------------------------------------------------------------------------------
 # End to end.
 
-RESUME_FLAGS = ["--num-seeds", "2", "--save-model", "--total-steps", "1000", "--eval-every", "200", "--eval-episodes", "2",
-                "--batch-size", "16", "--updates-per-dispatch", "50"]
+RESUME_FLAGS = [
+    "--num-seeds",
+    "2",
+    "--save-model",
+    "--total-steps",
+    "1000",
+    "--eval-every",
+    "200",
+    "--eval-episodes",
+    "2",
+    "--batch-size",
+    "16",
+    "--updates-per-dispatch",
+    "50",
+]
 
 
 def leaves(checkpoint: Path):
@@ -107,9 +129,14 @@ def test_sigterm_then_resume_ends_identical_to_an_uninterrupted_run(catch_data, 
     assert whole.returncode == 0, whole.stderr[-3000:]
     (whole_dir,) = (whole_cwd / "runs").iterdir()
 
-    proc = subprocess.Popen([sys.executable, str(ROOT / "rosmo.py"), "--data-dir", str(catch_data), *RESUME_FLAGS],
-                            cwd=cut_cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "rosmo.py"), "--data-dir", str(catch_data), *RESUME_FLAGS],
+        cwd=cut_cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:  # wait for the first evaluation in results.json
         found = list(cut_cwd.glob("runs/*/results.json"))
@@ -132,7 +159,10 @@ def test_sigterm_then_resume_ends_identical_to_an_uninterrupted_run(catch_data, 
     assert b["status"] == "finished" and b["run_id"] == stopped["run_id"]
     assert a["eval_history"]["steps"] == b["eval_history"]["steps"] == [200, 400, 600, 800, 1000]
     assert a["eval_history"]["returns"] == b["eval_history"]["returns"] and a["final_returns"] == b["final_returns"]
-    (whole_leaves, whole_meta), (cut_leaves, cut_meta) = leaves(whole_dir / "checkpoint.msgpack"), leaves(cut_dir / "checkpoint.msgpack")
+    (whole_leaves, whole_meta), (cut_leaves, cut_meta) = (
+        leaves(whole_dir / "checkpoint.msgpack"),
+        leaves(cut_dir / "checkpoint.msgpack"),
+    )
     assert whole_meta["step"] == cut_meta["step"] == 1000
     assert cut_meta["num_actions"] == 3 and cut_meta["obs_shape"] == [50] and cut_meta["obs_dtype"] == "float32"
     assert all(np.array_equal(x, y) for x, y in zip(whole_leaves, cut_leaves, strict=True))
@@ -141,10 +171,34 @@ def test_sigterm_then_resume_ends_identical_to_an_uninterrupted_run(catch_data, 
 
 @pytest.mark.e2e
 def test_four_runs_launched_at_once_leave_four_results(catch_data, tmp_path):
-    flags = ["--data-dir", str(catch_data), "--total-steps", "20", "--eval-every", "20", "--eval-episodes", "1",
-             "--batch-size", "8", "--updates-per-dispatch", "10", "--exp-name", "same", "--warmup-steps", "0"]
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "bc.py"), *flags], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    flags = [
+        "--data-dir",
+        str(catch_data),
+        "--total-steps",
+        "20",
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "1",
+        "--batch-size",
+        "8",
+        "--updates-per-dispatch",
+        "10",
+        "--exp-name",
+        "same",
+        "--warmup-steps",
+        "0",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bc.py"), *flags],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     for proc in procs:
         _, stderr = proc.communicate(timeout=900)
         assert proc.returncode == 0, stderr[-3000:]

@@ -39,9 +39,13 @@ def tagged_episode(tag: int, steps: int, terminal: bool = True) -> Episodes:
     frames = np.broadcast_to(((tag * 16 + t) % 256).astype(np.uint8)[:, None, None], (steps, *FRAME_SHAPE)).copy()
     last = t == steps - 1
     return Episodes(
-        observation=frames, action=np.where(last, 0, t % 4).astype(np.int32),
-        reward=np.where(last, 0.0, float(tag)).astype(np.float32), discount=np.where(last, 0.0, 1.0).astype(np.float32),
-        is_first=t == 0, is_last=last, is_terminal=last & terminal,
+        observation=frames,
+        action=np.where(last, 0, t % 4).astype(np.int32),
+        reward=np.where(last, 0.0, float(tag)).astype(np.float32),
+        discount=np.where(last, 0.0, 1.0).astype(np.float32),
+        is_first=t == 0,
+        is_last=last,
+        is_terminal=last & terminal,
     )
 
 
@@ -141,8 +145,17 @@ def resident_episodes(ring: Ring, store) -> list:
     for first, last in live_ranges(ring):
         rows = slice(first, last + 1)
         n = last + 1 - first
-        out.append(Episodes(host.observation[rows], host.action[rows], host.reward[rows], host.discount[rows],
-                            np.arange(n) == 0, np.arange(n) == n - 1, host.is_terminal[rows]))
+        out.append(
+            Episodes(
+                host.observation[rows],
+                host.action[rows],
+                host.reward[rows],
+                host.discount[rows],
+                np.arange(n) == 0,
+                np.arange(n) == n - 1,
+                host.is_terminal[rows],
+            )
+        )
     return out
 
 
@@ -164,8 +177,17 @@ def test_shard_selection_is_the_device_paths_including_the_process_split(shards)
 def test_the_stream_fills_the_store_with_exactly_the_fixtures_episodes_and_visits_them_all(shards, tmp_path):
     expected = episode_list(load_atari(GAME, 1, shards, 1.0, cache_dir=tmp_path, progress=False)[0])
     seen = set()
-    with StreamingStore(shard_locations(GAME, 1, shards), GAME, capacity_steps=512, refill_steps=128,
-                        pool_steps=128, shuffle_episodes=4, workers=2, warm_steps=300, seed=1) as stream:
+    with StreamingStore(
+        shard_locations(GAME, 1, shards),
+        GAME,
+        capacity_steps=512,
+        refill_steps=128,
+        pool_steps=128,
+        shuffle_episodes=4,
+        workers=2,
+        warm_steps=300,
+        seed=1,
+    ) as stream:
         for _ in range(60):
             store = stream.next_store()
             assert store.observation.shape == (512, *FRAME_SHAPE) and int(store.num_starts) >= 1
@@ -182,8 +204,16 @@ def test_the_stream_fills_the_store_with_exactly_the_fixtures_episodes_and_visit
 def test_a_process_streams_only_its_own_shards(shards, tmp_path):
     part = load_atari(GAME, 1, shards, 1.0, cache_dir=tmp_path, progress=False, process=(1, 2))[0]
     expected = episode_list(part)
-    with StreamingStore(shard_locations(GAME, 1, shards, process=(1, 2)), GAME, capacity_steps=256, refill_steps=128,
-                        pool_steps=64, shuffle_episodes=2, workers=1, warm_steps=60) as stream:
+    with StreamingStore(
+        shard_locations(GAME, 1, shards, process=(1, 2)),
+        GAME,
+        capacity_steps=256,
+        refill_steps=128,
+        pool_steps=64,
+        shuffle_episodes=2,
+        workers=1,
+        warm_steps=60,
+    ) as stream:
         store = stream.next_store()
         for episode in resident_episodes(stream.ring, store):
             assert any(same_episode(episode, e) for e in expected)
@@ -197,8 +227,9 @@ def test_a_corrupt_shard_stops_the_stream_with_a_one_line_error(shards, tmp_path
         data = gzip.decompress(f.read())
     with gzip.open(broken / "run_1-00000-of-00001", "wb") as f:
         f.write(data[: len(data) // 2])  # a record cut in the middle
-    stream = StreamingStore(shard_locations(GAME, 1, tmp_path), GAME, capacity_steps=256, refill_steps=64,
-                            pool_steps=64, workers=1, warm_steps=100)
+    stream = StreamingStore(
+        shard_locations(GAME, 1, tmp_path), GAME, capacity_steps=256, refill_steps=64, pool_steps=64, workers=1, warm_steps=100
+    )
     with pytest.raises(DataError) as excinfo:
         stream.next_store()
     assert "run_1-00000-of-00001" in str(excinfo.value) and "\n" not in str(excinfo.value)
@@ -207,8 +238,9 @@ def test_a_corrupt_shard_stops_the_stream_with_a_one_line_error(shards, tmp_path
 
 def test_close_stops_every_background_thread(shards):
     before = threading.active_count()
-    stream = StreamingStore(shard_locations(GAME, 1, shards), GAME, capacity_steps=256, refill_steps=64, pool_steps=64,
-                            workers=3, warm_steps=10)
+    stream = StreamingStore(
+        shard_locations(GAME, 1, shards), GAME, capacity_steps=256, refill_steps=64, pool_steps=64, workers=3, warm_steps=10
+    )
     stream.next_store()
     stream.close()
     assert not any(t.is_alive() for t in stream._threads)
@@ -277,8 +309,9 @@ def test_choose_store_takes_the_device_store_when_it_fits_and_the_stream_otherwi
 
 def test_a_device_store_that_does_not_fit_is_a_one_line_error_naming_the_fraction_that_does():
     with pytest.raises(UsageError) as excinfo:
-        choose_store("device", data_steps=500_000, data_fraction=0.01, update_bytes=500_000_000,
-                     available=device_memory_bytes(2.0))
+        choose_store(
+            "device", data_steps=500_000, data_fraction=0.01, update_bytes=500_000_000, available=device_memory_bytes(2.0)
+        )
     message = str(excinfo.value)
     assert "\n" not in message and "--store stream" in message
     fraction = float(message.split("--data-fraction ")[2].split()[0])
