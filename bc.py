@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import chex
 import flax
@@ -62,7 +62,12 @@ class Args:
     # Data
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
-    data_dir: Optional[str] = None
+    data_dir: Annotated[
+        Optional[str],
+        tyro.conf.arg(
+            help_behavior_hint="(default: $ROSMO_DATA_DIR or ./datasets on BSuite, the public RL Unplugged bucket on Atari)"
+        ),
+    ] = None
     """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
     directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
     (default the public RL Unplugged bucket)"""
@@ -90,21 +95,24 @@ class Args:
     """global-norm gradient clipping"""
 
     # Runtime
-    total_steps: Optional[int] = None
+    total_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20k on BSuite, 200k on Atari)")] = None
     """learner updates; default 20k on BSuite (a CPU budget; the paper trains 200k), 200k on Atari"""
-    batch_size: Optional[int] = None
+    batch_size: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 128 on BSuite, 512 on Atari)")] = None
     """windows per update (split over all devices); default 128 on BSuite, 512 on Atari"""
-    eval_every: Optional[int] = None
+    eval_every: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 2k on BSuite, 10k on Atari)")] = None
     """updates between evaluations; default 2k on BSuite, 10k on Atari"""
     eval_episodes: int = 20
     """episodes per evaluation (per seed)"""
-    eval_max_steps: Optional[int] = None
+    eval_max_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 27,000 agent steps on Atari)")] = None
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the policy (argmax) instead of sampling from it"""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
-    updates_per_dispatch: Optional[int] = None
+    updates_per_dispatch: Annotated[
+        Optional[int],
+        tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
+    ] = None
     """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
     default the largest such number up to 100"""
     distributed: bool = False

@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import chex
 import flax
@@ -75,7 +75,12 @@ class Args:
     # Data
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
-    data_dir: Optional[str] = None
+    data_dir: Annotated[
+        Optional[str],
+        tyro.conf.arg(
+            help_behavior_hint="(default: $ROSMO_DATA_DIR or ./datasets on BSuite, the public RL Unplugged bucket on Atari)"
+        ),
+    ] = None
     """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
     directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
     (default the public RL Unplugged bucket)"""
@@ -106,7 +111,7 @@ class Args:
     target_update_interval: int = 200
     """updates between hard copies of the online into the target network
     (official CQL/Dopamine: 8000 agent steps = 2000 updates)"""
-    num_bins: Optional[int] = None
+    num_bins: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20 on BSuite, 601 on Atari)")] = None
     """categorical bins of the Q head; default 20 on BSuite, 601 on Atari"""
     alpha: float = 1.0
     """weight of the CQL(H) penalty (minq_weight of the official Atari configs); 0 gives categorical DQN"""
@@ -117,19 +122,22 @@ class Args:
     """pick the next action with the online network and evaluate it with the target network (double DQN)"""
 
     # Runtime
-    total_steps: Optional[int] = None
+    total_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20k on BSuite, 200k on Atari)")] = None
     """learner updates; default 20k on BSuite (a CPU budget; the paper trains 200k), 200k on Atari"""
-    batch_size: Optional[int] = None
+    batch_size: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 128 on BSuite, 512 on Atari)")] = None
     """windows per update (split over all devices); default 128 on BSuite, 512 on Atari"""
-    eval_every: Optional[int] = None
+    eval_every: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 2k on BSuite, 10k on Atari)")] = None
     """updates between evaluations; default 2k on BSuite, 10k on Atari"""
     eval_episodes: int = 20
     """episodes per evaluation (per seed)"""
-    eval_max_steps: Optional[int] = None
+    eval_max_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 27,000 agent steps on Atari)")] = None
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
-    updates_per_dispatch: Optional[int] = None
+    updates_per_dispatch: Annotated[
+        Optional[int],
+        tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
+    ] = None
     """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
     default the largest such number up to 100"""
     distributed: bool = False

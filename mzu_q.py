@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Optional
+from typing import Annotated, Literal, NamedTuple, Optional
 
 import chex
 import flax
@@ -66,7 +66,12 @@ class Args:
     # Data
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
-    data_dir: Optional[str] = None
+    data_dir: Annotated[
+        Optional[str],
+        tyro.conf.arg(
+            help_behavior_hint="(default: $ROSMO_DATA_DIR or ./datasets on BSuite, the public RL Unplugged bucket on Atari)"
+        ),
+    ] = None
     """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
     directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
     (default the public RL Unplugged bucket)"""
@@ -102,13 +107,13 @@ class Args:
     """weight of the value loss"""
     unroll_steps: int = 5
     """K: model unroll length"""
-    td_steps: Optional[int] = None
+    td_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 3 on BSuite, 5 on Atari)")] = None
     """n: steps of the n-step value target (Eq. 3); default 3 on BSuite, 5 on Atari"""
-    num_bins: Optional[int] = None
+    num_bins: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20 on BSuite, 601 on Atari)")] = None
     """categorical bins of the value and reward heads; default 20 on BSuite, 601 on Atari"""
     dynamics_hidden: int = 256
     """width of the middle layer of the dynamics MLP [32, H, 32] (BSuite)"""
-    num_simulations: Optional[int] = None
+    num_simulations: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 4 on BSuite, 20 on Atari)")] = None
     """MCTS simulations per search; default 4 on BSuite, 20 on Atari (the paper's budgets)"""
     max_depth: Optional[int] = None
     """deepest path a simulation may take; None = unlimited (mctx's default, in effect --num-simulations)"""
@@ -125,21 +130,24 @@ class Args:
     """tau of the policy target pi_prior exp(Q / tau) (the paper's value, after Hamrick et al. 2021)"""
 
     # Runtime
-    total_steps: Optional[int] = None
+    total_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20k on BSuite, 200k on Atari)")] = None
     """learner updates; default 20k on BSuite (a CPU budget; the paper trains 200k), 200k on Atari"""
-    batch_size: Optional[int] = None
+    batch_size: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 128 on BSuite, 512 on Atari)")] = None
     """windows per update (split over all devices); default 128 on BSuite, 512 on Atari"""
-    eval_every: Optional[int] = None
+    eval_every: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 2k on BSuite, 10k on Atari)")] = None
     """updates between evaluations; default 2k on BSuite, 10k on Atari"""
     eval_episodes: int = 20
     """episodes per evaluation (per seed)"""
-    eval_max_steps: Optional[int] = None
+    eval_max_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 27,000 agent steps on Atari)")] = None
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the improved policy instead of sampling from it (the official release samples)"""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
-    updates_per_dispatch: Optional[int] = None
+    updates_per_dispatch: Annotated[
+        Optional[int],
+        tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
+    ] = None
     """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
     default the largest such number up to 100"""
     distributed: bool = False
