@@ -110,10 +110,26 @@ def run_tests(
     reuse a stale .pyc). JAX's persistent compilation cache, private to this run, is keyed by the
     compiled program, so the code a mutation leaves unchanged compiles once for all mutations.
     """
-    cmd = [sys.executable, "-m", "pytest", *(["-x"] if stop_first else []), "-q", "-m", "not e2e", "-p", "no:cacheprovider",
-           *[a for d in deselect for a in ("--deselect", d)], *test_files]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "JAX_COMPILATION_CACHE_DIR": str(workdir / ".jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(["-x"] if stop_first else []),
+        "-q",
+        "-m",
+        "not e2e",
+        "-p",
+        "no:cacheprovider",
+        *[a for d in deselect for a in ("--deselect", d)],
+        *test_files,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "JAX_COMPILATION_CACHE_DIR": str(workdir / ".jax-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
     t0 = time.time()
     try:
         out = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
@@ -180,11 +196,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--file", action="append", default=[], help="only the mutations of this algorithm file (repeatable)")
     parser.add_argument("--only", action="append", default=[], help="only the mutation with this id (repeatable)")
     parser.add_argument("--min-score", type=float, default=0.9, help="exit 1 when the caught fraction is below this")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per mutation (default: 4x the unmutated run of that file, at least 120)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per mutation (default: 4x the unmutated run of that file, at least 120)",
+    )
     parser.add_argument("--check", action="store_true", help="only check that every original snippet occurs exactly once")
-    parser.add_argument("--run-equivalent", action="store_true",
-                        help="also run the mutations marked equivalent (reported, never scored)")
+    parser.add_argument(
+        "--run-equivalent", action="store_true", help="also run the mutations marked equivalent (reported, never scored)"
+    )
     parser.add_argument("--mutations", type=Path, default=MUTATIONS, help="the mutation list (JSON)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.min_score <= 1.0:
@@ -219,12 +240,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             baseline = run_tests(workdir, tests, args.timeout or 1800, stop_first=False)
             cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
-            print(f"{file}: unmutated fast tests {'fail' if baseline.caught else 'pass'} in {baseline.seconds:.0f} s wall, "
-                  f"{cpu:.0f} s CPU ({' '.join(tests)})", flush=True)
+            print(
+                f"{file}: unmutated fast tests {'fail' if baseline.caught else 'pass'} in {baseline.seconds:.0f} s wall, "
+                f"{cpu:.0f} s CPU ({' '.join(tests)})",
+                flush=True,
+            )
             broken = failing_tests_of(baseline)
             if baseline.status in ("timeout", "error") or (baseline.caught and not broken):
-                print(f"error: the fast tests of {file} do not run cleanly without any mutation ({baseline.detail}); "
-                      f"{file} is not scored", flush=True)
+                print(
+                    f"error: the fast tests of {file} do not run cleanly without any mutation ({baseline.detail}); "
+                    f"{file} is not scored",
+                    flush=True,
+                )
                 unscored.append(file)
                 continue
             for node in broken:  # failing before any mutation: they cannot tell a mutation apart
@@ -238,14 +265,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 finally:
                     target.write_text(sources[file])
                 (equivalent_results if is_equivalent(m) else results).append((m, outcome))
-                print(f"  {outcome.status:<8} {outcome.seconds:5.0f} s  {m['id']:<34} {outcome.detail or m['description']}"
-                      + (" [marked equivalent: not scored]" if is_equivalent(m) else ""), flush=True)
+                print(
+                    f"  {outcome.status:<8} {outcome.seconds:5.0f} s  {m['id']:<34} {outcome.detail or m['description']}"
+                    + (" [marked equivalent: not scored]" if is_equivalent(m) else ""),
+                    flush=True,
+                )
 
     print("\nsurviving mutations:")
     for m, outcome in results:
         if not outcome.caught:
-            print(f"  {m['id']} ({m['file']}, {m['bug_class']}): {m['description']}"
-                  + (f" [{outcome.detail}]" if outcome.status == "error" else ""))
+            print(
+                f"  {m['id']} ({m['file']}, {m['bug_class']}): {m['description']}"
+                + (f" [{outcome.detail}]" if outcome.status == "error" else "")
+            )
     if equivalent:
         ran = {m["id"]: o.status for m, o in equivalent_results}
         print("\nequivalent mutations (not scored):")

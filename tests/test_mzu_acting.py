@@ -26,8 +26,16 @@ GAMMA = 0.5
 
 def acting_args(script, eval_greedy):
     """The script's Args for the hand-worked case, with the learner's root noise switched on."""
-    return script.apply_env_defaults(script.Args(num_bins=11, num_simulations=5, discount=GAMMA, eval_greedy=eval_greedy,
-                                                 dirichlet_fraction=DIRICHLET_FRACTION, dirichlet_alpha=DIRICHLET_ALPHA))
+    return script.apply_env_defaults(
+        script.Args(
+            num_bins=11,
+            num_simulations=5,
+            discount=GAMMA,
+            eval_greedy=eval_greedy,
+            dirichlet_fraction=DIRICHLET_FRACTION,
+            dirichlet_alpha=DIRICHLET_ALPHA,
+        )
+    )
 
 
 def observations():
