@@ -115,24 +115,28 @@ RECORDS = ROOT / "benchmark" / "results" / "runs"
 
 
 def find_finished(
-    algo: str, flags: List[str], runs_dir: Path = ROOT / "runs", records: Optional[Path] = RECORDS
+    algo: str, flags: List[str], runs_dir: Path = ROOT / "runs", records: Optional[Path] = None
 ) -> Optional[dict]:
-    """The newest finished results.json of `algo` whose arguments equal those of FLAGS (bookkeeping aside),
-    under `runs_dir` or among the kept `records`."""
+    """The newest finished results.json of `algo` whose arguments equal those of FLAGS (bookkeeping aside)
+    under `runs_dir`, else the newest such kept record under `records` (a directory of results.json copies)."""
     want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
     defaults = script_defaults(algo)
-    paths = glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json"))
-    if records is not None:
-        paths += glob.glob(str(records / f"{want['env_id']}__*.json"))
-    for path in sorted(paths, key=os.path.getmtime, reverse=True):
-        results = json.loads(Path(path).read_text())
-        if results.get("algo") == algo and results.get("status") == "finished" and same_run(results["args"], want, defaults):
-            run_dir = Path(path).parent if path.endswith("results.json") else Path(path).with_suffix("")
-            try:
-                run_dir = run_dir.relative_to(runs_dir.parent)
-            except ValueError:
-                pass
-            return {**results, "run_dir": str(run_dir), "results_path": path}
+    in_runs = glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json"))
+    kept = glob.glob(str(records / f"{want['env_id']}__*.json")) if records is not None else []
+    for paths in (in_runs, kept):
+        for path in sorted(paths, key=os.path.getmtime, reverse=True):
+            results = json.loads(Path(path).read_text())
+            if (
+                results.get("algo") == algo
+                and results.get("status") == "finished"
+                and same_run(results["args"], want, defaults)
+            ):
+                run_dir = Path(path).parent if path.endswith("results.json") else Path(path).with_suffix("")
+                try:
+                    run_dir = run_dir.relative_to(runs_dir.parent)
+                except ValueError:
+                    pass
+                return {**results, "run_dir": str(run_dir), "results_path": path}
     return None
 
 
@@ -152,19 +156,21 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
     """Run every configuration that has no finished run under `workdir`/runs yet (one at a time, in
     `workdir`); their results, in order."""
     workdir = Path(workdir)
+    # Kept records belong to the repository's own studies; a study in another workdir (e.g. a test) keeps none.
+    records = RECORDS if workdir.resolve() == ROOT.resolve() else None
     logs = workdir / "runs" / "benchmark_logs"
     logs.mkdir(parents=True, exist_ok=True)
     out = []
     for i, c in enumerate(configs):
-        results = find_finished(c.algo, c.flags, workdir / "runs")
+        results = find_finished(c.algo, c.flags, workdir / "runs", records)
         if results is None and not dry_run:
             tag = f"{exp_prefix}_{c.algo}_{i}"
             print(f"[{i + 1}/{len(configs)}] running {c.algo}.py {' '.join(c.flags)}", flush=True)
             seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], workdir, logs / f"{c.env_id}_{tag}.log")
             print(f"    done in {seconds / 60:.1f} min", flush=True)
             results = find_finished(c.algo, c.flags, workdir / "runs")
-            if results is not None:
-                keep_record(results)
+            if results is not None and records is not None:
+                keep_record(results, records)
         elif results is None:
             print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}")
         else:
