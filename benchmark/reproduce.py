@@ -417,9 +417,13 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
         + (f" --algos {' '.join(args.algos)}" if study == "table2" and args.algos != ROWS else "")
     )
     decay = (
-        "no learning-rate decay within the budget"
-        if (args.lr_decay_steps or 100_000) >= args.total_steps
-        else f"learning rate x0.1 every {args.lr_decay_steps} updates"
+        "the learning-rate schedule its row names"
+        if study == "lr_decay"
+        else (
+            "no learning-rate decay within the budget"
+            if (args.lr_decay_steps or 100_000) >= args.total_steps
+            else f"learning rate x0.1 every {args.lr_decay_steps} updates"
+        )
     )
     head = "| configuration | " + " | ".join(f"{e} return (mean +- std)" for e in envs) + " | IQM normalised score [95% CI] |"
     lines = [
