@@ -41,7 +41,7 @@ def test_table2_study_runs_aggregates_its_runs_and_reuses_them(catch_data, tmp_p
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     assert first.stdout.count("running ") == 1 and "total wall-clock time" in first.stdout
-    table = json.loads((out_dir / "table2_60.json").read_text())
+    table = json.loads((out_dir / "table2_catch_60.json").read_text())
     assert [r["series"] for r in table["rows"]] == ["bc"]
     for row in table["rows"]:
         (run_dir,) = row["runs"]
@@ -53,9 +53,9 @@ def test_table2_study_runs_aggregates_its_runs_and_reuses_them(catch_data, tmp_p
         assert scores.shape == (2, 1) and row["iqm"][0] == pytest.approx((scores[0, 0] + scores[1, 0]) / 2, rel=1e-12)
         assert row["curve"]["steps"] == [30, 60]
         assert row["returns"]["catch"][0] == np.mean(results["final_returns"])
-    md = (out_dir / "table2_60.md").read_text()
+    md = (out_dir / "table2_catch_60.md").read_text()
     assert "| bc |" in md and "## The paper's claims against this run" in md
-    assert (out_dir / "table2_60.png").stat().st_size > 0 and (out_dir / "table2_60_curves.png").stat().st_size > 0
+    assert (out_dir / "table2_catch_60.png").stat().st_size > 0 and (out_dir / "table2_catch_60_curves.png").stat().st_size > 0
     # A second invocation finds the run finished and runs nothing.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.count("reusing ") == 1 and "running " not in again.stdout
