@@ -53,7 +53,8 @@ DATASET_VERSION = "1.0.0"
 DEFAULT_DATA_ROOT = "datasets"
 DATA_DIR_ENV_VAR = "ROSMO_DATA_DIR"
 # Rough generation time of a full dataset on two CPU cores, for the message shown before it starts.
-ROUGH_GENERATION_TIME = {"catch": "15 seconds", "cartpole": "2 to 4 minutes", "mountain_car": "40 seconds"}
+# On an idle to a busy 2-core CPU (catch took 44 s and cartpole 10 min 46 s with the machine loaded).
+ROUGH_GENERATION_TIME = {"catch": "15 to 45 seconds", "cartpole": "2 to 11 minutes", "mountain_car": "40 seconds"}
 _REQUIRED_STEP_FIELDS = ("observation", "action", "reward", "is_first", "is_last")
 
 
