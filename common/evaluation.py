@@ -16,6 +16,7 @@ records the RGB screen (ALE's getScreenRGB, 210x160) of a gymnasium environment;
 its 10x5 board scaled up 20 times. cartpole and mountain_car have no picture to record.
 """
 
+import functools
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
@@ -101,11 +102,20 @@ def per_seed_keys(key, seeds: Sequence[int]):
 
 
 def split_per_seed(keys):
-    """(next keys [S], this step's keys [S]): every seed's chain split once."""
+    """(next keys [S], this step's keys [S]): every seed's chain split once (jitted: it runs at every
+    environment step, and an eager vmap would trace anew each time, about 2 ms a step)."""
+    return _split_per_seed()(keys)
+
+
+@functools.lru_cache(maxsize=None)
+def _split_per_seed():
     import jax
 
-    pairs = jax.vmap(jax.random.split)(keys)  # [S, 2, ...]
-    return pairs[:, 0], pairs[:, 1]
+    def split(keys):
+        pairs = jax.vmap(jax.random.split)(keys)  # [S, 2, ...]
+        return pairs[:, 0], pairs[:, 1]
+
+    return jax.jit(split)
 
 
 def evaluate_bsuite(
