@@ -113,6 +113,8 @@ class Args:
     (official CQL/Dopamine: 8000 agent steps = 2000 updates)"""
     num_bins: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20 on BSuite, 601 on Atari)")] = None
     """categorical bins of the Q head; default 20 on BSuite, 601 on Atari"""
+    n_step: int = 1
+    """steps of data rewards before the bootstrap in the TD target (1: the official CQL backup)"""
     alpha: float = 1.0
     """weight of the CQL(H) penalty (minq_weight of the official Atari configs); 0 gives categorical DQN"""
     penalty_space: Literal["transformed", "raw"] = "transformed"
@@ -169,20 +171,26 @@ def td_target(
     gamma: float,
     online_next_q: Optional[jax.Array] = None,
 ) -> jax.Array:
-    """One-step target y = r + gamma * d * Q'(s', a*), a* = argmax_a' Q'(s', a'): the backup of CQL Eq. 4, greedy pi.
+    """The n-step target y = sum_j gamma^j D_j r_j + gamma^n D_n Q'(s_n, a*), a* = argmax_a' Q'(s_n, a').
 
-    reward, discount [B]; target_next_q [B, A] from the target network. The data's discount d
-    is 0 when the transition ended the episode in a terminal state (no bootstrap). With
-    `online_next_q` [B, A], a* = argmax of the online network instead (double DQN).
+    reward, discount [B, n]: the data's rewards and discounts along the n steps after (s, a), where
+    D_j = d_0 ... d_{j-1} (a terminal transition's d = 0 stops both the sum and the bootstrap; steps
+    past an episode's end carry r = 0, d = 1). target_next_q [B, A] from the target network at s_n.
+    With n = 1 this is the backup of CQL Eq. 4 with the greedy pi. With `online_next_q` [B, A],
+    a* = argmax of the online network instead (double DQN).
     """
     chex.assert_equal_shape([reward, discount])
-    chex.assert_rank(target_next_q, 2)
+    chex.assert_rank([reward, target_next_q], [2, 2])
     chex.assert_axis_dimension(target_next_q, 0, reward.shape[0])
     select = target_next_q if online_next_q is None else online_next_q
     chex.assert_equal_shape([select, target_next_q])
     next_action = jnp.argmax(select, axis=-1)
-    next_value = jnp.take_along_axis(target_next_q, next_action[:, None], axis=-1)[:, 0]
-    return reward + gamma * discount * next_value
+    next_value = jnp.take_along_axis(target_next_q, next_action[:, None], axis=-1)[:, 0]  # [B]
+    n = reward.shape[1]
+    survive = jnp.cumprod(discount, axis=1)  # D_1 .. D_n
+    before = jnp.concatenate([jnp.ones_like(survive[:, :1]), survive[:, :-1]], axis=1)  # D_0 .. D_{n-1}
+    powers = gamma ** jnp.arange(n, dtype=reward.dtype)  # gamma^0 .. gamma^(n-1)
+    return jnp.sum(powers * before * reward, axis=1) + gamma**n * survive[:, -1] * next_value
 
 
 def cql_penalty(q_values: jax.Array, action: jax.Array) -> jax.Array:
@@ -230,11 +238,11 @@ def make_optimizer(args: Args, params) -> optax.GradientTransformation:
 
 def make_loss_fn(args: Args, network: QNetwork):
     def loss_fn(params, target_params, window: Window):
-        batch_size = window.action.shape[0]
-        chex.assert_shape(window.action, (batch_size, 2))
-        # The transition (s, a, r, s'): observation[:, 0], action[:, 0], reward[:, 0], observation[:, 1].
-        observation, next_observation = window.observation[:, 0], window.observation[:, 1]
-        action, reward, discount = window.action[:, 0], window.reward[:, 0], window.discount[:, 0]
+        batch_size, n = window.action.shape[0], args.n_step
+        chex.assert_shape(window.action, (batch_size, n + 1))
+        # (s, a) = observation[:, 0], action[:, 0]; the n rewards after it, and s_n = observation[:, n].
+        observation, next_observation = window.observation[:, 0], window.observation[:, n]
+        action, reward, discount = window.action[:, 0], window.reward[:, :n], window.discount[:, :n]
 
         # TD target from the target network (double DQN: the online network picks a*).
         target_next_q = logits_to_scalar(network.apply(target_params, next_observation))  # [B, A]
@@ -295,7 +303,7 @@ def make_train_chunk(args: Args, network: QNetwork, optimizer, num_actions: int,
 
     def update(state: TrainState, store: Store):
         key, sample_key = jax.random.split(state.key)
-        window = shard_batch(sample_windows(store, sample_key, args.batch_size, 2, num_actions), mesh)  # one transition each
+        window = shard_batch(sample_windows(store, sample_key, args.batch_size, args.n_step + 1, num_actions), mesh)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -365,6 +373,7 @@ def check_args(args: Args) -> None:
             "max_grad_norm": "(0, inf)",
             "target_update_interval": "[1, inf)",
             "num_bins": "[2, inf)",
+            "n_step": "[1, inf)",
             "alpha": "[0, inf)",
             "total_steps": "[1, inf)",
             "batch_size": "[1, inf)",

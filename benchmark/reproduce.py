@@ -95,8 +95,8 @@ class Args:
     lr_decay_steps: Optional[int] = None
     """--lr-decay-steps of every run (default: the scripts' 100k, i.e. no decay within 100k updates);
     the paper's shape is x0.1 at half the budget (100k of 200k)"""
-    alphas: List[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])
-    """cql_sweep: the penalty weights"""
+    alphas: List[float] = field(default_factory=lambda: [0.0, 0.01, 0.1, 0.3, 1.0])
+    """cql_sweep: the penalty weights (the CQL-paper optimiser takes those >= 0.1, 3-step targets those <= 0.1)"""
     fractions: List[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     """data_fraction: the data fractions"""
     noises: List[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5])
@@ -162,14 +162,15 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
         add("rosmo", "decay x0.1 at half", lr_decay_steps=max(args.total_steps // 2, 1))
         add("rosmo", "no decay", lr_decay_steps=max(args.total_steps, 1))  # the first decay would fall after the last update
     elif study == "cql_sweep":
-        # The penalty weight, with the shared optimiser of the ROSMO paper's Table 4 (learning rate 7e-4, target
-        # copy every 200 updates) and with the CQL paper's discrete (QR-DQN/Dopamine) ones (5e-5, every 2000);
-        # the old penalty on decoded returns at alpha 1 for reference.
+        # The penalty weight with 1-step targets (the official CQL backup) and the shared optimiser of the ROSMO
+        # paper's Table 4 (learning rate 7e-4, target copy every 200 updates); the same with the CQL paper's
+        # discrete (QR-DQN/Dopamine) optimiser (5e-5, every 2000); first with 3-step targets (ROSMO's BSuite TD steps).
+        for alpha in (a for a in args.alphas if a <= 0.1):
+            add("cql", "3-step, shared optimiser", alpha, alpha=alpha, n_step=3)
         for alpha in args.alphas:
-            add("cql", "shared optimiser", alpha, alpha=alpha)
-        for alpha in args.alphas:
-            add("cql", "CQL-paper optimiser", alpha, alpha=alpha, learning_rate=5e-5, target_update_interval=2000)
-        add("cql", "penalty on returns (old)", 1.0, alpha=1.0, penalty_space="raw")
+            add("cql", "1-step, shared optimiser", alpha, alpha=alpha, n_step=1)
+        for alpha in (a for a in args.alphas if a >= 0.1):
+            add("cql", "1-step, CQL-paper optimiser", alpha, alpha=alpha, n_step=1, learning_rate=5e-5, target_update_interval=2000)
     elif study == "data_fraction":
         for algo in ("rosmo", "mzu"):
             for fraction in args.fractions:

@@ -315,6 +315,47 @@ def test_cql_gradient_is_the_td_gradient_plus_alpha_times_the_penalty_gradient(p
     assert_trees_close(grad_online, expected)
 
 
+def test_cql_n_step_target_sums_the_data_rewards_and_stops_at_a_terminal_transition():
+    gamma = 0.9
+    reward = jnp.array([[1.0, 2.0, 3.0], [1.0, 5.0, 0.0], [2.0, 0.0, 0.0]])
+    # Row 1 ends in a terminal state after its second reward; row 2's episode is cut after one step
+    # (past its end: reward 0, discount 1, the last observation repeated, so it bootstraps from there).
+    discount = jnp.array([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    target_next_q = jnp.array([[1.0, 4.0], [7.0, 2.0], [3.0, 5.0]])
+    y = cql.td_target(reward, discount, target_next_q, gamma)
+    expected = [1 + 0.9 * 2 + 0.81 * 3 + 0.729 * 4, 1 + 0.9 * 5, 2 + 0.729 * 5]
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-6)
+    # One step is the one-step backup; double DQN takes a* from the online values.
+    np.testing.assert_allclose(np.asarray(cql.td_target(reward[:, :1], discount[:, :1], target_next_q, gamma)), [4.6, 7.3, 6.5])
+    online = jnp.array([[9.0, 0.0], [0.0, 9.0], [9.0, 0.0]])
+    y_double = cql.td_target(reward[:, :1], discount[:, :1], target_next_q, gamma, online)
+    np.testing.assert_allclose(np.asarray(y_double), [1.9, 2.8, 4.7], rtol=1e-6)
+
+
+def test_cql_loss_with_n_steps_bootstraps_from_the_nth_observation():
+    n, gamma = 2, CQL_FLAGS["discount"]
+    rng = np.random.default_rng(3)
+    window = Window(
+        observation=jnp.asarray(rng.standard_normal((4, n + 1, OBS_DIM)), jnp.float32),
+        action=jnp.array([[1, 0, 2], [0, 2, 1], [2, 1, 0], [1, 2, 2]], jnp.int32),
+        reward=jnp.array([[0.5, 0.7, 0.1], [1.0, 0.3, 0.0], [-0.3, 0.2, 0.0], [0.2, -0.4, 0.9]], jnp.float32),
+        discount=jnp.array([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], jnp.float32),
+        has_action=jnp.ones((4, n + 1), bool),
+        absorbing=jnp.zeros((4, n + 1), bool),
+    )
+    params, target_params = draw_params(Q_NET, 1), draw_params(Q_NET, 2)
+    args = cql.apply_env_defaults(cql.Args(n_step=n, **CQL_FLAGS))
+    _, metrics = cql.make_loss_fn(args, Q_NET)(params, target_params, window)
+    obs, r, d = np.asarray(window.observation), np.asarray(window.reward, np.float64), np.asarray(window.discount, np.float64)
+    q_next = decoded_q(apply(Q_NET, target_params, obs[:, n]))  # [B, A] at s_n
+    y = r[:, 0] + gamma * d[:, 0] * r[:, 1] + gamma**2 * d[:, 0] * d[:, 1] * q_next.max(-1)
+    action = np.asarray(window.action[:, 0])
+    q_logits = apply(Q_NET, params, obs[:, 0])
+    td_loss = np.mean(-(two_hot_of_return(y) * log_softmax(q_logits[ROWS, action])).sum(-1))
+    np.testing.assert_allclose(float(metrics["td_target"]), np.mean(y), rtol=2e-5)
+    np.testing.assert_allclose(float(metrics["td_loss"]), td_loss, rtol=2e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # BC
 # ---------------------------------------------------------------------------------------------
