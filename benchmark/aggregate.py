@@ -81,8 +81,18 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
     keys = list(dict.fromkeys((c.series, c.x) for c in configs))
     for series, x in keys:
         runs = [r for c, r in zip(configs, results) if (c.series, c.x) == (series, x)]
-        if any(r is None for r in runs):
-            rows.append({"series": series, "x": x, "missing": True})
+        if any(r is None for r in runs):  # the tasks that finished are shown; the IQM needs them all
+            done = [r for r in runs if r is not None]
+            rows.append(
+                {
+                    "series": series,
+                    "x": x,
+                    "missing": True,
+                    "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in done},
+                    "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in done},
+                    "runs": [r["run_dir"] for r in done],
+                }
+            )
             continue
         curve = curves(runs)
         rows.append(

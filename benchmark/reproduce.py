@@ -276,7 +276,7 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
         for bc in ("bc", "bc-greedy"):
             if bc in algos:
                 rl = [a for a in algos if not a.startswith("bc")]
-                checks = [_better(_get(rows, a), _get(rows, bc)) for a in rl]
+                checks = [_better(_get(rows, a), _get(rows, bc)) for a in rl] or ["not measured"]
                 out.append(
                     (
                         f"every offline RL method beats behaviour cloning ({bc})",
@@ -443,7 +443,9 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
     for r in rows:
         name = r["series"] + (f" @ {r['x']}" if r["x"] is not None else "")
         if r["missing"]:
-            lines.append(f"| {name} | " + " | ".join("not run" for _ in envs) + " | - |")
+            partial = r.get("returns", {})
+            cells = [f"{partial[e][0]:.2f} +- {partial[e][1]:.2f}" if e in partial else "not run" for e in envs]
+            lines.append(f"| {name} | " + " | ".join(cells) + " | - |")
             continue
         cells = [f"{r['returns'][e][0]:.2f} +- {r['returns'][e][1]:.2f}" for e in envs]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agg.fmt_ci(r['iqm'])} |")
