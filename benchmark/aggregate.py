@@ -88,7 +88,9 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                     "series": series,
                     "x": x,
                     "missing": True,
-                    "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in done},
+                    "returns": {
+                        r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in done
+                    },
                     "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in done},
                     "runs": [r["run_dir"] for r in done],
                 }

@@ -170,7 +170,15 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
         for alpha in args.alphas:
             add("cql", "1-step, shared optimiser", alpha, alpha=alpha, n_step=1)
         for alpha in (a for a in args.alphas if a >= 0.1):
-            add("cql", "1-step, CQL-paper optimiser", alpha, alpha=alpha, n_step=1, learning_rate=5e-5, target_update_interval=2000)
+            add(
+                "cql",
+                "1-step, CQL-paper optimiser",
+                alpha,
+                alpha=alpha,
+                n_step=1,
+                learning_rate=5e-5,
+                target_update_interval=2000,
+            )
     elif study == "data_fraction":
         for algo in ("rosmo", "mzu"):
             for fraction in args.fractions:

@@ -235,7 +235,7 @@ def test_crr_gradient_reaches_only_the_online_networks_with_the_critic_target_an
 # CQL
 # ---------------------------------------------------------------------------------------------
 
-CQL_FLAGS = dict(discount=0.9, alpha=0.5, num_bins=NUM_BINS)
+CQL_FLAGS = dict(discount=0.9, alpha=0.5, num_bins=NUM_BINS, n_step=1)  # 1-step: WINDOW holds 2 steps
 
 
 def cql_by_hand(penalty_space, double_q, params, target_params):
@@ -326,7 +326,9 @@ def test_cql_n_step_target_sums_the_data_rewards_and_stops_at_a_terminal_transit
     expected = [1 + 0.9 * 2 + 0.81 * 3 + 0.729 * 4, 1 + 0.9 * 5, 2 + 0.729 * 5]
     np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-6)
     # One step is the one-step backup; double DQN takes a* from the online values.
-    np.testing.assert_allclose(np.asarray(cql.td_target(reward[:, :1], discount[:, :1], target_next_q, gamma)), [4.6, 7.3, 6.5])
+    np.testing.assert_allclose(
+        np.asarray(cql.td_target(reward[:, :1], discount[:, :1], target_next_q, gamma)), [4.6, 7.3, 6.5]
+    )
     online = jnp.array([[9.0, 0.0], [0.0, 9.0], [9.0, 0.0]])
     y_double = cql.td_target(reward[:, :1], discount[:, :1], target_next_q, gamma, online)
     np.testing.assert_allclose(np.asarray(y_double), [1.9, 2.8, 4.7], rtol=1e-6)
@@ -344,7 +346,7 @@ def test_cql_loss_with_n_steps_bootstraps_from_the_nth_observation():
         absorbing=jnp.zeros((4, n + 1), bool),
     )
     params, target_params = draw_params(Q_NET, 1), draw_params(Q_NET, 2)
-    args = cql.apply_env_defaults(cql.Args(n_step=n, **CQL_FLAGS))
+    args = cql.apply_env_defaults(cql.Args(**{**CQL_FLAGS, "n_step": n}))
     _, metrics = cql.make_loss_fn(args, Q_NET)(params, target_params, window)
     obs, r, d = np.asarray(window.observation), np.asarray(window.reward, np.float64), np.asarray(window.discount, np.float64)
     q_next = decoded_q(apply(Q_NET, target_params, obs[:, n]))  # [B, A] at s_n

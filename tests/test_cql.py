@@ -51,12 +51,12 @@ def test_td_target_by_hand_with_a_terminal_transition_and_double_q():
     reward = jnp.array([1.0, 0.5, -1.0])
     discount = jnp.array([1.0, 0.0, 1.0])  # the second transition ended the episode: no bootstrap
     target_next_q = jnp.array([[0.2, 0.8], [5.0, 3.0], [-2.0, -0.5]])
-    y = cql.td_target(reward, discount, target_next_q, g)
+    y = cql.td_target(reward[:, None], discount[:, None], target_next_q, g)  # one step: [B, n = 1]
     # 1 + 0.5 * max(0.2, 0.8) = 1.4;  0.5 + 0 = 0.5;  -1 + 0.5 * max(-2, -0.5) = -1.25
     np.testing.assert_allclose(y, [1.4, 0.5, -1.25], rtol=1e-6)
     # Double DQN: the online network picks a* = 0, 1, 0; the target network values it.
     online_next_q = jnp.array([[1.0, 0.0], [0.0, 1.0], [3.0, 2.0]])
-    y_double = cql.td_target(reward, discount, target_next_q, g, online_next_q)
+    y_double = cql.td_target(reward[:, None], discount[:, None], target_next_q, g, online_next_q)
     # 1 + 0.5 * Q'(s', 0) = 1.1;  0.5 (terminal);  -1 + 0.5 * Q'(s', 0) = -2
     np.testing.assert_allclose(y_double, [1.1, 0.5, -2.0], rtol=1e-6)
 
@@ -117,9 +117,9 @@ def test_loss_is_categorical_td_loss_plus_alpha_times_penalty_on_a_hand_window()
             logits_to_scalar(network.apply(params, obs[:, 1])),
         )
         losses = {
-            double_q: cql.make_loss_fn(cql.apply_env_defaults(cql.Args(alpha=0.5, discount=0.9, double_q=double_q)), network)(
-                params, target_params, window
-            )
+            double_q: cql.make_loss_fn(
+                cql.apply_env_defaults(cql.Args(alpha=0.5, discount=0.9, double_q=double_q, n_step=1)), network
+            )(params, target_params, window)
             for double_q in (False, True)
         }
         return nets, losses
@@ -222,6 +222,6 @@ def test_penalty_space_flag_selects_the_values_the_penalty_acts_on():
     logits = network.apply(params, window.observation[:, 0])
     action = window.action[:, 0]
     for space, values in (("transformed", logits_to_transformed(logits)), ("raw", logits_to_scalar(logits))):
-        args = cql.apply_env_defaults(cql.Args(penalty_space=space))
+        args = cql.apply_env_defaults(cql.Args(penalty_space=space, n_step=1))
         _, metrics = cql.make_loss_fn(args, network)(params, params, window)
         np.testing.assert_allclose(metrics["cql_penalty"], cql.cql_penalty(values, action), rtol=1e-5)
