@@ -92,15 +92,23 @@ def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
     return json.loads(json.dumps(vars(args), default=str))
 
 
+# Flags added to a script after some kept runs were made, with the value those runs computed where it is not
+# the flag's declared default (cql.py's --n-step: every earlier run used 1-step targets; its default is now
+# filled from the env).
+EARLIER_VALUES: Dict[str, Dict[str, Any]] = {"cql": {"n_step": 1}}
+
+
 def script_defaults(algo: str) -> Dict[str, Any]:
-    """The declared defaults of `{algo}.py`'s Args (None where a default is filled from the env)."""
+    """What a run made before a flag existed computed for it: the declared default of `{algo}.py`'s Args
+    (None where a default is filled from the env), or the value in EARLIER_VALUES."""
     import dataclasses
     import importlib
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     fields = dataclasses.fields(importlib.import_module(algo).Args)
-    return json.loads(json.dumps({f.name: f.default for f in fields if f.default is not dataclasses.MISSING}, default=str))
+    declared = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps({**declared, **EARLIER_VALUES.get(algo, {})}, default=str))
 
 
 def same_run(stored: Dict[str, Any], want: Dict[str, Any], defaults: Dict[str, Any]) -> bool:

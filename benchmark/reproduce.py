@@ -96,7 +96,7 @@ class Args:
     """--lr-decay-steps of every run (default: the scripts' 100k, i.e. no decay within 100k updates);
     the paper's shape is x0.1 at half the budget (100k of 200k)"""
     alphas: List[float] = field(default_factory=lambda: [0.0, 0.01, 0.1, 0.3, 1.0])
-    """cql_sweep: the penalty weights (the CQL-paper optimiser takes those >= 0.1, 3-step targets those <= 0.1)"""
+    """cql_sweep: the penalty weights (the CQL-paper optimiser takes those >= 0.1, 10- and 3-step targets those <= 0.1)"""
     fractions: List[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     """data_fraction: the data fractions"""
     noises: List[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5])
@@ -162,11 +162,12 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
         add("rosmo", "decay x0.1 at half", lr_decay_steps=max(args.total_steps // 2, 1))
         add("rosmo", "no decay", lr_decay_steps=max(args.total_steps, 1))  # the first decay would fall after the last update
     elif study == "cql_sweep":
-        # The penalty weight with 1-step targets (the official CQL backup) and the shared optimiser of the ROSMO
-        # paper's Table 4 (learning rate 7e-4, target copy every 200 updates); the same with the CQL paper's
-        # discrete (QR-DQN/Dopamine) optimiser (5e-5, every 2000); first with 3-step targets (ROSMO's BSuite TD steps).
-        for alpha in (a for a in args.alphas if a <= 0.1):
-            add("cql", "3-step, shared optimiser", alpha, alpha=alpha, n_step=3)
+        # The penalty weight with 10-step and 3-step targets (3: ROSMO's BSuite TD steps), then with 1-step targets
+        # (the official CQL backup), all with the shared optimiser of the ROSMO paper's Table 4 (learning rate 7e-4,
+        # target copy every 200 updates); and 1-step with the CQL paper's discrete (QR-DQN/Dopamine) one (5e-5, 2000).
+        for n_step in (10, 3):
+            for alpha in (a for a in args.alphas if a <= 0.1):
+                add("cql", f"{n_step}-step, shared optimiser", alpha, alpha=alpha, n_step=n_step)
         for alpha in args.alphas:
             add("cql", "1-step, shared optimiser", alpha, alpha=alpha, n_step=1)
         for alpha in (a for a in args.alphas if a >= 0.1):
