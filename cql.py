@@ -44,13 +44,13 @@ import tyro
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from common.data import check_env_id, is_atari, load_offline_data
+from common.data import check_env_id, is_atari, load_offline_data, open_feed
 from common.errors import DataError, UsageError, check_ranges, fail
 from common.evaluation import make_evaluator
 from common.networks import AtariQNetwork, QNetwork, weight_decay_mask
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, wandb_mode
-from common.sharding import data_mesh, init_distributed, shard_batch, to_devices
+from common.sharding import data_mesh, init_distributed, shard_batch
 from common.value_transforms import logits_to_scalar, logits_to_transformed, scalar_to_probs
 
 
@@ -96,6 +96,13 @@ class Args:
     """RL Unplugged run of the game's data, 1..5 (Atari)"""
     generate_data: bool = False
     """BSuite: generate the dataset in a --data-dir that does not exist yet (otherwise such a --data-dir is an error)"""
+    store: Literal["auto", "device", "stream"] = "auto"
+    """Atari: 'device' holds the whole kept data on every device (uniform sampling), 'stream' a fixed ring refilled from
+    the shards (docs/atari.md), 'auto' the device store when it fits, else the stream; BSuite: always the device store"""
+    device_memory_gb: Optional[float] = None
+    """memory per device (GB) to plan the store with, overriding what the devices report (for shared GPUs and tests)"""
+    stream_capacity_steps: int = 131_072
+    """--store stream: steps of the ring on every device (0.93 GB at 131,072), refilled a quarter at a time"""
 
     # Algorithm (ROSMO paper Table 4's shared settings, this project's choice for every baseline; CQL's own terms last)
     discount: float = 0.997**4
@@ -389,8 +396,12 @@ def check_args(args: Args) -> None:
             "eval_episodes": "[1, inf)",
             "eval_max_steps": "[1, inf)",
             "updates_per_dispatch": "[1, inf)",
+            "device_memory_gb": "(0, inf)",
+            "stream_capacity_steps": "[4, inf)",
         },
     )
+    if args.store == "stream" and not is_atari(args.env_id):
+        raise UsageError("--store stream streams Atari shards; BSuite data are always held whole on the device (drop --store)")
     if args.eval_every % args.updates_per_dispatch or args.total_steps % args.updates_per_dispatch:
         raise UsageError(
             f"--eval-every {args.eval_every} and --total-steps {args.total_steps} must be multiples of "
@@ -431,9 +442,10 @@ def main(args: Args) -> None:
         )
         return
 
+    train_chunk = make_train_chunk(args, network, optimizer, data.num_actions, args.updates_per_dispatch)
+    feed = open_feed(data, state, train_chunk, args.store, args.device_memory_gb, args.stream_capacity_steps)  # docs/atari.md
     state, start = run.restore(state, data)  # --resume's or --checkpoint's state, else step 0
-    state, store, mesh = to_devices(state, data.store, args.batch_size)  # the batch is split over all devices
-    train_chunk = make_train_chunk(args, network, optimizer, data.num_actions, args.updates_per_dispatch, mesh)
+    state = feed.place(state)  # the state on every device; the batch is split over them
     evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
 
     writer = SummaryWriter(str(run.dir), purge_step=start or None, write_to_disk=run.main)
@@ -474,7 +486,7 @@ def main(args: Args) -> None:
     dispatch_seconds, updates_per_s, step = [], float("nan"), start
     for step in range(start + args.updates_per_dispatch, args.total_steps + 1, args.updates_per_dispatch):
         t0 = time.time()
-        state, metrics = train_chunk(state, store)
+        state, metrics = train_chunk(state, feed.next_store())  # the whole data, or the stream's refilled ring
         metrics = jax.device_get(metrics)  # means over the dispatch, [num_seeds] each
         dispatch_seconds.append(time.time() - t0)
         updates_per_s = args.updates_per_dispatch / np.mean(dispatch_seconds[1:] or dispatch_seconds)  # 1st compiles
@@ -483,6 +495,7 @@ def main(args: Args) -> None:
             last = run.history["steps"][-1] if run.history["steps"] else 0
             run.finish("diverged", last)
             progress.close()
+            feed.close()
             kept = f"; the last good checkpoint (update {last}) is kept in {run.dir}" if run.history["steps"] else ""
             fail(
                 f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
@@ -500,12 +513,14 @@ def main(args: Args) -> None:
             run.finish("interrupted", step)
             progress.close()
             writer.close()
+            feed.close()
             print(f"interrupted at update {step}; continue with: python cql.py --resume {run.dir}", file=sys.stderr)
             sys.exit(128 + interrupted[0])
     if run.main and run.history["steps"][-1:] != [step]:  # no update ran (a checkpoint at --total-steps): evaluate it
         evaluate_and_log(state, step, updates_per_s)
     progress.close()
     writer.close()
+    feed.close()
     if args.track and run.main:
         wandb.finish()
     final = run.finish("finished", step)["final_returns"]

@@ -1,14 +1,35 @@
-"""One entry point from command-line data flags to a device-resident episodic store.
+"""One entry point from command-line data flags to the Store each update samples from.
 
 `check_env_id` tells BSuite tasks from RL Unplugged Atari games (and rejects anything else with
-the list of both). `load_offline_data` reads (or, for BSuite, generates on first use) the
-dataset a script asks for, moves it to the device once (common/replay.py; Atari frames are
-stored single and stacked by 4 when windows are sampled) and checks the batch size and the
-action range against the environment. It returns the store, the environment's action count,
-the shape and dtype of one observation as the networks see it, and a small dict describing the
-data for results.json. It holds no sampling or learning code.
+the list of both). `load_offline_data` reads (or, for BSuite, generates on first use) a BSuite
+dataset whole, checks its observations, actions and the batch size, and returns its store
+(common/replay.py, in host memory), the environment's action count, the shape and dtype of one
+observation as the networks see it, and a small dict describing the data for results.json. For an
+Atari game it decodes nothing: it checks the request (game, run, local shards) and returns the
+same shapes and where the data are, because how they are held depends on the device memory and on
+the compiled update.
+
+`open_feed(data, state, train_chunk, store, device_memory_gb, capacity_steps)` then chooses the
+store (`--store {auto,device,stream}`) before the run restores its state:
+
+- the device store: the whole kept data decoded once (Atari: common/atari_data.py and its cache;
+  frames stored single, stacked by 4 when windows are sampled) and held whole on every device, the
+  same Store at every dispatch (uniform sampling over all transitions; BSuite always);
+- the stream (Atari): a fixed-size ring on every device refilled from the shards by background
+  threads (common/stream.py), a new Store of the same shapes at every dispatch.
+
+`auto` takes the device store when it fits beside the update in one device's memory
+(`common.stream.check_store`: XLA's memory analysis of the update compiled on a ring-shaped store),
+else the stream; a `device` store that does not fit is a one-line UsageError naming the largest
+data fraction that does. Where the devices report no memory limit (a CPU) and `--device-memory-gb`
+is not given, the device store is taken without compiling anything. The returned `Feed` places
+the (restored) state on every device (`place`), gives each dispatch its Store (`next_store`) and
+stops the stream's threads (`close`); the store chosen is added to `data.info`. Only one copy of a
+store is made on each device (the host copy is placed once). This module holds no sampling or
+learning code.
 """
 
+import math
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
@@ -23,12 +44,25 @@ from common.replay import Store, check_batch_size, make_store
 ATARI_FRAME_STACK = 4
 
 
+class AtariSource(NamedTuple):
+    """Where an Atari game's data are and how much of them to keep (nothing read yet)."""
+
+    game: str
+    run: int  # RL Unplugged run, 1..5
+    data_dir: Optional[str]  # local directory, gs:// or http(s):// URL; None: $ROSMO_ATARI_DATA_DIR or the bucket
+    data_fraction: float
+    process: Tuple[int, int]  # (p, P): this process reads shards p, p + P, ...
+    cached_steps: Optional[int]  # steps of a matching decoded cache (its manifest), else None
+
+
 class OfflineData(NamedTuple):
-    store: Store
+    store: Optional[Store]  # BSuite: the whole data (host memory); Atari: None until `open_feed` decodes or streams it
     num_actions: int
     obs_shape: Tuple[int, ...]  # one observation as the network sees it: (D,) on BSuite, (84, 84, 4) on Atari
     obs_dtype: Any  # float32 on BSuite, uint8 on Atari
-    info: Dict[str, Any]  # path, episodes, transitions, mean_return, ...
+    info: Dict[str, Any]  # path, data_fraction, and (once read) episodes, transitions, mean_return, ...
+    batch_size: int = 1  # windows per update (checked against the data and the devices)
+    atari: Optional[AtariSource] = None  # Atari: what `open_feed` reads
 
 
 def is_atari(env_id: str) -> bool:
@@ -45,6 +79,19 @@ def check_env_id(env_id: str) -> None:
     )
 
 
+def host_store(episodes, frame_stack: int = 1) -> Store:
+    """`make_store` in host memory (JAX's CPU device when there is one), so that placing it on the
+    accelerators later makes the only device copy."""
+    import jax
+
+    try:
+        cpu = jax.devices("cpu")[0]
+    except RuntimeError:  # no CPU backend (JAX_PLATFORMS without cpu): the default device
+        return make_store(episodes, frame_stack=frame_stack)
+    with jax.default_device(cpu):
+        return make_store(episodes, frame_stack=frame_stack)
+
+
 def load_offline_data(
     env_id: str,
     noise: float,
@@ -59,7 +106,8 @@ def load_offline_data(
     `generate_data` lets BSuite generate a missing dataset in an explicit `data_dir` that does not
     exist yet (see bsuite_data.load_bsuite); without it such a directory is an error.
 
-    BSuite: `noise` picks the dataset; Atari: `run` (1..5) picks the RL Unplugged run. Under
+    BSuite: `noise` picks the dataset, read whole. Atari: `run` (1..5) picks the RL Unplugged run;
+    nothing is read or decoded here (`open_feed` does it), only the request is checked. Under
     `jax.distributed` (P processes), process p keeps only its disjoint part: Atari shards p, p + P,
     ...; BSuite episodes p, p + P, ... (process 0 generates a missing BSuite dataset first).
     """
@@ -69,51 +117,216 @@ def load_offline_data(
     if is_atari(env_id):
         from common import atari_env
 
-        episodes, source = atari_data.load_atari(env_id, run, data_dir, data_fraction, process=(process, num_processes))
-        num_actions = atari_env.num_actions(env_id)  # the loader has checked the actions against it
-        store = make_store(episodes, frame_stack=ATARI_FRAME_STACK)
-        obs_shape, obs_dtype = tuple(episodes.observation.shape[1:]) + (ATARI_FRAME_STACK,), np.uint8
-        info = {"path": str(source), "run": run}
-    else:
-        if num_processes > 1:
-            from jax.experimental import multihost_utils
-
-            if process > 0:  # wait until process 0 has the dataset (it generates it on first use)
-                multihost_utils.sync_global_devices("bsuite data")
-            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
-            if process == 0:
-                multihost_utils.sync_global_devices("bsuite data")
-            episodes = process_part(episodes, process, num_processes, str(source))
-        else:
-            episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
-        episodes = episodes._replace(observation=episodes.observation.reshape(episodes.num_steps, -1))
-        env = make_env(env_id, 0)
-        num_actions = env.action_spec().num_values
-        obs_dim = int(np.prod(env.observation_spec().shape))
-        if episodes.observation.shape[-1] != obs_dim:
-            raise DataError(
-                f"{source}: observations have {episodes.observation.shape[-1]} values, {env_id}'s have {obs_dim}; "
-                f"is this {env_id} data?"
-            )
-        if episodes.action.max() >= num_actions or episodes.action.min() < 0:
-            bad = int(episodes.action.max() if episodes.action.max() >= num_actions else episodes.action.min())
-            raise DataError(f"{source}: action {bad} is outside {env_id}'s {num_actions} actions; is this {env_id} data?")
-        store = make_store(episodes)
-        obs_shape, obs_dtype = (obs_dim,), np.float32
-        info = {"path": str(Path(source)), "noise": noise}
-    check_batch_size(store, batch_size)
-    info.update(
-        {
+        source = _atari_source(env_id, run, data_dir, data_fraction, (process, num_processes))
+        info = {
+            "path": atari_data.join_location(atari_data.resolve_data_dir(data_dir), f"{env_id}/run_{run}"),
+            "run": run,
             **({"process": process, "num_processes": num_processes} if num_processes > 1 else {}),
             "data_fraction": data_fraction,
-            "episodes": episodes.num_episodes,
-            "transitions": episodes.num_transitions,
-            "mean_return": float(np.mean(episodes.episode_returns())),  # clipped rewards on Atari
         }
-    )
+        obs_shape = (*atari_data.FRAME_SHAPE, ATARI_FRAME_STACK)
+        return OfflineData(None, atari_env.num_actions(env_id), obs_shape, np.uint8, info, batch_size, source)
+    if num_processes > 1:
+        from jax.experimental import multihost_utils
+
+        if process > 0:  # wait until process 0 has the dataset (it generates it on first use)
+            multihost_utils.sync_global_devices("bsuite data")
+        episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
+        if process == 0:
+            multihost_utils.sync_global_devices("bsuite data")
+        episodes = process_part(episodes, process, num_processes, str(source))
+    else:
+        episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
+    episodes = episodes._replace(observation=episodes.observation.reshape(episodes.num_steps, -1))
+    env = make_env(env_id, 0)
+    num_actions = env.action_spec().num_values
+    obs_dim = int(np.prod(env.observation_spec().shape))
+    if episodes.observation.shape[-1] != obs_dim:
+        raise DataError(
+            f"{source}: observations have {episodes.observation.shape[-1]} values, {env_id}'s have {obs_dim}; "
+            f"is this {env_id} data?"
+        )
+    if episodes.action.max() >= num_actions or episodes.action.min() < 0:
+        bad = int(episodes.action.max() if episodes.action.max() >= num_actions else episodes.action.min())
+        raise DataError(f"{source}: action {bad} is outside {env_id}'s {num_actions} actions; is this {env_id} data?")
+    store = host_store(episodes)
+    check_batch_size(store, batch_size)
+    info = {"path": str(Path(source)), "noise": noise, **_describe(episodes, source, data_fraction, process, num_processes)}
+    return OfflineData(store, num_actions, (obs_dim,), np.float32, info, batch_size)
+
+
+def _describe(episodes, source, data_fraction: float, process: int, num_processes: int) -> dict:
+    """results.json's description of data read whole, printed as the `data:` line."""
+    info = {
+        **({"process": process, "num_processes": num_processes} if num_processes > 1 else {}),
+        "data_fraction": data_fraction,
+        "episodes": episodes.num_episodes,
+        "transitions": episodes.num_transitions,
+        "mean_return": float(np.mean(episodes.episode_returns())),  # clipped rewards on Atari
+    }
     part = f" (part {process + 1} of {num_processes})" if num_processes > 1 else ""
     print(
         f"data{part}: {source} | {info['episodes']} episodes, {info['transitions']} transitions, "
         f"mean return {info['mean_return']:.3f}"
     )
-    return OfflineData(store, num_actions, obs_shape, obs_dtype, info)
+    return info
+
+
+def _atari_source(game: str, run: int, data_dir: Optional[str], data_fraction: float, process: tuple) -> AtariSource:
+    """The request checked without reading the data: game, run, and for a local directory that it is a
+    directory holding this process's shards, unless a decoded cache of the request is there (it serves
+    the device store without them). DataError with the fix otherwise."""
+    from common.stream import shard_locations
+
+    atari_data.check_game(game)
+    atari_data.check_run(run)
+    cached = None
+    if process[1] == 1:  # a process's part of the data has its own cache; the memory check then estimates
+        manifest = atari_data.read_cache_meta(atari_data.cache_path(game, run, data_fraction))
+        location = atari_data.resolve_data_dir(data_dir)
+        if atari_data.is_remote(location):
+            expected = atari_data.to_url(atari_data.join_location(location, f"{game}/run_{run}"))
+        else:
+            expected = str(Path(location).resolve() / game / f"run_{run}")
+        if manifest and manifest.get("source") == expected and manifest.get("data_fraction") == float(data_fraction):
+            cached = int(manifest["steps"])
+    if cached is None:
+        shard_locations(game, run, data_dir, process=process)  # a missing local directory or shard: DataError now
+    return AtariSource(game, run, data_dir, float(data_fraction), tuple(process), cached)
+
+
+# ----------------------------------------------------------------------------------------------
+# The feed: the Store of every dispatch
+# ----------------------------------------------------------------------------------------------
+
+
+class Feed:
+    """The Store of each dispatch: the whole data's Store (the same one every time) on the device path,
+    the stream's ring with the newest episodes written in on the stream path (common/stream.py).
+
+    feed = open_feed(data, state, train_chunk, "auto"); state = feed.place(state)
+    state, metrics = train_chunk(state, feed.next_store()); ...; feed.close()
+    """
+
+    def __init__(self, mesh: Any, store: Optional[Store] = None, stream: Any = None):
+        self.mesh, self.store, self.stream = mesh, store, stream
+
+    def place(self, state: Any) -> Any:
+        """The training state replicated on every device of the feed's mesh (the batch is split over them)."""
+        from common.sharding import replicate
+
+        return replicate(state, self.mesh)
+
+    def next_store(self) -> Store:
+        """The Store for the next dispatch (the stream's first call waits until its ring is warm)."""
+        return self.stream.next_store() if self.stream is not None else self.store
+
+    def close(self) -> None:
+        """Stop and join the stream's threads (nothing to do on the device path); safe to call twice."""
+        if self.stream is not None:
+            self.stream.close()
+
+    def __enter__(self) -> "Feed":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_feed(
+    data: OfflineData,
+    state: Any,
+    train_chunk: Any,
+    store: str = "auto",
+    device_memory_gb: Optional[float] = None,
+    capacity_steps: Optional[int] = None,
+) -> Feed:
+    """The Feed of `--store {auto,device,stream}` (see the module docstring), before the run restores its state.
+
+    `state`: the initial training state (only its shapes are used); `train_chunk`: the script's jitted update
+    `train_chunk(state, store)` over all devices, compiled once on a ring-shaped store for the memory check
+    (Atari, where the devices report their memory or `device_memory_gb` is given). `capacity_steps`: steps of
+    the stream's ring (default common.stream.DEFAULT_CAPACITY_STEPS), refilled a quarter at a time. The batch
+    must split evenly over the devices. Completes `data.info` (results.json's description of the data) with
+    the store chosen and the data's size once read (device store) or the ring's (stream); on Atari prints the
+    choice's one-line reason. Place the state with `Feed.place` after restoring it.
+    """
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from common import stream as streaming
+    from common.sharding import PROCESS_AXIS, check_batch_divisible, data_mesh, place_store
+
+    if store not in ("auto", "device", "stream"):
+        raise UsageError(f"--store must be auto, device or stream, got {store!r}")
+    mesh = data_mesh()
+    check_batch_divisible(data.batch_size, mesh)
+    if data.atari is None:  # BSuite: always the whole data, placed as it was read
+        if store == "stream":
+            raise UsageError("--store stream streams Atari shards; BSuite data are always held whole on the device")
+        return Feed(mesh, store=place_store(data.store, mesh))
+
+    source = data.atari
+    capacity = int(capacity_steps or streaming.DEFAULT_CAPACITY_STEPS)
+    ring = streaming.ring_settings(capacity)
+    steps, available = _planned_steps(source), streaming.device_memory_bytes(device_memory_gb)
+    if mesh.shape[PROCESS_AXIS] > 1:  # one choice for all processes: the largest part, the smallest device
+        steps, available = _agree(steps, available)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=replicated), state)
+    choice = streaming.check_store(
+        store,
+        train_chunk,
+        shapes,
+        source.game,
+        source.data_fraction,
+        device_memory_gb=None if available is None else available / 1e9,
+        data_steps=steps,
+        capacity_steps=capacity,
+        refill_steps=ring["refill_steps"],
+    )
+    print(f"store: {choice.reason}", flush=True)
+    game, run, fraction, process = source.game, source.run, source.data_fraction, source.process
+    if choice.store == "device":
+        episodes, path = atari_data.load_atari(game, run, source.data_dir, fraction, process=process)
+        whole = host_store(episodes, frame_stack=ATARI_FRAME_STACK)
+        check_batch_size(whole, data.batch_size)
+        data.info.update(store="device", **_describe(episodes, path, fraction, *process))
+        del episodes
+        return Feed(mesh, store=place_store(whole, mesh))
+    locations = streaming.shard_locations(game, run, source.data_dir, process=process)
+    stream = streaming.StreamingStore(
+        locations, game, fraction, capacity_steps=capacity, **ring, seed=process[0], mesh=mesh, frame_stack=ATARI_FRAME_STACK
+    )
+    part = f" (part {process[0] + 1} of {process[1]})" if process[1] > 1 else ""
+    shards = f"{len(locations)} shard{'s' * (len(locations) > 1)}"
+    print(
+        f"data{part}: {data.info['path']} | streamed from {shards} (--data-fraction {fraction:g} of each) into a ring "
+        f"of {capacity} steps on every device, refilled {ring['refill_steps']} steps at a time",
+        flush=True,
+    )
+    data.info.update(store="stream", capacity_steps=capacity, refill_steps=ring["refill_steps"], shards=len(locations))
+    return Feed(mesh, stream=stream)
+
+
+def _planned_steps(source: AtariSource) -> int:
+    """Steps of this process's data for the memory check: a matching cache's count, else about 1M per shard."""
+    from common.stream import STEPS_PER_SHARD, local_shard_count
+
+    if source.cached_steps is not None:
+        return source.cached_steps
+    location = atari_data.resolve_data_dir(source.data_dir)
+    count = None if atari_data.is_remote(location) else local_shard_count(location, source.game, source.run)
+    count = count or atari_data.num_checkpoints(source.game)
+    mine = len(range(source.process[0], count, source.process[1]))
+    return int(math.ceil(source.data_fraction * mine * STEPS_PER_SHARD))
+
+
+def _agree(steps: int, available: Optional[int]) -> tuple:
+    """(largest steps, smallest reported device memory or None) over all processes (a collective)."""
+    from jax.experimental import multihost_utils
+
+    values = np.asarray(multihost_utils.process_allgather(np.array([steps, -1 if available is None else available])))
+    values = values.reshape(-1, 2)
+    reported = values[values[:, 1] >= 0, 1]
+    return int(values[:, 0].max()), (int(reported.min()) if len(reported) else None)

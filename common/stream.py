@@ -24,12 +24,14 @@ Only the new frames travel to the devices (a chunk of the next power of two of r
 a step) are sent whole each time.
 
 Defaults, after the official release's pipeline (shuffles 1000 episodes, then about 50k steps of
-windows): the raw buffer draws from at least `shuffle_episodes` = 1000 episodes (with 1% of a run
-that is every kept episode of every shard; with 100% it spans the last two or three
-checkpoints), the pool holds `pool_steps` = 65,536 decoded steps (about 460 MB), and the device
-ring holds `capacity_steps` = 131,072 steps (about 0.93 GB) refilled by chunks of at most
-`refill_steps` = 32,768 steps (more than the longest episode, 27,001 steps at the 27k cap). At
-least `capacity_steps - refill_steps` steps are live once the ring is warm.
+windows): the raw buffer draws from at least `shuffle_episodes` = 1000 episodes, or from every kept
+episode when one pass holds fewer (with 1% of a run that is every kept episode of every shard; with
+100% it spans the last two or three checkpoints), the pool holds `pool_steps` = 65,536 decoded
+steps (about 460 MB), and the device ring holds `capacity_steps` = 131,072 steps (about 0.93 GB)
+refilled by chunks of at most `refill_steps` = 32,768 steps (more than the longest episode,
+27,001 steps at the 27k cap). At least `capacity_steps - refill_steps` steps are live once the
+ring is warm. `ring_settings` derives the refill and the pool from a ring's size in the same
+proportions (a quarter, a half), as `--stream-capacity-steps` does.
 
 How the sampling differs from uniform sampling over all transitions. Within one dispatch,
 windows start uniformly at the live transitions of the ring, as on the device path. Over a run,
@@ -48,10 +50,17 @@ bit-reproducible (the device path is). docs/atari.md gives a measurement on a re
 Memory: `choose_store` compares the device store of a data fraction and the stream ring, each
 plus the compiled update's own memory (XLA's memory analysis), with what a device has
 (`memory_stats()['bytes_limit']`, or `--device-memory-gb`), and answers 'device', 'stream' or a
-one-line UsageError naming the largest fraction that fits. Host memory of the stream path is
-bounded by `host_memory_bound`. Several devices of one process each hold a full copy of the
-ring (replicated, as the device path's store); under --distributed each process writes its own
-part of a [P, ...] ring. This module holds no loss or network code.
+one-line UsageError naming the largest fraction that fits. `check_store` does this for a script:
+it compiles the update once on a ring-shaped store, except where nothing needs it (no memory
+limit reported: the requested store, 'auto' taking the device store; a device store that alone
+exceeds the memory: the error at once). Host memory of the stream path is bounded by
+`host_memory_bound`. Several devices of one process each hold a full copy of the ring
+(replicated, as the device path's store); under --distributed each process writes its own part
+of a [P, ...] ring from its own shards (`shard_locations(process=...)`).
+
+The scripts reach all of this through common/data.py's `open_feed` (`--store`, `--device-memory-gb`,
+`--stream-capacity-steps`, whose refill and pool follow `ring_settings`). This module holds no
+loss or network code.
 """
 
 from __future__ import annotations
@@ -98,6 +107,12 @@ DEFAULT_WORKERS = 4
 def store_bytes(num_steps: int, frame_shape: tuple = FRAME_SHAPE) -> int:
     """Device bytes of a Store of `num_steps` steps: frames once ([N, 84, 84] uint8) plus the per-step arrays."""
     return int(num_steps) * (int(np.prod(frame_shape)) + STEP_ARRAY_BYTES)
+
+
+def ring_settings(capacity_steps: int) -> dict:
+    """The refill (a quarter of the ring) and the host pool (half of it) of a ring of `capacity_steps` steps,
+    as the defaults are: 131,072 -> refill 32,768 (more than the longest episode at the 27k cap), pool 65,536."""
+    return {"refill_steps": max(capacity_steps // 4, 1), "pool_steps": max(capacity_steps // 2, 1)}
 
 
 def stream_device_bytes(capacity_steps: int, refill_steps: int) -> int:
@@ -177,6 +192,10 @@ def largest_fraction(available: int, update_bytes: int, steps_per_run: int) -> f
     return math.floor(fraction * 10**digits) / 10**digits
 
 
+def _gb(num_bytes: int) -> str:
+    return f"{num_bytes / 1e9:.3g} GB"
+
+
 class StoreChoice(NamedTuple):
     store: str  # "device" or "stream"
     device_bytes: int  # what the device store and its update need
@@ -205,36 +224,35 @@ def choose_store(
         raise UsageError(f"--store must be auto, device or stream, got {requested!r}")
     need_device = store_bytes(data_steps) + update_bytes
     need_stream = stream_device_bytes(capacity_steps, refill_steps) + update_bytes
-    gb = lambda b: f"{b / 1e9:.3g} GB"  # noqa: E731
     if available is None:
         store = "device" if requested == "auto" else requested
         return StoreChoice(store, need_device, need_stream, None, f"{store} store (the devices report no memory limit)")
     device_fits, stream_fits = need_device <= available, need_stream <= available
     if requested in ("auto", "device") and device_fits:
         return StoreChoice(
-            "device", need_device, need_stream, available, f"device store: {gb(need_device)} of {gb(available)} per device"
+            "device", need_device, need_stream, available, f"device store: {_gb(need_device)} of {_gb(available)} per device"
         )
     if requested == "stream" or (requested == "auto" and stream_fits):
         if not stream_fits:
             raise UsageError(
-                f"--store stream needs about {gb(need_stream)} per device (ring of {capacity_steps} steps "
-                f"{gb(stream_device_bytes(capacity_steps, refill_steps))} + update {gb(update_bytes)}) but a device has "
-                f"{gb(available)}; lower the ring's capacity or the batch size, or use a device with more memory"
+                f"--store stream needs about {_gb(need_stream)} per device (ring of {capacity_steps} steps "
+                f"{_gb(stream_device_bytes(capacity_steps, refill_steps))} + update {_gb(update_bytes)}) but a device has "
+                f"{_gb(available)}; lower --stream-capacity-steps or the batch size, or use a device with more memory"
             )
-        why = "" if requested == "stream" else f" (the device store would need {gb(need_device)})"
+        why = "" if requested == "stream" else f" (the device store would need {_gb(need_device)})"
         return StoreChoice(
             "stream",
             need_device,
             need_stream,
             available,
-            f"stream store: {gb(need_stream)} of {gb(available)} per device{why}",
+            f"stream store: {_gb(need_stream)} of {_gb(available)} per device{why}",
         )
     fraction = largest_fraction(available, update_bytes, int(round(data_steps / data_fraction)))
     fits = f"use --data-fraction {fraction:g} or less" if fraction > 0 else "no data fraction fits beside the update"
-    stream = "or --store stream" if stream_fits else f"(the stream store needs {gb(need_stream)} too)"
+    stream = "or --store stream" if stream_fits else f"(the stream store needs {_gb(need_stream)} too)"
     raise UsageError(
-        f"--store device needs about {gb(need_device)} per device for --data-fraction {data_fraction:g} "
-        f"(store {gb(store_bytes(data_steps))} + update {gb(update_bytes)}) but a device has {gb(available)}; "
+        f"--store device needs about {_gb(need_device)} per device for --data-fraction {data_fraction:g} "
+        f"(store {_gb(store_bytes(data_steps))} + update {_gb(update_bytes)}) but a device has {_gb(available)}; "
         f"{fits}, {stream}"
     )
 
@@ -270,21 +288,24 @@ def check_store(
 ) -> StoreChoice:
     """`choose_store` for a script before it reads data: the update's memory from XLA's analysis of
     `train_chunk` (the jitted update) lowered on a ring-shaped store, the data's steps from `data_steps` or
-    `estimated_steps`, the device memory from `device_memory_gb` or the devices. Costs one compile of the update."""
-    if requested == "stream" and device_memory_gb is None and device_memory_bytes(None) is None:
-        return StoreChoice("stream", 0, 0, None, "stream store (the devices report no memory limit)")
+    `estimated_steps`, the device memory from `device_memory_gb` or the devices. Costs one compile of the update,
+    none where the devices report no memory limit and `device_memory_gb` is None (the requested store, 'auto'
+    taking the device store)."""
+    available = device_memory_bytes(device_memory_gb)
+    steps = data_steps if data_steps is not None else estimated_steps(game, data_fraction)
+    plan = dict(data_steps=steps, data_fraction=data_fraction, capacity_steps=capacity_steps, refill_steps=refill_steps)
+    if available is None:  # nothing to compare with: no compile
+        return choose_store(requested, update_bytes=0, available=None, **plan)
+    if requested == "device" and store_bytes(steps) > available:  # the store alone does not fit: no compile either
+        fraction = largest_fraction(available, 0, int(round(steps / data_fraction)))
+        raise UsageError(
+            f"--store device needs more than {_gb(store_bytes(steps))} per device for --data-fraction {data_fraction:g} "
+            f"(the store alone, about {steps:,} steps) but a device has {_gb(available)}; use --data-fraction {fraction:g} "
+            "or less (less still beside the update's own memory), or --store auto (it streams when the data do not fit)"
+        )
     ring = store_shapes(capacity_steps)
     memory = update_memory(train_chunk.lower(state, ring).compile(), state, ring)
-    steps = data_steps if data_steps is not None else estimated_steps(game, data_fraction)
-    choice = choose_store(
-        requested,
-        data_steps=steps,
-        data_fraction=data_fraction,
-        update_bytes=memory.bytes,
-        available=device_memory_bytes(device_memory_gb),
-        capacity_steps=capacity_steps,
-        refill_steps=refill_steps,
-    )
+    choice = choose_store(requested, update_bytes=memory.bytes, available=available, **plan)
     return choice._replace(reason=f"{choice.reason}; update memory from {memory.source}")
 
 
@@ -300,10 +321,13 @@ def host_memory_bound(pool_steps: int, refill_steps: int, workers: int, raw_buff
 # ----------------------------------------------------------------------------------------------
 
 
-def _local_count(directory: str, game: str, run: int) -> int | None:
+def local_shard_count(directory: str, game: str, run: int) -> int | None:
     """N of the shards run_{run}-*-of-N in a local data directory, if they agree on one."""
-    counts = {p.name.rsplit("-of-", 1)[-1] for p in (Path(directory) / game).glob(f"run_{run}-*-of-*")}
-    counts = {int(c) for c in counts if c.isdigit()}
+    try:
+        names = [p.name for p in (Path(directory) / game).glob(f"run_{run}-*-of-*")]
+    except OSError:
+        return None
+    counts = {int(c) for c in (n.rsplit("-of-", 1)[-1] for n in names) if c.isdigit()}
     return counts.pop() if len(counts) == 1 else None
 
 
@@ -311,12 +335,15 @@ def shard_locations(
     game: str, run: int, data_dir: str | os.PathLike | None, num_shards: int | None = None, process: tuple = (0, 1)
 ) -> list[str]:
     """This process's shards, as `atari_data.load_atari` selects them: shards p, p + P, ... of `process` =
-    (p, P); the count is `num_shards`, else the one found in a local directory, else the public one."""
+    (p, P); the count is `num_shards`, else the one found in a local directory, else the public one. A missing
+    local shard (or a --data-dir that is a file) is a one-line DataError."""
     atari_data.check_game(game)
     atari_data.check_run(run)
     location = atari_data.resolve_data_dir(data_dir)
     remote = atari_data.is_remote(location)
-    count = num_shards or (None if remote else _local_count(location, game, run)) or atari_data.num_checkpoints(game)
+    if not remote:
+        atari_data._check_data_dir(location)  # a file or a link loop: the device path's one-line error
+    count = num_shards or (None if remote else local_shard_count(location, game, run)) or atari_data.num_checkpoints(game)
     part, num_parts = process
     if not 0 <= part < num_parts:
         raise DataError(f"process {part} is not one of {num_parts} processes")
@@ -641,15 +668,19 @@ class StreamingStore:
 
     def _reader(self) -> None:
         """Every pass reads this process's shards in a new random order; the raw buffer is topped up to
-        `shuffle_episodes` episodes, a whole shard at a time."""
+        `shuffle_episodes` episodes (after the first pass: to at most one pass's episodes, so small data are
+        not read again and again only to fill it), a whole shard at a time."""
         rng = np.random.default_rng(next(self._seeds))
+        self._raw_limit, per_pass = self.shuffle_episodes, None
         while not self._stop.is_set():
+            usable = 0
             for index in rng.permutation(len(self.locations)):
                 with self._lock:
-                    self._lock.wait_for(lambda: self._stop.is_set() or len(self._raw) < self.shuffle_episodes)
+                    self._lock.wait_for(lambda: self._stop.is_set() or len(self._raw) < self._raw_limit)
                 if self._stop.is_set():
                     return
                 episodes = self.read_episodes(self.locations[index])
+                usable += sum(len(raw.action) >= 2 for _, raw in episodes)
                 size = sum(sum(len(p) for p in raw.pngs) for _, raw in episodes)
                 with self._lock:
                     self._raw.extend((loc, raw, sum(len(p) for p in raw.pngs)) for loc, raw in episodes)
@@ -658,6 +689,14 @@ class StreamingStore:
                     self.stats["raw_bytes_max"] = max(self.stats["raw_bytes_max"], self._raw_bytes)
                     self._lock.notify_all()
             self.stats["passes"] += 1
+            if per_pass is None:
+                if usable == 0:
+                    raise DataError(
+                        f"{self.game}: the kept {self.data_fraction:g} of the {len(self.locations)} shards streamed here "
+                        "holds no episode with a transition; use a larger --data-fraction"
+                    )
+                per_pass = usable
+                self._raw_limit = min(self.shuffle_episodes, per_pass)
 
     def _decoder(self) -> None:
         """Takes a random raw episode, decodes it, and appends it to the pool (waiting while the pool is full)."""
@@ -676,7 +715,7 @@ class StreamingStore:
             if episode.num_steps > self.refill:
                 raise DataError(
                     f"{location}: episode {raw.episode_idx} has {episode.num_steps} steps, more than the "
-                    f"refill of {self.refill}; raise the refill (and the ring's capacity)"
+                    f"refill of {self.refill}; raise the ring's capacity (--stream-capacity-steps: the refill is a quarter)"
                 )
             with self._lock:
                 self._lock.wait_for(lambda: self._stop.is_set() or self._pool_steps < self.pool_steps)
