@@ -271,13 +271,19 @@ class Search(NamedTuple):
 
 
 def mcts(
-    args: Args,
     network: MuZeroNetwork,
     params,
     observation: jax.Array,
     batch_ndim: int,
     key: jax.Array,
+    *,
+    num_simulations: int,
+    max_depth: Optional[int],
+    discount: float,
     dirichlet_fraction: float,
+    dirichlet_alpha: float,
+    pb_c_init: float,
+    pb_c_base: float,
 ) -> Search:
     """MuZero's tree search (Section 2.3, pUCT rule Eq. 2) with mctx, one root per observation of the
     leading `batch_ndim` axes of `observation` [*batch, *obs_shape].
@@ -285,7 +291,7 @@ def mcts(
     Root: s = h(o) with f(s)'s prior and decoded value. Each expansion steps the model,
     s' = g(s, a), and reads f(s')'s decoded reward, value and prior; the discount is gamma (the
     model predicts no termination). `dirichlet_fraction` of the root prior is replaced by
-    Dirichlet(--dirichlet-alpha) noise.
+    Dirichlet(`dirichlet_alpha`) noise; `max_depth` None leaves the depth unlimited.
     """
     batch_shape = observation.shape[:batch_ndim]  # the leading `batch_ndim` axes are roots
     state = network.apply(params, observation.reshape((-1,) + observation.shape[batch_ndim:]), method=network.represent)
@@ -300,7 +306,7 @@ def mcts(
         value = logits_to_scalar(value_logits)
         output = mctx.RecurrentFnOutput(
             reward=logits_to_scalar(reward_logits),
-            discount=jnp.full_like(value, args.discount),
+            discount=jnp.full_like(value, discount),
             prior_logits=policy_logits,
             value=value,
         )
@@ -311,12 +317,12 @@ def mcts(
         key,
         root,
         recurrent_fn,
-        args.num_simulations,
-        max_depth=args.max_depth,
+        num_simulations,
+        max_depth=max_depth,
         dirichlet_fraction=float(dirichlet_fraction),
-        dirichlet_alpha=float(args.dirichlet_alpha),
-        pb_c_init=args.pb_c_init,
-        pb_c_base=args.pb_c_base,
+        dirichlet_alpha=float(dirichlet_alpha),
+        pb_c_init=pb_c_init,
+        pb_c_base=pb_c_base,
     )
     tree = policy_output.search_tree
     summary = tree.summary()
@@ -330,8 +336,21 @@ def mcts(
     return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), search)
 
 
+def search_settings(args: Args) -> dict:
+    """The search flags as `mcts`'s keyword arguments (the root noise's share is given per call)."""
+    return dict(
+        num_simulations=args.num_simulations,
+        max_depth=args.max_depth,
+        discount=args.discount,
+        dirichlet_alpha=args.dirichlet_alpha,
+        pb_c_init=args.pb_c_init,
+        pb_c_base=args.pb_c_base,
+    )
+
+
 def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
     K, n = args.unroll_steps, args.td_steps
+    settings = search_settings(args)  # the keyword settings of `mcts`
 
     def loss_fn(params, target_params, window: Window, key: jax.Array):
         batch_size = window.action.shape[0]
@@ -339,7 +358,9 @@ def make_loss_fn(args: Args, network: MuZeroNetwork, num_actions: int):
 
         # Targets from the target network theta' on the real observations (Reanalyse): one search
         # from every real state s_{t+j}, j = 0..K+n, all B * (K + n + 1) roots in one batch.
-        search = mcts(args, network, target_params, window.observation, 2, key, args.dirichlet_fraction)  # [B, L, ...]
+        search = mcts(
+            network, target_params, window.observation, 2, key, **settings, dirichlet_fraction=args.dirichlet_fraction
+        )
         chex.assert_shape(search.action_weights, (batch_size, K + n + 1, num_actions))
 
         # Policy target at the K + 1 real states: the noise-free prior of theta' reweighted by the
@@ -437,16 +458,17 @@ def make_train_chunk(args: Args, network: MuZeroNetwork, optimizer, num_actions:
     return jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=0)
 
 
-def make_act(args: Args, network: MuZeroNetwork):
-    """Acting rule: the same search with the online network from the current observation, without
-    root noise; the action is drawn from the root's visit distribution (its argmax with --eval-greedy)."""
+def make_act(network: MuZeroNetwork, greedy: bool, settings: dict):
+    """Acting rule: the same search (`settings`: the keyword settings of `mcts` but the noise) with the online
+    network from the current observation, without root noise; the action is drawn from the root's visit
+    distribution (its argmax with `greedy`)."""
 
     def act_one(params, observation, key):
         search_key, sample_key = jax.random.split(key)
-        search = mcts(args, network, params, observation, 1, search_key, 0.0)
-        if args.eval_greedy:
-            return jnp.argmax(search.action_weights, axis=-1)  # ties go to the lowest action index
-        return jax.random.categorical(sample_key, jnp.log(search.action_weights))
+        root = mcts(network, params, observation, 1, search_key, **settings, dirichlet_fraction=0.0)
+        if greedy:
+            return jnp.argmax(root.action_weights, axis=-1)  # ties go to the lowest action index
+        return jax.random.categorical(sample_key, jnp.log(root.action_weights))
 
     return jax.jit(jax.vmap(act_one))  # over seeds: params [S, ...], observation [S, E, D], key [S]
 
@@ -552,7 +574,7 @@ def main(args: Args) -> None:
     state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
     optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
     learning_rate = make_learning_rate(args)
-    act = make_act(args, network)
+    act = make_act(network, args.eval_greedy, search_settings(args))
     eval_key = jax.random.PRNGKey(1_000_003)  # update t: fold_in(eval_key, t), then seed s: fold_in(., s)
     if args.eval_only:  # evaluate the checkpoint's agents (eval.json, videos/ beside it); no data, no training
         run.evaluate_checkpoint(

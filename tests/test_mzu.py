@@ -76,7 +76,9 @@ def test_search_of_a_hand_worked_model_gives_the_visits_q_and_root_value_worked_
     args = script.apply_env_defaults(script.Args(num_bins=11, num_simulations=5, discount=g))
     e2 = np.array([0.0, 0.0, 1.0])
     observation = jnp.asarray(np.array([[np.zeros(3), e2, np.zeros(3)], [e2, e2, np.zeros(3)]]), jnp.float32)  # [2, 3, 3]
-    search_fn = jax.jit(lambda p, o, k: script.mcts(args, network, p, o, 2, k, 0.0))
+    search_fn = jax.jit(
+        lambda p, o, k: script.mcts(network, p, o, 2, k, **script.search_settings(args), dirichlet_fraction=0.0)
+    )
     search = search_fn.lower(params, observation, jax.random.PRNGKey(0)).compile(
         compiler_options={"xla_backend_optimization_level": 0}
     )(params, observation, jax.random.PRNGKey(0))

@@ -47,7 +47,8 @@ def act_over_keys(script, eval_greedy):
     """The script's acting function on NUM_KEYS seeds (the same params and observations, key i for seed i).
     Returns actions [NUM_KEYS, 2]."""
     network, params = one_hot_model()
-    act = script.make_act(acting_args(script, eval_greedy), network)
+    args = acting_args(script, eval_greedy)
+    act = script.make_act(network, args.eval_greedy, script.search_settings(args))
     params_s = jax.tree.map(lambda x: jnp.broadcast_to(x, (NUM_KEYS,) + x.shape), params)  # [S, ...]
     obs_s = jnp.broadcast_to(observations(), (NUM_KEYS, 2, 3))  # [S, E, D]
     keys = jax.random.split(jax.random.PRNGKey(7), NUM_KEYS)  # [S]
@@ -63,7 +64,9 @@ def noisy_visit_argmax():
     args = acting_args(mzu, True)
 
     def most_visited(key):
-        search = mzu.mcts(args, network, params, observations(), 1, key, DIRICHLET_FRACTION)
+        search = mzu.mcts(
+            network, params, observations(), 1, key, **mzu.search_settings(args), dirichlet_fraction=DIRICHLET_FRACTION
+        )
         return jnp.argmax(search.visit_counts, axis=-1)  # [2]
 
     keys = jax.random.split(jax.random.PRNGKey(11), NUM_KEYS)
