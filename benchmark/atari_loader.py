@@ -391,16 +391,20 @@ def compare_losses(args: Args, data_dir: str) -> dict:
     from common.stream import StreamingStore, shard_locations
 
     actions = num_actions(args.game)
-    run_args = rosmo.apply_env_defaults(rosmo.Args(env_id=args.game, batch_size=args.loss_batch_size))
+    # No warm-up: the learning rate is 7e-4 from the first update, so 40 updates move the losses (with the
+    # default 1000-update warm-up they stay at their initial, data-independent value on both stores).
+    run_args = rosmo.apply_env_defaults(rosmo.Args(env_id=args.game, batch_size=args.loss_batch_size, warmup_steps=1))
     network = rosmo.make_network(run_args, actions)
     per_dispatch = 5
     mesh = data_mesh()
     with tempfile.TemporaryDirectory() as cache, contextlib.redirect_stdout(io.StringIO()):
         episodes, _ = load_atari(args.game, 1, data_dir, 1.0, cache_dir=cache, progress=False)
     device_store = replicate(make_store(episodes, frame_stack=FRAME_STACK), mesh)
+    # The control: the same store with every frame black, to show the comparison tells data apart.
+    blank_store = device_store._replace(observation=jnp.zeros_like(device_store.observation))
     refill = max(args.stream_capacity // 4, args.max_steps + 1)
     losses = {}
-    for name in ("device", "stream"):
+    for name in ("device", "stream", "control"):
         state = rosmo.init_train_states(run_args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
         optimizer = rosmo.make_optimizer(run_args, jax.tree.map(lambda x: x[0], state.params))
         chunk = rosmo.make_train_chunk(run_args, network, optimizer, actions, per_dispatch, mesh)
@@ -421,7 +425,7 @@ def compare_losses(args: Args, data_dir: str) -> dict:
         values = []
         try:
             for _ in range(max(args.loss_updates // per_dispatch, 2)):
-                store = stream.next_store() if stream else device_store
+                store = stream.next_store() if stream else blank_store if name == "control" else device_store
                 state, metrics = chunk(state, store)
                 values.append(float(np.mean(jax.device_get(metrics["loss"]))))
         finally:
@@ -514,7 +518,7 @@ def main_stream(args: Args) -> None:
     ]
     if compared:
         half = lambda v: float(np.mean(v[len(v) // 2 :]))  # noqa: E731
-        dev, st = half(compared["losses"]["device"]), half(compared["losses"]["stream"])
+        dev, st, ctl = (half(compared["losses"][k]) for k in ("device", "stream", "control"))
         lines += [
             "## Losses: device store against stream store",
             "",
@@ -528,8 +532,18 @@ def main_stream(args: Args) -> None:
             "|---|---|---|",
             f"| device | {', '.join('%.3f' % v for v in compared['losses']['device'])} | {dev:.3f} |",
             f"| stream | {', '.join('%.3f' % v for v in compared['losses']['stream'])} | {st:.3f} |",
+            f"| control: device store, frames black | {', '.join('%.3f' % v for v in compared['losses']['control'])} "
+            f"| {ctl:.3f} |",
             "",
-            f"Relative difference of the last-half means: {abs(st - dev) / abs(dev):.1%}.",
+            f"Relative difference of the last-half means: stream vs device {abs(st - dev) / abs(dev):.1%}; the control "
+            f"vs device {abs(ctl - dev) / abs(dev):.1%}. No warm-up (learning rate 7e-4 from the first update).",
+            "",
+            "At this length the total loss mostly measures the heads learning the data's marginal rewards, "
+            "returns and actions, which black frames share: the control is as close as the stream, so this table "
+            "does not tell the stores apart. The evidence that the stream feeds the same data is in "
+            "tests/test_store.py: every window sampled from the ring is an exact window of the device store (all "
+            "windows covered), and a tiny ROSMO trained on each store ends with comparable losses where a black-"
+            "frame control does not.",
             "",
         ]
     out = ROOT / args.stream_out
