@@ -160,7 +160,8 @@ def test_cql_trains_on_catch_and_writes_results(catch_data, tmp_path):
     expected = [(r + 0.667) / (1.0 + 0.667) for r in results["final_returns"]]
     np.testing.assert_allclose(results["normalized_scores"], expected, rtol=1e-6)
     assert results["eval_history"]["steps"] == [150, 300]
-    assert results["args"]["alpha"] == 1.0 and results["args"]["target_update_interval"] == 200
+    assert results["args"]["alpha"] == 0.01 and results["args"]["n_step"] == 10  # the BSuite defaults
+    assert results["args"]["target_update_interval"] == 200
     assert "final mean return" in out.stdout
 
 
