@@ -85,7 +85,7 @@ def host_store(episodes, frame_stack: int = 1) -> Store:
     import jax
 
     try:
-        cpu = jax.devices("cpu")[0]
+        cpu = jax.local_devices(backend="cpu")[0]  # this process's own: under jax.distributed devices() is global
     except RuntimeError:  # no CPU backend (JAX_PLATFORMS without cpu): the default device
         return make_store(episodes, frame_stack=frame_stack)
     with jax.default_device(cpu):

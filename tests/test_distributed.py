@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -103,22 +104,36 @@ def test_two_processes_train_with_jax_distributed_and_only_process_zero_writes(c
         "JAX_NUM_PROCESSES": "2",
     }
     env.pop("XLA_FLAGS", None)  # one CPU device per process
+    procs, logs = [], []
     for p in range(2):
         (tmp_path / f"p{p}").mkdir()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "bc.py"), *flags],
-            cwd=tmp_path / f"p{p}",
-            env={**env, "JAX_PROCESS_ID": str(p)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for p in range(2)
-    ]
-    outputs = [proc.communicate(timeout=600) for proc in procs]
-    for proc, (_stdout, stderr) in zip(procs, outputs):
-        assert proc.returncode == 0, stderr[-3000:]
+        logs.append((tmp_path / f"p{p}.out", tmp_path / f"p{p}.err"))
+        with open(logs[p][0], "w") as stdout, open(logs[p][1], "w") as stderr:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(ROOT / "bc.py"), *flags],
+                    cwd=tmp_path / f"p{p}",
+                    env={**env, "JAX_PROCESS_ID": str(p)},
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+            )
+    # A process that failed leaves its peer (and itself, at exit) waiting at a barrier of the coordination
+    # service for minutes: stop both at the first failure.
+    deadline = time.time() + 600
+    while any(proc.poll() is None for proc in procs) and time.time() < deadline:
+        failed = any(proc.poll() not in (None, 0) for proc in procs) or any("Traceback" in err.read_text() for _, err in logs)
+        if failed:
+            break
+        time.sleep(0.2)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
+    assert [proc.returncode for proc in procs] == [0, 0], "\n".join(
+        f"process {p}: {err[-3000:]}" for p, (_, err) in enumerate(outputs)
+    )
     assert "data (part 1 of 2)" in outputs[0][0] and "data (part 2 of 2)" in outputs[1][0]
     (results_path,) = (tmp_path / "p0").glob("runs/*/results.json")
     results = json.loads(results_path.read_text())
