@@ -1,15 +1,52 @@
-"""Put the repository root on sys.path so tests import `common` and the algorithm scripts; shared fixtures."""
+"""Put the repository root on sys.path so tests import `common` and the algorithm scripts; shared fixtures.
+
+Most of the suite's time is compiling: the end-to-end tests start the scripts as a user does, and every
+fresh process compiles its programs again (parameter initialisation, the update, acting); in-process
+tests build the same jitted functions anew (a new function object compiles again). JAX's persistent
+compilation cache, in a directory private to the test session and shared by every process it starts,
+compiles each program once: runs that share a script's flags share its programs. The test process
+caches programs that take half a second or more to compile, the processes it starts every program (the
+many small ones of initialisation add up). A cache directory given in the environment
+(JAX_COMPILATION_CACHE_DIR, as tests/mutation.py does) is used as given.
+"""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
+from scripts import BC_FLAGS, run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+_SESSION_CACHE = None  # the compilation cache directory this session made (removed at its end)
+
+
+def pytest_configure(config):
+    global _SESSION_CACHE
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ or _SESSION_CACHE is not None:
+        return
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="rosmo-jax-tests-compile-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # in the processes the tests start
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", _SESSION_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # in this one
+
+
+def pytest_unconfigure(config):
+    global _SESSION_CACHE
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+        os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+        os.environ.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
+        _SESSION_CACHE = None
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +63,15 @@ def catch_data(tmp_path_factory):
     )
     assert out.returncode == 0, out.stderr
     return root / "bsuite" / "catch_0.0_episodes60"
+
+
+@pytest.fixture(scope="session")
+def bc_run(catch_data, tmp_path_factory):
+    """A finished two-seed bc run on `catch_data` (BC_FLAGS: its checkpoint saved): (its run directory, the
+    CompletedProcess). tests/test_bc.py checks what it wrote, tests/test_eval_only.py evaluates its checkpoint,
+    and other runs with its flags reuse its compiled programs."""
+    cwd = tmp_path_factory.mktemp("bc_run")
+    out = run_script(["--data-dir", str(catch_data), *BC_FLAGS], cwd, script="bc.py")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = (cwd / "runs").iterdir()
+    return run_dir, out

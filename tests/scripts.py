@@ -19,17 +19,41 @@ SMALL = [
     "--updates-per-dispatch",
     "50",
 ]
+# The session's bc run (tests/conftest.py `bc_run`): two seeds, SMALL, its checkpoint saved.
+BC_FLAGS = ["--num-seeds", "2", "--save-model", *SMALL]
+ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def start_script(args, cwd, script="rosmo.py", env=None):
+    """`script` started with `args` in `cwd` (not waited for): a Popen with text stdout and stderr pipes."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ENV, **(env or {})},
+    )
+
+
+def finish(proc, timeout=600):
+    """Wait for a process of `start_script`: its CompletedProcess (returncode, stdout, stderr)."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def run_script(args, cwd, script="rosmo.py"):
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    return finish(start_script(args, cwd, script))
+
+
+def run_scripts(*runs):
+    """Several (args, cwd, script) runs started together (they use both cores), each one's CompletedProcess."""
+    return [finish(proc) for proc in [start_script(*run) for run in runs]]
 
 
 def one_line_error(out, code=2):

@@ -2,7 +2,8 @@
 
 `python -m common.atari_fixture` writes a few short Pong episodes in the exact RL Unplugged
 shard format; the scripts train on them for a few updates with the Atari networks of
-Appendix D.2.1 and evaluate in the real game (episodes capped at a few steps for speed).
+Appendix D.2.1 and evaluate in the real game (episodes capped at a few steps, a one-step unroll:
+these ResNets take a minute to compile on a CPU).
 """
 
 import json
@@ -11,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from scripts import ROOT, one_line_error, run_script
+from scripts import ROOT, one_line_error, run_script, run_scripts
 
 TINY = [
     "--env-id",
@@ -28,6 +29,10 @@ TINY = [
     "12",
     "--updates-per-dispatch",
     "2",
+    "--unroll-steps",
+    "1",
+    "--td-steps",
+    "1",
 ]
 
 
@@ -63,12 +68,46 @@ def pong_shards(tmp_path_factory):
 
 # rosmo.py (here) and mzu.py (through benchmark/atari.py below) cover the model-based path (one-step
 # look-ahead and search over 6x6x64 states); the baselines share the data, evaluation and network
-# code checked here and in test_networks.py.
+# code checked here and in test_networks.py. Both runs start together (they compile for minutes, a core each).
+@pytest.fixture(scope="module")
+def atari_runs(pong_shards, tmp_path_factory):
+    """rosmo.py on the Pong fixture, and benchmark/atari.py training mzu.py on it: {name: (cwd, output)}."""
+    rosmo_cwd, bench_cwd = tmp_path_factory.mktemp("rosmo"), tmp_path_factory.mktemp("benchmark")
+    bench_flags = [
+        "--games",
+        "Pong",
+        "--algos",
+        "mzu",
+        "--num-seeds",
+        "2",
+        "--total-steps",
+        "4",
+        "--eval-every",
+        "4",
+        "--eval-episodes",
+        "1",
+        "--data-dir",
+        str(pong_shards),
+        "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2 --num-simulations 2 "
+        "--unroll-steps 1 --td-steps 1",
+        "--bootstrap-reps",
+        "100",
+        "--workdir",
+        str(bench_cwd),
+        "--out-dir",
+        str(bench_cwd / "results"),
+    ]
+    rosmo, bench = run_scripts(
+        ([*TINY, "--data-dir", str(pong_shards)], rosmo_cwd, "rosmo.py"), (bench_flags, bench_cwd, "benchmark/atari.py")
+    )
+    return {"rosmo": (rosmo_cwd, rosmo), "benchmark": (bench_cwd, bench)}
+
+
 @pytest.mark.e2e
-def test_rosmo_trains_on_rl_unplugged_shards_and_evaluates_in_the_real_game(pong_shards, tmp_path):
-    out = run_script([*TINY, "--data-dir", str(pong_shards)], tmp_path, "rosmo.py")
+def test_rosmo_trains_on_rl_unplugged_shards_and_evaluates_in_the_real_game(atari_runs):
+    cwd, out = atari_runs["rosmo"]
     assert out.returncode == 0, out.stderr[-3000:]
-    (results_path,) = (tmp_path / "runs").glob("Pong__*/results.json")
+    (results_path,) = (cwd / "runs").glob("Pong__*/results.json")
     results = json.loads(results_path.read_text())
     assert results["status"] == "finished" and results["env_id"] == "Pong" and results["total_steps"] == 4
     assert results["args"]["num_bins"] == 601 and results["args"]["batch_size"] == 4  # Atari defaults, flag wins
@@ -94,39 +133,14 @@ def test_a_non_positive_evaluation_cap_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.e2e
-def test_atari_protocol_script_trains_mzu_on_the_game_and_reports_the_iqm(pong_shards, tmp_path):
-    out_dir = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmark" / "atari.py"),
-        "--games",
-        "Pong",
-        "--algos",
-        "mzu",
-        "--num-seeds",
-        "2",
-        "--total-steps",
-        "4",
-        "--eval-every",
-        "4",
-        "--eval-episodes",
-        "1",
-        "--data-dir",
-        str(pong_shards),
-        "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2 --num-simulations 2",
-        "--bootstrap-reps",
-        "100",
-        "--workdir",
-        str(tmp_path),
-        "--out-dir",
-        str(out_dir),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+def test_atari_protocol_script_trains_mzu_on_the_game_and_reports_the_iqm(atari_runs):
+    cwd, out = atari_runs["benchmark"]
+    out_dir = cwd / "results"
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     table = json.loads((out_dir / "atari_4.json").read_text())
     (row,) = table["rows"]
     (run_dir,) = row["runs"]
-    results = json.loads((tmp_path / run_dir / "results.json").read_text())
+    results = json.loads((cwd / run_dir / "results.json").read_text())
     assert results["algo"] == "mzu" and results["status"] == "finished" and results["total_steps"] == 4
     assert results["args"]["num_bins"] == 601 and results["args"]["batch_size"] == 4 and len(results["final_returns"]) == 2
     assert results["data"]["episodes"] == 4 and results["data"]["transitions"] == 160

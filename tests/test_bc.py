@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scripts import SMALL, one_line_error, run_script
+from scripts import one_line_error, run_script
 
 import bc
 
@@ -43,10 +43,8 @@ def test_act_takes_each_seeds_argmax_or_samples_from_its_policy():
 
 
 @pytest.mark.e2e
-def test_bc_trains_two_seeds_on_catch_and_writes_results(catch_data, tmp_path):
-    out = run_script(["--data-dir", str(catch_data), "--num-seeds", "2", *SMALL], tmp_path, script="bc.py")
-    assert out.returncode == 0, out.stderr[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+def test_bc_trains_two_seeds_on_catch_and_writes_results(bc_run):
+    run_dir, out = bc_run  # bc.py --num-seeds 2 --save-model with SMALL's budget (tests/conftest.py)
     assert run_dir.name.startswith("catch__bc__0__")
     results = json.loads((run_dir / "results.json").read_text())
     assert results["algo"] == "bc" and results["env_id"] == "catch" and results["status"] == "finished"

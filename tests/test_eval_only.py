@@ -13,32 +13,14 @@ import imageio.v3 as iio
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scripts import one_line_error, run_script
-
-TINY_BC = [
-    "--num-seeds",
-    "2",
-    "--total-steps",
-    "100",
-    "--eval-every",
-    "100",
-    "--eval-episodes",
-    "3",
-    "--batch-size",
-    "32",
-    "--updates-per-dispatch",
-    "50",
-    "--save-model",
-]
+from scripts import one_line_error, run_script, run_scripts
 
 
 @pytest.fixture(scope="module")
-def bc_checkpoint(catch_data, tmp_path_factory):
-    """A finished two-seed bc run on the catch fixture (its checkpoint kept) and its results.json."""
-    cwd = tmp_path_factory.mktemp("bc_run")
-    out = run_script(["--data-dir", str(catch_data), *TINY_BC], cwd, script="bc.py")
-    assert out.returncode == 0, out.stderr[-3000:]
-    (run_dir,) = (cwd / "runs").iterdir()
+def bc_checkpoint(bc_run):
+    """The session's finished two-seed bc run on the catch fixture (tests/conftest.py): its checkpoint (at
+    update 300) and its results.json."""
+    run_dir, _ = bc_run
     return run_dir / "checkpoint.msgpack", json.loads((run_dir / "results.json").read_text())
 
 
@@ -51,14 +33,14 @@ def test_eval_only_reads_no_data_and_repeats_the_runs_last_evaluation(bc_checkpo
     assert out.returncode == 0, out.stderr[-3000:]
     assert list(empty.iterdir()) == [] and not (tmp_path / "runs").exists()  # no dataset, no new run directory
     evaluation = json.loads((checkpoint.parent / "eval.json").read_text())
-    assert evaluation["algo"] == "bc" and evaluation["step"] == 100 and evaluation["seeds"] == [0, 1]
+    assert evaluation["algo"] == "bc" and evaluation["step"] == 300 and evaluation["seeds"] == [0, 1]
     assert evaluation["eval_episodes"] == 3  # the checkpoint's own evaluation flags
-    # The same parameters, key and environments as the run's evaluation at update 100: the same returns.
+    # The same parameters, key and environments as the run's evaluation at update 300: the same returns.
     assert evaluation["returns"] == results["final_returns"]
     assert evaluation["mean_return"] == pytest.approx(np.mean(results["final_returns"]))
-    assert "checkpoint at update 100: mean return" in out.stdout and str(checkpoint.parent / "eval.json") in out.stdout
+    assert "checkpoint at update 300: mean return" in out.stdout and str(checkpoint.parent / "eval.json") in out.stdout
     # Evaluation time is reported apart from the training time.
-    assert len(results["eval_history"]["eval_seconds"]) == 1 and results["eval_history"]["eval_seconds"][0] > 0
+    assert len(results["eval_history"]["eval_seconds"]) == 2 and min(results["eval_history"]["eval_seconds"]) > 0
     assert results["eval_seconds"] == pytest.approx(sum(results["eval_history"]["eval_seconds"]))
 
 
@@ -76,7 +58,7 @@ def test_eval_only_applies_evaluation_flags_and_records_a_catch_video(bc_checkpo
     # Catch's rewards are +1 or -1 per episode: a mean of 2 episodes is -1, 0 or 1.
     assert all(r in (-1.0, 0.0, 1.0) for r in evaluation["returns"])
     (video,) = evaluation["videos"]
-    assert video.endswith("videos/update_100_seed0.mp4")
+    assert video.endswith("videos/update_300_seed0.mp4")
     frames = iio.imread(video)
     # A catch episode: 9 steps after the reset (the ball falls 9 rows), the 10x5 board at 20 pixels a cell.
     assert frames.shape == (10, 200, 100, 3)
@@ -90,10 +72,13 @@ def test_eval_only_without_a_checkpoint_is_a_one_line_error(tmp_path):
 @pytest.mark.e2e
 def test_eval_only_refuses_flags_that_would_change_the_agent(bc_checkpoint, tmp_path):
     checkpoint, _ = bc_checkpoint
-    line = one_line_error(run_script(["--eval-only", "--checkpoint", str(checkpoint), "--num-seeds", "3"], tmp_path, "bc.py"))
+    seeds, algo = run_scripts(
+        (["--eval-only", "--checkpoint", str(checkpoint), "--num-seeds", "3"], tmp_path, "bc.py"),
+        (["--eval-only", "--checkpoint", str(checkpoint)], tmp_path, "rosmo.py"),
+    )
+    line = one_line_error(seeds)
     assert "drop --num-seeds" in line and "--eval-episodes" in line
-    line = one_line_error(run_script(["--eval-only", "--checkpoint", str(checkpoint)], tmp_path, "rosmo.py"))
-    assert "algo='bc'" in line
+    assert "algo='bc'" in one_line_error(algo)
 
 
 @pytest.mark.e2e

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scripts import SMALL, one_line_error, run_script
+from scripts import SMALL, one_line_error, run_script, run_scripts
 
 import mzu
 import mzu_q
@@ -114,12 +114,21 @@ def test_mzu_q_policy_target_is_prior_times_exp_q_over_tau_with_unvisited_action
     assert float(target[0, 1]) > raw[1] / raw.sum()
 
 
+@pytest.fixture(scope="module")
+def search_runs(catch_data, tmp_path_factory):
+    """mzu.py and mzu_q.py each trained on two seeds with the SMALL budget, side by side: {script: (cwd, output)}."""
+    cwds = {script: tmp_path_factory.mktemp(script) for script in ("mzu", "mzu_q")}
+    flags = ["--data-dir", str(catch_data), "--num-seeds", "2", *SMALL]
+    outs = run_scripts(*[(flags, cwd, f"{script}.py") for script, cwd in cwds.items()])
+    return {script: (cwd, out) for (script, cwd), out in zip(cwds.items(), outs)}
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("script", ["mzu", "mzu_q"])
-def test_script_trains_and_evaluates_two_seeds_end_to_end(script, catch_data, tmp_path):
-    out = run_script(["--data-dir", str(catch_data), "--num-seeds", "2", *SMALL], tmp_path, script=f"{script}.py")
+def test_script_trains_and_evaluates_two_seeds_end_to_end(script, search_runs):
+    cwd, out = search_runs[script]
     assert out.returncode == 0, out.stderr[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = (cwd / "runs").iterdir()
     assert run_dir.name.startswith(f"catch__{script}__0__")
     results = json.loads((run_dir / "results.json").read_text())
     assert results["algo"] == script and results["status"] == "finished"

@@ -10,6 +10,7 @@ float reassociation under vmap) and, acting greedily, takes exactly the same act
 evaluation episodes. Tiny networks, a synthetic store with catch-sized observations.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -35,11 +36,15 @@ def catch_sized_store():
 
 
 class Algo:
-    """One script's pieces: init(seeds) -> stacked TrainState, chunk(state) -> (state, metrics), act."""
+    """One script's pieces: init(seeds) -> stacked TrainState, chunk(state) -> (state, metrics), act.
+
+    The initial states are made once per tuple of seeds (the chunk donates its input, so `train` copies them).
+    """
 
     def __init__(self, name, init, make_chunk, act):
-        self.name, self.init, self.act = name, init, act
-        self.chunk = make_chunk()
+        self.name, self.act = name, act
+        self.init = functools.lru_cache(maxsize=None)(lambda seeds: init(list(seeds)))
+        self.chunk = make_chunk(self.init((3, 4)))
 
 
 def rosmo_algo():
@@ -62,11 +67,14 @@ def rosmo_algo():
     def init(seeds):
         return rosmo.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
 
-    optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
+    def make_chunk(state):
+        optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+        return rosmo.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF)
+
     return Algo(
         "rosmo",
         init,
-        lambda: rosmo.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF),
+        make_chunk,
         rosmo.make_act(network, NUM_ACTIONS, args.discount, greedy=True),
     )
 
@@ -87,11 +95,14 @@ def crr_algo():
     def init(seeds):
         return crr.init_train_states(args, policy_net, critic_net, jnp.zeros((1, OBS_DIM)), seeds)
 
-    optimizer = crr.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
+    def make_chunk(state):
+        optimizer = crr.make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+        return crr.make_train_chunk(args, policy_net, critic_net, optimizer, NUM_ACTIONS, HALF)
+
     return Algo(
         "crr",
         init,
-        lambda: crr.make_train_chunk(args, policy_net, critic_net, optimizer, NUM_ACTIONS, HALF),
+        make_chunk,
         crr.make_act(policy_net, greedy=True),
     )
 
@@ -105,10 +116,11 @@ def bc_algo():
     def init(seeds):
         return bc.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
 
-    optimizer = bc.make_optimizer(args, jax.tree.map(lambda x: x[0], init([0]).params))
-    return Algo(
-        "bc", init, lambda: bc.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF), bc.make_act(network, greedy=True)
-    )
+    def make_chunk(state):
+        optimizer = bc.make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+        return bc.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF)
+
+    return Algo("bc", init, make_chunk, bc.make_act(network, greedy=True))
 
 
 # Each script is imported by its builder, so one script that fails to import fails only its own tests.
@@ -133,13 +145,21 @@ def algos():
     return get
 
 
-def train(algo, state, store, chunks):
-    """`chunks` dispatches of HALF updates; the input state is copied first (the chunk donates it)."""
-    state = jax.tree.map(jnp.copy, state)
+def train(algo, state, store, chunks, with_metrics=False):
+    """`chunks` dispatches of HALF updates from a host copy of `state` (the chunk donates its input); the
+    trained state on the host. With `with_metrics`, also the last dispatch's metrics (means over its updates,
+    per seed)."""
+    state = jax.device_get(state)
     for _ in range(chunks):
         state, metrics = algo.chunk(state, store)
         assert bool(np.all(metrics["finite"]))
-    return state
+    return jax.device_get((state, metrics)) if with_metrics else jax.device_get(state)
+
+
+def other_values(state):
+    """`state` on the host with every leaf changed (x + 1; booleans negated): a template none of whose
+    leaves equals the state's."""
+    return jax.tree.map(lambda x: ~x if x.dtype == bool else x + np.ones((), x.dtype), jax.device_get(state))
 
 
 def leaves_with_paths(state):
@@ -159,13 +179,13 @@ def assert_states_equal(got, want):
 @pytest.mark.parametrize("name", ["rosmo", "crr", "bc"])
 def test_training_resumed_from_a_checkpoint_equals_training_straight(name, algos, store, tmp_path: Path):
     algo = algos(name)
-    start = algo.init([3, 4])
+    start = algo.init((3, 4))
     straight = train(algo, start, store, 2)
 
     half = train(algo, start, store, 1)
     path = tmp_path / "checkpoint.msgpack"
     save_checkpoint(path, jax.device_get(half), {"algo": name, "step": HALF})
-    template = algo.init([7, 8])  # another seed: every leaf must come from the file
+    template = other_values(half)  # every leaf differs from the saved one: each must come from the file
     restored, meta = load_checkpoint(path, template, {"algo": name})
     assert meta["step"] == HALF
     assert_states_equal(restored, half)
@@ -204,15 +224,22 @@ def evaluate_greedy(algo, params, seeds, num_episodes=4):
 @pytest.mark.parametrize("name", ["rosmo", "crr"])
 def test_seed_of_a_vmapped_run_trains_and_evaluates_like_a_one_seed_run(name, algos, store):
     algo = algos(name)
-    both = train(algo, algo.init([3, 4]), store, 1)
-    alone = train(algo, algo.init([4]), store, 1)
+    both, metrics_both = train(algo, algo.init((3, 4)), store, 1, with_metrics=True)
+    alone, metrics_alone = train(algo, algo.init((4,)), store, 1, with_metrics=True)
 
     assert int(both.step[1]) == int(alone.step[0]) == HALF
     np.testing.assert_array_equal(np.asarray(both.key[1]), np.asarray(alone.key[0]))  # the same batches were drawn
     for a, b in zip(jax.tree.leaves(both.params), jax.tree.leaves(alone.params)):
         # Equal up to float reassociation under vmap (Adam amplifies it for near-zero gradients).
         np.testing.assert_allclose(a[1], b[0], atol=1e-3 * float(np.abs(b[0]).max()) + 1e-7)
+    np.testing.assert_allclose(metrics_both["loss"][1], metrics_alone["loss"][0], rtol=1e-5)
     assert not all(np.allclose(a[0], a[1]) for a in jax.tree.leaves(both.params))  # the two seeds differ
+    # The target network (copied every 3 updates) was refreshed at update 3 and lags the online one by one update.
+    initial = algo.init((3, 4))
+    assert all(
+        not np.array_equal(t, t0) for t, t0 in zip(jax.tree.leaves(both.target_params), jax.tree.leaves(initial.params))
+    )
+    assert not any(np.array_equal(t, p) for t, p in zip(jax.tree.leaves(both.target_params), jax.tree.leaves(both.params)))
 
     returns_both, actions_both = evaluate_greedy(algo, both.params, [3, 4])
     returns_alone, actions_alone = evaluate_greedy(algo, alone.params, [4])

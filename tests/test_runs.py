@@ -1,19 +1,11 @@
 """Run directories (unique, resumable in place), strict results.json, checkpoints checked against the networks."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from types import SimpleNamespace
 
-import flax.serialization
-import jax
 import numpy as np
 import pytest
-from scripts import ROOT, one_line_error, run_script
+from scripts import BC_FLAGS, one_line_error, run_script, run_scripts
 
 import rosmo
 from common import runs
@@ -97,111 +89,15 @@ def test_exp_names_that_leave_runs_are_refused(name):
 
 
 # ---------------------------------------------------------------------------------------------
-# End to end.
-
-RESUME_FLAGS = [
-    "--num-seeds",
-    "2",
-    "--save-model",
-    "--total-steps",
-    "1000",
-    "--eval-every",
-    "200",
-    "--eval-episodes",
-    "2",
-    "--batch-size",
-    "16",
-    "--updates-per-dispatch",
-    "50",
-]
-
-
-def leaves(checkpoint: Path):
-    payload = flax.serialization.msgpack_restore(checkpoint.read_bytes())
-    return jax.tree_util.tree_leaves(payload["state"]), json.loads(payload["meta"])
+# End to end (SIGTERM and --resume in place: tests/test_rosmo_e2e.py).
 
 
 @pytest.mark.e2e
-def test_sigterm_then_resume_ends_identical_to_an_uninterrupted_run(catch_data, tmp_path):
-    whole_cwd, cut_cwd = tmp_path / "whole", tmp_path / "cut"
-    whole_cwd.mkdir(), cut_cwd.mkdir()
-    whole = run_script(["--data-dir", str(catch_data), *RESUME_FLAGS], whole_cwd)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    (whole_dir,) = (whole_cwd / "runs").iterdir()
-
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "rosmo.py"), "--data-dir", str(catch_data), *RESUME_FLAGS],
-        cwd=cut_cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:  # wait for the first evaluation in results.json
-        found = list(cut_cwd.glob("runs/*/results.json"))
-        if found and json.loads(found[0].read_text() or "{}").get("eval_history", {}).get("steps"):
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-    assert "--resume" in stderr and "Traceback" not in stderr
-    (cut_dir,) = (cut_cwd / "runs").iterdir()
-    stopped = json.loads((cut_dir / "results.json").read_text())
-    assert stopped["status"] == "interrupted" and 200 <= stopped["total_steps"] < 1000
-    assert leaves(cut_dir / "checkpoint.msgpack")[1]["step"] == stopped["total_steps"]
-
-    resumed = run_script(["--resume", str(cut_dir)], cut_cwd)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [p.name for p in (cut_cwd / "runs").iterdir()] == [cut_dir.name]  # continued in place
-    a, b = (json.loads((d / "results.json").read_text()) for d in (whole_dir, cut_dir))
-    assert b["status"] == "finished" and b["run_id"] == stopped["run_id"]
-    assert a["eval_history"]["steps"] == b["eval_history"]["steps"] == [200, 400, 600, 800, 1000]
-    assert a["eval_history"]["returns"] == b["eval_history"]["returns"] and a["final_returns"] == b["final_returns"]
-    (whole_leaves, whole_meta), (cut_leaves, cut_meta) = (
-        leaves(whole_dir / "checkpoint.msgpack"),
-        leaves(cut_dir / "checkpoint.msgpack"),
-    )
-    assert whole_meta["step"] == cut_meta["step"] == 1000
-    assert cut_meta["num_actions"] == 3 and cut_meta["obs_shape"] == [50] and cut_meta["obs_dtype"] == "float32"
-    assert all(np.array_equal(x, y) for x, y in zip(whole_leaves, cut_leaves, strict=True))
-    assert len(list(cut_dir.glob("events.out.tfevents.*"))) == 2  # one TensorBoard directory, a file per process
-
-
-@pytest.mark.e2e
-def test_four_runs_launched_at_once_leave_four_results(catch_data, tmp_path):
-    flags = [
-        "--data-dir",
-        str(catch_data),
-        "--total-steps",
-        "20",
-        "--eval-every",
-        "20",
-        "--eval-episodes",
-        "1",
-        "--batch-size",
-        "8",
-        "--updates-per-dispatch",
-        "10",
-        "--exp-name",
-        "same",
-        "--warmup-steps",
-        "0",
-    ]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "bc.py"), *flags],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=900)
-        assert proc.returncode == 0, stderr[-3000:]
+def test_four_runs_launched_at_once_leave_four_results(bc_run, catch_data, tmp_path):
+    # bc_run's flags with a budget of one dispatch: its compiled programs are reused.
+    flags = ["--data-dir", str(catch_data), *BC_FLAGS, "--total-steps", "50", "--eval-every", "50", "--exp-name", "same"]
+    for out in run_scripts(*[(flags, tmp_path, "bc.py")] * 4):
+        assert out.returncode == 0, out.stderr[-3000:]
     found = sorted((tmp_path / "runs").glob("catch__same__0__*/results.json"))
     assert len(found) == 4
     assert all(json.loads(p.read_text())["status"] == "finished" for p in found)
