@@ -1,5 +1,6 @@
 """Tests of the BSuite dataset generator, its TFDS storage and the reader (tiny budgets)."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from common import bsuite_data
-from common.episodes import DataError, Episodes, subset_episode_indices
+from common.episodes import DataError, Episodes, subset_episode_indices, take_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_DTYPES = {
@@ -201,6 +202,60 @@ def test_data_fraction_keeps_the_uniform_subset_in_order(catch_root, catch_full)
         for got, index in zip(_split(subset), kept):
             for a, b in zip(got, full[index]):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_a_second_read_takes_the_decoded_copy_without_tensorflow_until_a_file_changes(
+    tmp_path, catch_root, catch_full, monkeypatch
+):
+    _, stats = catch_root
+    copy = tmp_path / "copy"
+    shutil.copytree(stats["path"], copy)  # with the decoded copy the module's first read kept
+    decoded = copy / bsuite_data.DECODED_NAME
+    assert decoded.is_file()
+
+    def assert_same(a, b):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+    # A new process takes it without importing TensorFlow, and gets the episodes the records give.
+    code = (
+        "import sys, numpy as np; from common import bsuite_data; e = bsuite_data.read_episodes(sys.argv[1], 0.5); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; np.savez(sys.argv[2], *e)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(copy), str(tmp_path / "half.npz")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    with np.load(tmp_path / "half.npz") as got:
+        half = [got[f"arr_{i}"] for i in range(len(Episodes._fields))]
+    assert_same(half, take_episodes(catch_full, subset_episode_indices(CATCH_EPISODES, 0.5)))
+
+    # A file of the directory changed (here only its modification time): the copy is stale, the records are
+    # read again and the copy replaced.
+    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is not None
+    info = copy / "dataset_info.json"
+    os.utime(info, ns=(info.stat().st_atime_ns, info.stat().st_mtime_ns + 1_000_000))
+    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is None
+    assert_same(bsuite_data.read_episodes(copy), catch_full)
+    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is not None
+
+    # A damaged copy (one byte of the arrays flipped) is refused and replaced.
+    data = bytearray(decoded.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    decoded.write_bytes(bytes(data))
+    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is None
+    assert_same(bsuite_data.read_episodes(copy), catch_full)
+    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is not None
+
+    # A directory that cannot be written keeps no copy, and reads all the same.
+    decoded.unlink()
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bsuite_data.tempfile, "mkstemp", no_space)
+    assert_same(bsuite_data.read_episodes(copy), catch_full)
+    assert not decoded.exists() and not list(copy.glob(".*"))
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path, catch_full):
