@@ -102,7 +102,7 @@ class Args:
     device_memory_gb: Optional[float] = None
     """memory per device (GB) to plan the store with, overriding what the devices report (for shared GPUs and tests)"""
     stream_capacity_steps: int = 131_072
-    """--store stream: steps of the ring on every device (0.93 GB at 131,072), refilled a quarter at a time"""
+    """steps of the stream ring on every device (0.93 GB at 131,072), refilled a quarter at a time; auto halves it to fit"""
 
     # Algorithm (ROSMO paper Table 4's shared settings, this project's choice for every baseline; CQL's own terms last)
     discount: float = 0.997**4

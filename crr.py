@@ -90,7 +90,7 @@ class Args:
     device_memory_gb: Optional[float] = None
     """memory per device (GB) to plan the store with, overriding what the devices report (for shared GPUs and tests)"""
     stream_capacity_steps: int = 131_072
-    """--store stream: steps of the ring on every device (0.93 GB at 131,072), refilled a quarter at a time"""
+    """steps of the stream ring on every device (0.93 GB at 131,072), refilled a quarter at a time; auto halves it to fit"""
 
     # Algorithm (paper Table 4 for the shared settings; CRR's own from Wang et al. and acme)
     discount: float = 0.997**4

@@ -73,6 +73,11 @@ def curve_iqm(scores: np.ndarray, reps: int, seed: int = 0) -> np.ndarray:
     return np.array([iqm_with_ci(s, reps, seed=seed) for s in scores])
 
 
+def data_returns(runs) -> dict:
+    """{env_id: mean return of its data} of the runs that counted their data (a stream run counts nothing)."""
+    return {r["env_id"]: r["data"]["mean_return"] for r in runs if "mean_return" in r["data"]}
+
+
 def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -> List[Dict]:
     """One row per (series, x) of the configurations (common_bench.Config, in order) and their results
     (None: not run): mean and std of the final return per task, the final IQM with its interval, and
@@ -91,7 +96,7 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                     "returns": {
                         r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in done
                     },
-                    "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in done},
+                    "data_returns": data_returns(done),
                     "runs": [r["run_dir"] for r in done],
                 }
             )
@@ -105,7 +110,7 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                 "returns": {
                     r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs
                 },
-                "data_returns": {r["env_id"]: r["data"]["mean_return"] for r in runs},
+                "data_returns": data_returns(runs),
                 "iqm": iqm_with_ci(final_scores(runs), reps),
                 "curve": {
                     "steps": curve["steps"].tolist(),

@@ -286,6 +286,8 @@ def open_feed(
         refill_steps=ring["refill_steps"],
     )
     print(f"store: {choice.reason}", flush=True)
+    capacity = choice.capacity_steps  # --store auto may shrink the ring to the memory given
+    ring = streaming.ring_settings(capacity)
     game, run, fraction, process = source.game, source.run, source.data_fraction, source.process
     if choice.store == "device":
         episodes, path = atari_data.load_atari(game, run, source.data_dir, fraction, process=process)

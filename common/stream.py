@@ -50,7 +50,10 @@ bit-reproducible (the device path is). docs/atari.md gives a measurement on a re
 Memory: `choose_store` compares the device store of a data fraction and the stream ring, each
 plus the compiled update's own memory (XLA's memory analysis), with what a device has
 (`memory_stats()['bytes_limit']`, or `--device-memory-gb`), and answers 'device', 'stream' or a
-one-line UsageError naming the largest fraction that fits. `check_store` does this for a script:
+one-line UsageError naming the largest fraction that fits; 'auto' never stops there: where the ring of
+`--stream-capacity-steps` does not fit either, it streams on a ring halved until it fits (`shrunk_ring`, at
+least MIN_RING_STEPS, with a warning in its reason where even that exceeds the memory given).
+`check_store` does this for a script:
 it compiles the update once on a ring-shaped store, except where nothing needs it (no memory
 limit reported: the requested store, 'auto' taking the device store; a device store that alone
 exceeds the memory: the error at once). Host memory of the stream path is bounded by
@@ -199,9 +202,24 @@ def _gb(num_bytes: int) -> str:
 class StoreChoice(NamedTuple):
     store: str  # "device" or "stream"
     device_bytes: int  # what the device store and its update need
-    stream_bytes: int  # what the stream ring, its staged chunks and the update need
+    stream_bytes: int  # what the stream ring (of capacity_steps), its staged chunks and the update need
     available: int | None  # bytes one device may use (None: not reported)
     reason: str  # one line for the log
+    capacity_steps: int | None = None  # the stream's ring: the requested one, or fewer steps under 'auto' (shrunk_ring)
+
+
+MIN_RING_STEPS = 1024  # the smallest ring 'auto' shrinks to: refills of 256 steps
+
+
+def shrunk_ring(capacity_steps: int, update_bytes: int, available: int) -> tuple[int, bool]:
+    """(ring steps, whether it fits): the ring of `capacity_steps` halved until its data (ring, a quarter-ring
+    refill staged twice) and the update fit in `available` bytes, not below MIN_RING_STEPS. Episodes longer
+    than a quarter of the ring cannot be streamed into it (the run stops with a one-line error)."""
+    capacity = int(capacity_steps)
+    fits = lambda c: stream_device_bytes(c, max(c // 4, 1)) + update_bytes <= available  # noqa: E731
+    while not fits(capacity) and capacity // 2 >= MIN_RING_STEPS:
+        capacity //= 2
+    return capacity, fits(capacity)
 
 
 def choose_store(
@@ -226,12 +244,26 @@ def choose_store(
     need_stream = stream_device_bytes(capacity_steps, refill_steps) + update_bytes
     if available is None:
         store = "device" if requested == "auto" else requested
-        return StoreChoice(store, need_device, need_stream, None, f"{store} store (the devices report no memory limit)")
+        reason = f"{store} store (the devices report no memory limit)"
+        return StoreChoice(store, need_device, need_stream, None, reason, capacity_steps)
     device_fits, stream_fits = need_device <= available, need_stream <= available
     if requested in ("auto", "device") and device_fits:
-        return StoreChoice(
-            "device", need_device, need_stream, available, f"device store: {_gb(need_device)} of {_gb(available)} per device"
+        reason = f"device store: {_gb(need_device)} of {_gb(available)} per device"
+        return StoreChoice("device", need_device, need_stream, available, reason, capacity_steps)
+    if requested == "auto" and not stream_fits:  # auto always trains: on a smaller ring, or the smallest one
+        ring, ring_fits = shrunk_ring(capacity_steps, update_bytes, available)
+        need_ring = stream_device_bytes(ring, max(ring // 4, 1)) + update_bytes
+        if ring_fits:
+            how = f"{_gb(need_ring)} of {_gb(available)} per device"
+        else:
+            how = (
+                f"about {_gb(need_ring)} per device, more than the {_gb(available)} a device has (update {_gb(update_bytes)})"
+            )
+        reason = (
+            f"stream store on a ring of {ring} steps, not {capacity_steps} ({how}; the device store would need "
+            f"{_gb(need_device)}); episodes longer than {max(ring // 4, 1)} steps cannot be streamed into it"
         )
+        return StoreChoice("stream", need_device, need_ring, available, reason, ring)
     if requested == "stream" or (requested == "auto" and stream_fits):
         if not stream_fits:
             raise UsageError(
@@ -240,13 +272,8 @@ def choose_store(
                 f"{_gb(available)}; lower --stream-capacity-steps or the batch size, or use a device with more memory"
             )
         why = "" if requested == "stream" else f" (the device store would need {_gb(need_device)})"
-        return StoreChoice(
-            "stream",
-            need_device,
-            need_stream,
-            available,
-            f"stream store: {_gb(need_stream)} of {_gb(available)} per device{why}",
-        )
+        reason = f"stream store: {_gb(need_stream)} of {_gb(available)} per device{why}"
+        return StoreChoice("stream", need_device, need_stream, available, reason, capacity_steps)
     fraction = largest_fraction(available, update_bytes, int(round(data_steps / data_fraction)))
     fits = f"use --data-fraction {fraction:g} or less" if fraction > 0 else "no data fraction fits beside the update"
     stream = "or --store stream" if stream_fits else f"(the stream store needs {_gb(need_stream)} too)"

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from scripts import ROOT, one_line_error, run_script, run_scripts
 
+from common.stream import MIN_RING_STEPS
+
 TINY = [
     "--env-id",
     "Pong",
@@ -66,18 +68,19 @@ def pong_shards(tmp_path_factory):
     return root
 
 
-# rosmo.py (here) and mzu.py (through benchmark/atari.py below) cover the model-based path (one-step
-# look-ahead and search over 6x6x64 states); the baselines share the data, evaluation and network
-# code checked here and in test_networks.py. Both runs start together (they compile for minutes, a core each).
+# rosmo.py covers the model-based path with the full Atari networks (6x6x64 states); benchmark/atari.py
+# drives bc.py, the cheapest script to compile, since it checks the protocol around the scripts (every script
+# trains on this fixture in tests/test_store.py, and the Atari MuZero network's methods are in test_networks.py).
+# Both runs start together (a core each).
 @pytest.fixture(scope="module")
 def atari_runs(pong_shards, tmp_path_factory):
-    """rosmo.py on the Pong fixture, and benchmark/atari.py training mzu.py on it: {name: (cwd, output)}."""
+    """rosmo.py on the Pong fixture, and benchmark/atari.py training bc.py on it: {name: (cwd, output)}."""
     rosmo_cwd, bench_cwd = tmp_path_factory.mktemp("rosmo"), tmp_path_factory.mktemp("benchmark")
     bench_flags = [
         "--games",
         "Pong",
         "--algos",
-        "mzu",
+        "bc",
         "--num-seeds",
         "2",
         "--total-steps",
@@ -88,8 +91,8 @@ def atari_runs(pong_shards, tmp_path_factory):
         "1",
         "--data-dir",
         str(pong_shards),
-        "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2 --num-simulations 2 "
-        "--unroll-steps 1 --td-steps 1",
+        # A budget below what anything needs: --store auto (the default) still trains, on the smallest ring.
+        "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2 --device-memory-gb 0.01",
         "--bootstrap-reps",
         "100",
         "--workdir",
@@ -133,7 +136,7 @@ def test_a_non_positive_evaluation_cap_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.e2e
-def test_atari_protocol_script_trains_mzu_on_the_game_and_reports_the_iqm(atari_runs):
+def test_atari_protocol_script_trains_on_the_game_and_reports_the_iqm(atari_runs):
     cwd, out = atari_runs["benchmark"]
     out_dir = cwd / "results"
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -141,11 +144,13 @@ def test_atari_protocol_script_trains_mzu_on_the_game_and_reports_the_iqm(atari_
     (row,) = table["rows"]
     (run_dir,) = row["runs"]
     results = json.loads((cwd / run_dir / "results.json").read_text())
-    assert results["algo"] == "mzu" and results["status"] == "finished" and results["total_steps"] == 4
-    assert results["args"]["num_bins"] == 601 and results["args"]["batch_size"] == 4 and len(results["final_returns"]) == 2
-    assert results["data"]["episodes"] == 4 and results["data"]["transitions"] == 160
+    assert results["algo"] == "bc" and results["status"] == "finished" and results["total_steps"] == 4
+    assert results["args"]["batch_size"] == 4 and len(results["final_returns"]) == 2
+    assert results["data"]["store"] == "stream" and results["data"]["capacity_steps"] == MIN_RING_STEPS
+    (log,) = (cwd / "runs" / "benchmark_logs").glob("Pong_*.log")
+    assert f"store: stream store on a ring of {MIN_RING_STEPS} steps, not 131072" in log.read_text()
     assert all(-12 <= r <= 1 for r in results["final_returns"])  # 12 agent steps of real Pong
     assert row["returns"]["Pong"][0] == pytest.approx(sum(results["final_returns"]) / 2)
     assert row["iqm"][0] == pytest.approx(np.mean(results["normalized_scores"]))  # IQM of 2 values is their mean
     md = (out_dir / "atari_4.md").read_text()
-    assert "| Pong |" in md and "| mzu |" in md
+    assert "| Pong |" in md and "| bc |" in md

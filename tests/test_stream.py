@@ -307,6 +307,28 @@ def test_choose_store_takes_the_device_store_when_it_fits_and_the_stream_otherwi
     assert choose_store("auto", available=None, **small).store == "device"
 
 
+def test_auto_streams_on_a_smaller_ring_where_the_requested_one_does_not_fit_and_never_stops():
+    from common.stream import MIN_RING_STEPS, shrunk_ring, stream_device_bytes
+
+    plan = dict(data_steps=500_000, data_fraction=0.01, update_bytes=5_000_000, capacity_steps=131_072, refill_steps=32_768)
+    # 0.1 GB: the default ring needs 1.39 GB; halved 5 times, 4096 steps need 29 + 14.5 + 5 = 48.5 MB, 8192 steps 97 MB.
+    choice = choose_store("auto", available=int(0.1e9), **plan)
+    assert choice.store == "stream" and choice.capacity_steps == 8192 and choice.stream_bytes <= int(0.1e9)
+    assert choice.stream_bytes == stream_device_bytes(8192, 2048) + 5_000_000 and "\n" not in choice.reason
+    assert "ring of 8192 steps, not 131072" in choice.reason and "longer than 2048 steps" in choice.reason
+    assert shrunk_ring(131_072, 5_000_000, int(0.1e9)) == (8192, True)
+    # 0.01 GB holds not even the smallest ring beside the update: auto still streams on it, and says so.
+    choice = choose_store("auto", available=int(0.01e9), **plan)
+    assert choice.store == "stream" and choice.capacity_steps == MIN_RING_STEPS and choice.stream_bytes > int(0.01e9)
+    assert "more than the 0.01 GB a device has" in choice.reason
+    # Only auto adapts the ring: an explicit --store stream keeps the one asked for (or stops), and a ring that
+    # fits is kept.
+    assert choose_store("stream", available=int(10e9), **plan).capacity_steps == 131_072
+    assert choose_store("auto", available=int(2e9), **plan).capacity_steps == 131_072
+    with pytest.raises(UsageError, match="--store stream needs"):
+        choose_store("stream", available=int(0.1e9), **plan)
+
+
 def test_a_device_store_that_does_not_fit_is_a_one_line_error_naming_the_fraction_that_does():
     with pytest.raises(UsageError) as excinfo:
         choose_store(
