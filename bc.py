@@ -215,7 +215,7 @@ def init_train_states(args: Args, network: PolicyNetwork, example_obs: jax.Array
         opt_state = make_optimizer(args, params).init(params)
         return TrainState(params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
 
-    return jax.jit(jax.vmap(init_one))(jnp.asarray(seeds))  # jitted: half the time of op-by-op
+    return jax.jit(jax.vmap(init_one))(jnp.asarray(seeds))  # jitted: one compile, not one per operation
 
 
 def make_train_chunk(args: Args, network: PolicyNetwork, optimizer, num_actions: int, num_updates: int, mesh=None):

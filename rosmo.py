@@ -386,7 +386,7 @@ def init_train_states(args: Args, network: MuZeroNetwork, example_obs: jax.Array
         opt_state = make_optimizer(args, params).init(params)
         return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
 
-    state = jax.vmap(init_one)(jnp.asarray(seeds))
+    state = jax.jit(jax.vmap(init_one))(jnp.asarray(seeds))  # jitted: one compile, not one per operation
     return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
 
 
