@@ -79,8 +79,9 @@ PROGRAM = textwrap.dedent(
 SCRIPTS = {
     "rosmo": dict(
         # Eq. 11's step function 1[adv > 0] at the fresh network's adv = 0 (up to rounding) would
-        # turn float reassociation into different gradients; the rest of the loss is smooth.
-        extra="dict(behavior_coef=0.0)",
+        # turn float reassociation into different gradients; the rest of the loss is smooth. A 2-step
+        # unroll and 2-step targets keep the compile short.
+        extra="dict(behavior_coef=0.0, unroll_steps=2, td_steps=2)",
         network="algo.MuZeroNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), "
         "dynamics_layers=(8, 16, 8), prediction_layers=(8,))",
         init="algo.init_train_states(args, network, jnp.zeros((1, 3)), [0, 1])",
@@ -107,7 +108,8 @@ def checked() -> dict:
     the processes side by side."""
     checks = "\n".join(CHECK.format(module=m, layout=layout, **SCRIPTS[m]) for m, layout in CHECKS)
     code = PROGRAM.format(root=str(ROOT), tests=str(ROOT / "tests"), checks=checks)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()  # the last count wins
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
     procs = {
         module: subprocess.Popen(
             [sys.executable, "-c", code, *[f"check_{m}_{layout}" for m, layout in CHECKS if m == module]],

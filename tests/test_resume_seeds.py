@@ -50,10 +50,18 @@ class Algo:
 def rosmo_algo():
     import rosmo
 
-    # Warm-up 2, a decay after 5 and a target copy every 3 updates: all fall inside 2 * HALF.
+    # Warm-up 2, a decay after 5 and a target copy every 3 updates: all fall inside 2 * HALF. A 2-step unroll
+    # with 2-step targets: half the program of the default 5 and 5, the same code paths.
     args = rosmo.apply_env_defaults(
         rosmo.Args(
-            batch_size=8, warmup_steps=2, lr_decay_steps=5, target_update_interval=3, behavior_coef=0.0, eval_greedy=True
+            batch_size=8,
+            warmup_steps=2,
+            lr_decay_steps=5,
+            target_update_interval=3,
+            behavior_coef=0.0,
+            eval_greedy=True,
+            unroll_steps=2,
+            td_steps=2,
         )
     )
     network = rosmo.MuZeroNetwork(
