@@ -17,15 +17,16 @@ import sys
 import tempfile
 
 import pytest
-from scripts import BC_FLAGS, run_script
+from scripts import BC_FLAGS, CHEAP_COMPILE, run_script
 
 # The tests compile far more than they run (most programs run once or a few hundred times on tiny inputs):
 # XLA's CPU backend compiles with its cheaper LLVM settings here, in this process and every process it
 # starts (12-16% less CPU time for the suite). The operations computed are the same; only machine-code
 # optimisation is skipped. Flags already given in XLA_FLAGS come first and are kept.
-_CHEAP_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# The runs of the full-size Atari networks execute enough convolutions to be faster fully optimised
+# (scripts.optimised_env).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CHEAP_COMPILE}".strip()
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CHEAP_COMPILE}".strip()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

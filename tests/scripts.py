@@ -22,6 +22,13 @@ SMALL = [
 # The session's bc run (tests/conftest.py `bc_run`): two seeds, SMALL, its checkpoint saved.
 BC_FLAGS = ["--num-seeds", "2", "--save-model", *SMALL]
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# XLA's cheaper CPU compile settings, which tests/conftest.py adds to XLA_FLAGS for the whole session.
+CHEAP_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def optimised_env() -> dict:
+    """The environment for a run that executes more than it compiles: XLA_FLAGS without CHEAP_COMPILE."""
+    return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(CHEAP_COMPILE, "").strip()}
 
 
 def start_script(args, cwd, script="rosmo.py", env=None):
@@ -52,7 +59,7 @@ def run_script(args, cwd, script="rosmo.py"):
 
 
 def run_scripts(*runs):
-    """Several (args, cwd, script) runs started together (they use both cores), each one's CompletedProcess."""
+    """Several (args, cwd, script[, env]) runs started together (they use both cores), each one's CompletedProcess."""
     return [finish(proc) for proc in [start_script(*run) for run in runs]]
 
 
