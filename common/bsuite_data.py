@@ -48,6 +48,7 @@ from common.episodes import (
     take_episodes,
     validate_episodes,
 )
+from common.files import write_atomic
 
 NOISE_LEVELS = (0.0, 0.1, 0.3, 0.5)
 NUM_EPISODES = {"catch": 2000, "cartpole": 1000, "mountain_car": 500}
@@ -690,18 +691,12 @@ def read_decoded(path: Path, fingerprint: str) -> Episodes | None:
 
 
 def write_decoded(path: Path, episodes: Episodes, fingerprint: str) -> None:
-    """Keep `episodes` (all of the directory's) as its decoded copy: written aside, then renamed into place, so
-    a reader sees the old copy or the whole new one. A directory that cannot be written keeps none."""
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{DECODED_NAME}.", dir=path)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, fingerprint=np.asarray(fingerprint), checksum=np.asarray(_checksum(episodes)), **episodes._asdict())
-        os.replace(tmp, path / DECODED_NAME)
-    except OSError:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    """Keep `episodes` (all of the directory's) as its decoded copy, written atomically (common/files.py). A
+    directory that cannot be written keeps none."""
+    buffer = io.BytesIO()
+    np.savez(buffer, fingerprint=np.asarray(fingerprint), checksum=np.asarray(_checksum(episodes)), **episodes._asdict())
+    with contextlib.suppress(OSError):
+        write_atomic(path / DECODED_NAME, buffer.getvalue())
 
 
 def read_episodes(path: str | os.PathLike, data_fraction: float = 1.0) -> Episodes:

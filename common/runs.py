@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from common.errors import UsageError
+from common.files import write_atomic
 from common.scores import has_reference_scores, normalized_score
 from common.sharding import is_main_process, local_copy
 
@@ -69,21 +70,6 @@ def _to_builtin(x: Any) -> Any:
     if isinstance(x, type) or callable(x):
         return getattr(x, "__name__", str(x))
     return x
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a uniquely named temporary file in the same directory."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_json(path: Path, payload: Dict[str, Any]) -> None:

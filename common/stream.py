@@ -123,6 +123,11 @@ def stream_device_bytes(capacity_steps: int, refill_steps: int) -> int:
     return store_bytes(capacity_steps) + 2 * refill_steps * FRAME_BYTES
 
 
+def ring_device_bytes(capacity_steps: int) -> int:
+    """`stream_device_bytes` of a ring refilled as `ring_settings` says (a quarter at a time)."""
+    return stream_device_bytes(capacity_steps, ring_settings(capacity_steps)["refill_steps"])
+
+
 def estimated_steps(game: str, data_fraction: float, num_shards: int | None = None) -> int:
     """Steps of `data_fraction` of one run, before reading it: about 1M per checkpoint shard."""
     return int(math.ceil(data_fraction * (num_shards or atari_data.num_checkpoints(game)) * STEPS_PER_SHARD))
@@ -205,7 +210,7 @@ class StoreChoice(NamedTuple):
     stream_bytes: int  # what the stream ring (of capacity_steps), its staged chunks and the update need
     available: int | None  # bytes one device may use (None: not reported)
     reason: str  # one line for the log
-    capacity_steps: int | None = None  # the stream's ring: the requested one, or fewer steps under 'auto' (shrunk_ring)
+    capacity_steps: int  # the stream's ring: the requested one, or fewer steps under 'auto' (shrunk_ring)
 
 
 MIN_RING_STEPS = 1024  # the smallest ring 'auto' shrinks to: refills of 256 steps
@@ -216,7 +221,7 @@ def shrunk_ring(capacity_steps: int, update_bytes: int, available: int) -> tuple
     refill staged twice) and the update fit in `available` bytes, not below MIN_RING_STEPS. Episodes longer
     than a quarter of the ring cannot be streamed into it (the run stops with a one-line error)."""
     capacity = int(capacity_steps)
-    fits = lambda c: stream_device_bytes(c, max(c // 4, 1)) + update_bytes <= available  # noqa: E731
+    fits = lambda c: ring_device_bytes(c) + update_bytes <= available  # noqa: E731
     while not fits(capacity) and capacity // 2 >= MIN_RING_STEPS:
         capacity //= 2
     return capacity, fits(capacity)
@@ -252,7 +257,7 @@ def choose_store(
         return StoreChoice("device", need_device, need_stream, available, reason, capacity_steps)
     if requested == "auto" and not stream_fits:  # auto always trains: on a smaller ring, or the smallest one
         ring, ring_fits = shrunk_ring(capacity_steps, update_bytes, available)
-        need_ring = stream_device_bytes(ring, max(ring // 4, 1)) + update_bytes
+        need_ring = ring_device_bytes(ring) + update_bytes
         if ring_fits:
             how = f"{_gb(need_ring)} of {_gb(available)} per device"
         else:
@@ -261,7 +266,7 @@ def choose_store(
             )
         reason = (
             f"stream store on a ring of {ring} steps, not {capacity_steps} ({how}; the device store would need "
-            f"{_gb(need_device)}); episodes longer than {max(ring // 4, 1)} steps cannot be streamed into it"
+            f"{_gb(need_device)}); episodes longer than {ring_settings(ring)['refill_steps']} steps cannot be streamed into it"
         )
         return StoreChoice("stream", need_device, need_ring, available, reason, ring)
     if requested == "stream" or (requested == "auto" and stream_fits):
@@ -276,7 +281,7 @@ def choose_store(
         return StoreChoice("stream", need_device, need_stream, available, reason, capacity_steps)
     fraction = largest_fraction(available, update_bytes, int(round(data_steps / data_fraction)))
     fits = f"use --data-fraction {fraction:g} or less" if fraction > 0 else "no data fraction fits beside the update"
-    stream = "or --store stream" if stream_fits else f"(the stream store needs {_gb(need_stream)} too)"
+    stream = "or --store stream" if stream_fits else "or --store auto (it streams on a smaller ring)"
     raise UsageError(
         f"--store device needs about {_gb(need_device)} per device for --data-fraction {data_fraction:g} "
         f"(store {_gb(store_bytes(data_steps))} + update {_gb(update_bytes)}) but a device has {_gb(available)}; "

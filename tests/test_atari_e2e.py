@@ -16,26 +16,9 @@ from scripts import ROOT, one_line_error, optimised_env, run_script, run_scripts
 
 from common.stream import MIN_RING_STEPS
 
-TINY = [
-    "--env-id",
-    "Pong",
-    "--batch-size",
-    "4",
-    "--total-steps",
-    "4",
-    "--eval-every",
-    "4",
-    "--eval-episodes",
-    "1",
-    "--eval-max-steps",
-    "12",
-    "--updates-per-dispatch",
-    "2",
-    "--unroll-steps",
-    "1",
-    "--td-steps",
-    "1",
-]
+# One dispatch of 2 updates at batch 4, one evaluation episode capped at 12 agent steps.
+BUDGET = "--batch-size 4 --total-steps 4 --eval-every 4 --updates-per-dispatch 2 --eval-episodes 1 --eval-max-steps 12"
+TINY = ["--env-id", "Pong", *BUDGET.split(), "--unroll-steps", "1", "--td-steps", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -76,29 +59,12 @@ def pong_shards(tmp_path_factory):
 def atari_runs(pong_shards, tmp_path_factory):
     """rosmo.py on the Pong fixture, and benchmark/atari.py training bc.py on it: {name: (cwd, output)}."""
     rosmo_cwd, bench_cwd = tmp_path_factory.mktemp("rosmo"), tmp_path_factory.mktemp("benchmark")
+    # A budget below what anything needs: --store auto (the default) still trains, on the smallest ring.
     bench_flags = [
-        "--games",
-        "Pong",
-        "--algos",
-        "bc",
-        "--num-seeds",
-        "2",
-        "--total-steps",
-        "4",
-        "--eval-every",
-        "4",
-        "--eval-episodes",
-        "1",
-        "--data-dir",
-        str(pong_shards),
-        # A budget below what anything needs: --store auto (the default) still trains, on the smallest ring.
+        *"--games Pong --algos bc --num-seeds 2 --total-steps 4 --eval-every 4 --eval-episodes 1".split(),
         "--extra=--batch-size 4 --eval-max-steps 12 --updates-per-dispatch 2 --device-memory-gb 0.01",
-        "--bootstrap-reps",
-        "100",
-        "--workdir",
-        str(bench_cwd),
-        "--out-dir",
-        str(bench_cwd / "results"),
+        *["--bootstrap-reps", "100", "--data-dir", str(pong_shards)],
+        *["--workdir", str(bench_cwd), "--out-dir", str(bench_cwd / "results")],
     ]
     # Full-size ResNets: compiled with XLA's full optimisation they run faster than the cheap compile saves.
     rosmo, bench = run_scripts(

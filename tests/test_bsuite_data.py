@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import bsuite_data
+from common import bsuite_data, files
 from common.episodes import DataError, Episodes, subset_episode_indices, take_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,7 +253,7 @@ def test_a_second_read_takes_the_decoded_copy_without_tensorflow_until_a_file_ch
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(bsuite_data.tempfile, "mkstemp", no_space)
+    monkeypatch.setattr(files.os, "replace", no_space)  # the temporary file is written, then cannot be renamed
     assert_same(bsuite_data.read_episodes(copy), catch_full)
     assert not decoded.exists() and not list(copy.glob(".*"))
 

@@ -338,7 +338,7 @@ def test_a_device_store_that_does_not_fit_is_a_one_line_error_naming_the_fractio
     assert "\n" not in message and "--store stream" in message
     fraction = float(message.split("--data-fraction ")[2].split()[0])
     assert fraction == 0.0042  # (2 GB - 0.5 GB) / 7,081 bytes a step / 50M steps a run = 0.00424
-    with pytest.raises(UsageError, match="no data fraction fits"):
+    with pytest.raises(UsageError, match=r"no data fraction fits.*or --store auto \(it streams on a smaller ring\)"):
         choose_store("device", data_steps=500_000, data_fraction=0.01, update_bytes=int(3e9), available=int(2e9))
     with pytest.raises(UsageError, match="--store stream needs"):
         choose_store("stream", data_steps=500_000, data_fraction=0.01, update_bytes=0, available=int(0.01e9))
