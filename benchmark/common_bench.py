@@ -1,6 +1,9 @@
 """Helpers of the benchmark scripts: run an algorithm script, find its results, describe the machine."""
 
+import contextlib
+import fcntl
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -65,6 +68,7 @@ BOOKKEEPING = {
     "data_dir",
     "updates_per_dispatch",
     "distributed",
+    "resume",
 }
 
 
@@ -160,9 +164,48 @@ def keep_record(results: dict, records: Path = RECORDS) -> None:
     os.replace(tmp, dst)
 
 
+def find_unfinished(algo: str, flags: List[str], runs_dir: Path) -> Optional[Path]:
+    """The newest run directory under `runs_dir` of `algo` with the arguments of FLAGS (bookkeeping aside)
+    that stopped before its end ('running' or 'interrupted' in results.json) and kept a checkpoint: the run
+    that `--resume` continues instead of starting again."""
+    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
+    defaults = script_defaults(algo)
+    paths = glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json"))
+    for path in sorted(paths, key=os.path.getmtime, reverse=True):
+        try:
+            results = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue  # a run directory being created, or damaged: not one to continue
+        if (
+            results.get("algo") == algo
+            and results.get("status") in ("running", "interrupted")
+            and (Path(path).parent / "checkpoint.msgpack").is_file()
+            and same_run(results["args"], want, defaults)
+        ):
+            return Path(path).parent
+    return None
+
+
+@contextlib.contextmanager
+def config_lock(algo: str, flags: List[str], logs: Path):
+    """Hold an exclusive lock on this configuration (its resolved arguments) while it runs, so that two
+    studies started at once never run or resume the same configuration together: the second waits, then
+    finds the first one's finished run."""
+    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
+    digest = hashlib.sha1(json.dumps(want, sort_keys=True).encode()).hexdigest()[:12]
+    with open(logs / f".{want['env_id']}_{algo}_{digest}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"    another study is running {algo}.py {' '.join(flags)}; waiting for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, workdir: Path = ROOT) -> List[Optional[dict]]:
     """Run every configuration that has no finished run under `workdir`/runs yet (one at a time, in
-    `workdir`); their results, in order."""
+    `workdir`); their results, in order. A run of the same configuration that stopped early (a killed
+    session, a crash) is continued from its last checkpoint with `--resume`, not started again."""
     workdir = Path(workdir)
     # Kept records belong to the repository's own studies; a study in another workdir (e.g. a test) keeps none.
     records = RECORDS if workdir.resolve() == ROOT.resolve() else None
@@ -172,16 +215,33 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
     for i, c in enumerate(configs):
         results = find_finished(c.algo, c.flags, workdir / "runs", records)
         if results is None and not dry_run:
-            tag = f"{exp_prefix}_{c.algo}_{i}"
-            print(f"[{i + 1}/{len(configs)}] running {c.algo}.py {' '.join(c.flags)}", flush=True)
-            seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], workdir, logs / f"{c.env_id}_{tag}.log")
-            print(f"    done in {seconds / 60:.1f} min", flush=True)
-            results = find_finished(c.algo, c.flags, workdir / "runs")
-            if results is not None and records is not None:
-                keep_record(results, records)
+            with config_lock(c.algo, c.flags, logs):
+                results = find_finished(c.algo, c.flags, workdir / "runs", records)  # another study's, meanwhile
+                if results is None:
+                    results = _run_config(i, len(configs), c, exp_prefix, workdir, logs)
+                    if results is not None and records is not None:
+                        keep_record(results, records)
         elif results is None:
-            print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}")
+            partial = find_unfinished(c.algo, c.flags, workdir / "runs")
+            again = f" (continues {partial})" if partial is not None else ""
+            print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}{again}")
         else:
             print(f"[{i + 1}/{len(configs)}] reusing {c.algo}.py {' '.join(c.flags)}")
         out.append(results)
     return out
+
+
+def _run_config(i: int, total: int, c: Config, exp_prefix: str, workdir: Path, logs: Path) -> Optional[dict]:
+    """Run (or continue, from the newest checkpoint of an unfinished run) configuration `c`; its results."""
+    tag = f"{exp_prefix}_{c.algo}_{i}"
+    partial = find_unfinished(c.algo, c.flags, workdir / "runs")
+    if partial is not None:
+        step = json.loads((partial / "results.json").read_text()).get("total_steps", 0)
+        print(f"[{i + 1}/{total}] continuing {c.algo}.py {' '.join(c.flags)} from update {step} ({partial})", flush=True)
+        flags = ["--resume", os.path.relpath(partial, workdir)]
+    else:
+        print(f"[{i + 1}/{total}] running {c.algo}.py {' '.join(c.flags)}", flush=True)
+        flags = [*c.flags, "--exp-name", tag]
+    seconds = run_algorithm(c.algo, flags, workdir, logs / f"{c.env_id}_{tag}.log")
+    print(f"    done in {seconds / 60:.1f} min", flush=True)
+    return find_finished(c.algo, c.flags, workdir / "runs")

@@ -9,7 +9,7 @@ For each script it builds the Atari networks of Appendix D.2.1 (Table 3 settings
 --env-id), a device store of random 84x84 frames (the update's cost does not depend on the
 pixels) and the script's own jitted `make_train_chunk`, exactly as the script trains, then times
 `--num-updates` updates after a warm-up call (compilation excluded). FLOPs per update come from
-XLA's cost analysis of a one-update chunk. XLA counts the body of a while loop once, so for MZU
+XLA's cost analysis of the compiled chunk, which counts the body of its scan (one update) once; for MZU
 the search's loop over simulations (mctx) is counted as one simulation: its FLOP/s is a lower
 bound. The peak is measured, not taken from a data sheet: the best of a few square matmuls
 (`--matmul-size`) in the compute dtype. Memory per row: the store's bytes (frames once plus the
@@ -144,14 +144,14 @@ def measure(algo: str, args: Args, store) -> dict:
     mesh = data_mesh()
     state, store = replicate(state, mesh), replicate(store, mesh)
 
-    one = module.make_train_chunk(run_args, network, optimizer, actions, 1, mesh)
-    compiled = one.lower(state, store).compile()
-    cost = compiled.cost_analysis()
+    # One compile: XLA's cost analysis counts the body of the chunk's scan once, i.e. one update's FLOPs.
+    chunk = module.make_train_chunk(run_args, network, optimizer, actions, args.updates_per_dispatch, mesh)
+    chunk = chunk.lower(state, store).compile()
+    cost = chunk.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
 
-    chunk = module.make_train_chunk(run_args, network, optimizer, actions, args.updates_per_dispatch, mesh)
-    state, metrics = chunk(state, store)  # compile and warm up
+    state, metrics = chunk(state, store)  # warm up
     jax.block_until_ready(metrics)
     dispatches = max(args.num_updates // args.updates_per_dispatch, 1)
     t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def measure(algo: str, args: Args, store) -> dict:
     ups = dispatches * args.updates_per_dispatch / seconds
     from common.stream import store_bytes, update_memory
 
-    memory = update_memory(compiled, state, store)
+    memory = update_memory(chunk, state, store)
     stats = jax.local_devices()[0].memory_stats() or {}
     return {
         "algo": algo,
