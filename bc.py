@@ -114,8 +114,8 @@ class Args:
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the policy (argmax) instead of sampling from it"""
-    compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """network compute precision on Atari: auto is bfloat16 on GPUs and TPUs, float32 on CPUs (parameters stay float32)"""
     updates_per_dispatch: Annotated[
         Optional[int],
         tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
@@ -202,7 +202,7 @@ def make_loss_fn(network: PolicyNetwork):
 def make_network(args: Args, num_actions: int):
     """The policy of paper Fig. 5 right-b: the BSuite MLPs, or the Atari ResNets (Appendix D.2.1)."""
     if is_atari(args.env_id):
-        return AtariPolicyNetwork(num_actions=num_actions, dtype=jnp.dtype(args.compute_dtype), downsample=args.downsample)
+        return AtariPolicyNetwork(num_actions=num_actions, dtype=args.compute_dtype, downsample=args.downsample)
     return PolicyNetwork(num_actions=num_actions)
 
 

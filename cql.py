@@ -147,8 +147,8 @@ class Args:
     """episodes per evaluation (per seed)"""
     eval_max_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 27,000 agent steps on Atari)")] = None
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
-    compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """network compute precision on Atari: auto is bfloat16 on GPUs and TPUs, float32 on CPUs (parameters stay float32)"""
     updates_per_dispatch: Annotated[
         Optional[int],
         tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
@@ -290,7 +290,7 @@ def make_network(args: Args, num_actions: int):
     """The critic of paper Fig. 5 right-d: the BSuite MLPs, or the Atari ResNets (Appendix D.2.1)."""
     if is_atari(args.env_id):
         return AtariQNetwork(
-            num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype), downsample=args.downsample
+            num_actions=num_actions, num_bins=args.num_bins, dtype=args.compute_dtype, downsample=args.downsample
         )
     return QNetwork(num_actions=num_actions, num_bins=args.num_bins)
 

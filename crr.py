@@ -137,8 +137,8 @@ class Args:
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the policy (argmax) instead of sampling from it"""
-    compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """network compute precision on Atari: auto is bfloat16 on GPUs and TPUs, float32 on CPUs (parameters stay float32)"""
     updates_per_dispatch: Annotated[
         Optional[int],
         tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
@@ -307,7 +307,7 @@ def make_loss_fn(args: Args, policy_net: PolicyNetwork, critic_net: QNetwork):
 def make_networks(args: Args, num_actions: int):
     """Actor and critic of paper Fig. 5 right-c: BSuite MLPs, or the Atari ResNets (Appendix D.2.1)."""
     if is_atari(args.env_id):
-        dtype = jnp.dtype(args.compute_dtype)
+        dtype = args.compute_dtype
         return (
             AtariPolicyNetwork(num_actions=num_actions, dtype=dtype, downsample=args.downsample),
             AtariQNetwork(num_actions=num_actions, num_bins=args.num_bins, dtype=dtype, downsample=args.downsample),

@@ -151,8 +151,8 @@ class Args:
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the improved policy instead of sampling from it (the official release samples)"""
-    compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    """network compute precision on Atari (bfloat16 for GPUs and TPUs; parameters stay float32)"""
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """network compute precision on Atari: auto is bfloat16 on GPUs and TPUs, float32 on CPUs (parameters stay float32)"""
     updates_per_dispatch: Annotated[
         Optional[int],
         tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
@@ -397,7 +397,7 @@ def make_network(args: Args, num_actions: int):
     """The paper's model: the MLPs of Table 4 on BSuite, the ResNets of Appendix D.2.1 on Atari."""
     if is_atari(args.env_id):
         return AtariMuZeroNetwork(
-            num_actions=num_actions, num_bins=args.num_bins, dtype=jnp.dtype(args.compute_dtype), downsample=args.downsample
+            num_actions=num_actions, num_bins=args.num_bins, dtype=args.compute_dtype, downsample=args.downsample
         )
     return MuZeroNetwork(num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32))
 

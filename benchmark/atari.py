@@ -59,8 +59,8 @@ class Args:
     """RL Unplugged run of each game's data"""
     data_dir: Optional[str] = None
     """shard directory or URL (default: the scripts' default, the public bucket)"""
-    compute_dtype: str = "float32"
-    """network compute precision (bfloat16 on GPUs and TPUs)"""
+    compute_dtype: str = "auto"
+    """network compute precision (auto: bfloat16 on GPUs and TPUs, float32 on CPUs)"""
     extra: str = ""
     """more flags passed to every script, in one string: --extra='--eval-max-steps 20000 --batch-size 256'"""
     time_to_score: float = 1.5

@@ -72,6 +72,10 @@ BOOKKEEPING = {
 }
 
 
+# Flags that only the Atari networks read.
+ATARI_ONLY = {"compute_dtype", "downsample"}
+
+
 @dataclass
 class Config:
     """One run of an algorithm script: `python {algo}.py {flags}` with all seeds vmapped."""
@@ -81,6 +85,17 @@ class Config:
     flags: List[str]
     series: str  # the line or bar this run belongs to (e.g. "rosmo", "mzu d=1")
     x: Any = None  # its position on the study's axis (e.g. a data fraction), None for a plain comparison
+
+
+def comparable_args(algo: str, flags: List[str]) -> Dict[str, Any]:
+    """The resolved arguments of FLAGS that decide what a run computes: BOOKKEEPING left out, and on BSuite
+    also the flags of the Atari networks alone (their compute precision and torso), which the MLPs ignore."""
+    from common.bsuite_env import BSUITE_ENVS  # (resolve_args put the repository on sys.path)
+
+    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
+    if want["env_id"] in BSUITE_ENVS:
+        want = {k: v for k, v in want.items() if k not in ATARI_ONLY}
+    return want
 
 
 def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
@@ -131,7 +146,7 @@ def find_finished(
 ) -> Optional[dict]:
     """The newest finished results.json of `algo` whose arguments equal those of FLAGS (bookkeeping aside)
     under `runs_dir`, else the newest such kept record under `records` (a directory of results.json copies)."""
-    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
+    want = comparable_args(algo, flags)
     defaults = script_defaults(algo)
     in_runs = glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json"))
     kept = glob.glob(str(records / f"{want['env_id']}__*.json")) if records is not None else []
@@ -168,7 +183,7 @@ def find_unfinished(algo: str, flags: List[str], runs_dir: Path) -> Optional[Pat
     """The newest run directory under `runs_dir` of `algo` with the arguments of FLAGS (bookkeeping aside)
     that stopped before its end ('running' or 'interrupted' in results.json) and kept a checkpoint: the run
     that `--resume` continues instead of starting again."""
-    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
+    want = comparable_args(algo, flags)
     defaults = script_defaults(algo)
     paths = glob.glob(str(runs_dir / f"{want['env_id']}__*" / "results.json"))
     for path in sorted(paths, key=os.path.getmtime, reverse=True):
@@ -191,7 +206,7 @@ def config_lock(algo: str, flags: List[str], logs: Path):
     """Hold an exclusive lock on this configuration (its resolved arguments) while it runs, so that two
     studies started at once never run or resume the same configuration together: the second waits, then
     finds the first one's finished run."""
-    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
+    want = comparable_args(algo, flags)
     digest = hashlib.sha1(json.dumps(want, sort_keys=True).encode()).hexdigest()[:12]
     with open(logs / f".{want['env_id']}_{algo}_{digest}.lock", "w") as lock:
         try:

@@ -4,12 +4,15 @@
     python benchmark/learner.py --compute-dtype bfloat16          # on a GPU or TPU
     python benchmark/learner.py --batch-size 16 --num-updates 4   # a quick look on a CPU
     python benchmark/learner.py --stores device stream            # also the stream path's ring (common/stream.py)
+    python benchmark/learner.py --flops-only                      # each update's FLOPs only, on any machine
 
 For each script it builds the Atari networks of Appendix D.2.1 (Table 3 settings chosen from
 --env-id), a device store of random 84x84 frames (the update's cost does not depend on the
 pixels) and the script's own jitted `make_train_chunk`, exactly as the script trains, then times
 `--num-updates` updates after a warm-up call (compilation excluded). FLOPs per update come from
-XLA's cost analysis of the compiled chunk, which counts the body of its scan (one update) once; for MZU
+XLA's cost analysis of the lowered chunk, which counts the body of its scan (one update) once (the
+lowered program, not the executable: a GPU executable's analysis leaves out the convolutions that
+it hands to cuDNN; `--flops-only` prints these counts on any machine without timing); for MZU
 the search's loop over simulations (mctx) is counted as one simulation: its FLOP/s is a lower
 bound. The peak is measured, not taken from a data sheet: the best of a few square matmuls
 (`--matmul-size`) in the compute dtype. Memory per row: the store's bytes (frames once plus the
@@ -55,6 +58,8 @@ class Args:
     """stores to measure: device (--store-frames random frames) and/or stream (common/stream.py's ring)"""
     stream_capacity: int = 131_072
     """steps of the stream ring (its default)"""
+    flops_only: bool = False
+    """print each update's FLOPs (XLA's count of the lowered program; no compile, no timing, any machine) and stop"""
     out: str = ""
     """output file (default benchmark/results/learner_{platform}.md)"""
 
@@ -144,12 +149,17 @@ def measure(algo: str, args: Args, store) -> dict:
     mesh = data_mesh()
     state, store = replicate(state, mesh), replicate(store, mesh)
 
-    # One compile: XLA's cost analysis counts the body of the chunk's scan once, i.e. one update's FLOPs.
-    chunk = module.make_train_chunk(run_args, network, optimizer, actions, args.updates_per_dispatch, mesh)
-    chunk = chunk.lower(state, store).compile()
-    cost = chunk.cost_analysis()
+    # XLA's cost analysis of the lowered program (before the backend rewrites convolutions into library calls,
+    # which a GPU executable's analysis leaves uncounted) counts the body of the chunk's scan once: one update.
+    lowered = module.make_train_chunk(run_args, network, optimizer, actions, args.updates_per_dispatch, mesh).lower(
+        state, store
+    )
+    cost = lowered.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    if args.flops_only:
+        return {"algo": algo, "flops_per_update": flops}
+    chunk = lowered.compile()
 
     state, metrics = chunk(state, store)  # warm up
     jax.block_until_ready(metrics)
@@ -183,6 +193,12 @@ def main(args: Args) -> None:
     if args.updates_per_dispatch < 1 or args.num_updates < 1 or args.batch_size < 1:
         raise SystemExit("error: --batch-size, --num-updates and --updates-per-dispatch must be at least 1")
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.compute_dtype]
+    if args.flops_only:
+        store = synthetic_store(args.store_frames)
+        for algo in args.algos:
+            flops = measure(algo, args, store)["flops_per_update"]
+            print(f"{algo}: {flops / 1e9:.1f} GFLOP per update at batch {args.batch_size} (XLA, lowered program)")
+        return
     peak = measured_peak(args.matmul_size, dtype)
     print(f"measured peak ({args.matmul_size}^3 {args.compute_dtype} matmul): {peak / 1e12:.2f} TFLOP/s", flush=True)
     if not set(args.stores) <= {"device", "stream"}:

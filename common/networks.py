@@ -17,8 +17,9 @@ a next state, + a prediction-like head with categorical Q logits, for CRR's crit
 The Atari networks of Appendix D.2.1 mirror these interfaces on 84x84x4 uint8 frames:
 `AtariMuZeroNetwork` (pre-activation LayerNorm ResNet, hidden state 6x6x64), `AtariPolicyNetwork`
 and `AtariQNetwork`. Their methods take any number of leading batch dims, and their `dtype`
-(e.g. bfloat16) sets the compute of convolutions and dense layers while parameters, hidden
-states and logits stay float32. Their `downsample` picks the torso's second downsampling stage:
+(float32, bfloat16, or "auto": bfloat16 on a GPU or TPU, float32 on a CPU; see `compute_dtype`)
+sets the compute of convolutions and dense layers while parameters, hidden states and logits stay
+float32. Their `downsample` picks the torso's second downsampling stage:
 "paper" (the default, Appendix D.2.1's text: a stride-2 convolution then 2 residual blocks) or
 "official" (the authors' release: a stride-2 residual block with a projection shortcut then 1
 residual block). It does not hold losses, targets or data code.
@@ -137,6 +138,15 @@ ATARI_CHANNELS = 64  # channels of every residual block after the first downsamp
 DOWNSAMPLE_FORMS = ("paper", "official")  # AtariTorso's second downsampling stage (see its docstring)
 HEAD_CHANNELS = 128  # 1x1 conv of each head before flattening
 HEAD_LAYERS = (128, 128)  # "two fully connected layers with 128 hidden units"
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """The compute dtype an Atari network runs in: "auto" is bfloat16 on a GPU or TPU and float32 on a CPU
+    (bfloat16's learning targets agree with float32's and the update runs about 1.5x faster on a GPU:
+    benchmark/results/precision_gpu.md and learner_gpu_*.md); any other value is taken as given."""
+    if isinstance(dtype, str) and dtype == "auto":
+        return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
+    return jnp.dtype(dtype)
 
 
 def _conv(features: int, kernel: int, stride: int, dtype) -> nn.Conv:
@@ -297,12 +307,13 @@ class AtariMuZeroNetwork(nn.Module):
     """the torso's downsampling: "paper" (Appendix D.2.1) or "official" (the authors' release); see AtariTorso"""
 
     def setup(self):
-        self.representation_net = AtariTorso(self.dtype, self.downsample)
-        self.dynamics_net = AtariTransition(2, self.dtype)
-        self.prediction_trunk = ResStack(2, self.dtype)
-        self.policy_head = AtariHead(self.num_actions, self.dtype)
-        self.value_head = AtariHead(self.num_bins, self.dtype)
-        self.reward_head = AtariHead(self.num_bins, self.dtype)
+        dtype = compute_dtype(self.dtype)
+        self.representation_net = AtariTorso(dtype, self.downsample)
+        self.dynamics_net = AtariTransition(2, dtype)
+        self.prediction_trunk = ResStack(2, dtype)
+        self.policy_head = AtariHead(self.num_actions, dtype)
+        self.value_head = AtariHead(self.num_bins, dtype)
+        self.reward_head = AtariHead(self.num_bins, dtype)
 
     def represent(self, observation: jax.Array) -> jax.Array:
         """h_theta: frames [..., 84, 84, 4] (uint8, 0..255) -> state [..., 6, 6, 64] (float32)."""
@@ -343,10 +354,10 @@ class AtariPolicyNetwork(nn.Module):
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
         """frames [..., 84, 84, 4] -> policy logits [..., A] (float32, zero at init)."""
-        x, lead = _fold(observation, 3)
-        x = AtariTorso(self.dtype, self.downsample, name="representation_net")(x)
-        x = ResStack(2, self.dtype, name="prediction_trunk")(x)
-        return AtariHead(self.num_actions, self.dtype, name="policy_head")(x).reshape(lead + (self.num_actions,))
+        x, lead, dtype = *_fold(observation, 3), compute_dtype(self.dtype)
+        x = AtariTorso(dtype, self.downsample, name="representation_net")(x)
+        x = ResStack(2, dtype, name="prediction_trunk")(x)
+        return AtariHead(self.num_actions, dtype, name="policy_head")(x).reshape(lead + (self.num_actions,))
 
 
 class AtariQNetwork(nn.Module):
@@ -366,14 +377,14 @@ class AtariQNetwork(nn.Module):
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
         """frames [..., 84, 84, 4] -> Q logits [..., A, num_bins] (float32)."""
-        x, lead = _fold(observation, 3)
-        state = AtariTorso(self.dtype, self.downsample, name="representation_net")(x)  # [N, 6, 6, 64]
+        x, lead, dtype = *_fold(observation, 3), compute_dtype(self.dtype)
+        state = AtariTorso(dtype, self.downsample, name="representation_net")(x)  # [N, 6, 6, 64]
         n, num_actions = state.shape[0], self.num_actions
         states = jnp.repeat(state, num_actions, axis=0)  # [N * A, ...], sample-major
         actions = jnp.tile(jnp.eye(num_actions), (n, 1))  # action index runs fastest, matching `states`
-        x = AtariTransition(2, self.dtype, name="dynamics_net")(states, actions)
-        x = ResStack(2, self.dtype, name="prediction_trunk")(x)
-        q_logits = AtariHead(self.num_bins, self.dtype, name="q_head")(x)
+        x = AtariTransition(2, dtype, name="dynamics_net")(states, actions)
+        x = ResStack(2, dtype, name="prediction_trunk")(x)
+        q_logits = AtariHead(self.num_bins, dtype, name="q_head")(x)
         return q_logits.reshape(lead + (num_actions, self.num_bins))
 
 

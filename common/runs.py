@@ -72,6 +72,11 @@ def _to_builtin(x: Any) -> Any:
     return x
 
 
+def describe_devices() -> str:
+    """The devices this process trains on, e.g. '1 x NVIDIA H200 (gpu), JAX 0.11.2'."""
+    return f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()}), JAX {jax.__version__}"
+
+
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
     """Strict JSON (NaN and infinities become null), written atomically."""
     write_atomic(path, (json.dumps(_to_builtin(payload), indent=2, allow_nan=False) + "\n").encode())
@@ -242,6 +247,7 @@ class Run:
         self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": []}
         self.data_info: Dict[str, Any] = {}
         self.updates_per_s = float("nan")
+        self.devices: list = []  # where the run trained, one entry per change of machine across resumes
         elapsed = 0.0
         if args.resume:
             if args.checkpoint:
@@ -258,6 +264,7 @@ class Run:
                 )
             self.id = previous.get("run_id") or secrets.token_hex(8)
             self.history = previous.get("eval_history", self.history)
+            self.devices = previous.get("devices", [])
             elapsed = float(previous.get("wall_clock_s") or 0.0)
         else:
             check_exp_name(args.exp_name)
@@ -355,6 +362,9 @@ class Run:
             if self.main:
                 write_json(self.dir / "args.json", vars(self.args))
         self.data_info = dict(data.info)
+        here = describe_devices()
+        if self.devices[-1:] != [here]:
+            self.devices.append(here)
         self.meta.update(
             num_actions=int(data.num_actions), obs_shape=list(data.obs_shape), obs_dtype=np.dtype(data.obs_dtype).name
         )
@@ -416,6 +426,7 @@ class Run:
             "updates_per_s": self.updates_per_s,  # training-loop steps (every vmapped seed advances)
             "agent_updates_per_s": self.updates_per_s * len(self.seeds),
             "data": self.data_info,
+            "devices": self.devices,
             "args": vars(self.args),
             "run_name": self.name,
             "run_id": self.id,

@@ -23,6 +23,7 @@ from common.networks import (
     PolicyNetwork,
     QNetwork,
     StridedResBlock,
+    compute_dtype,
     weight_decay_mask,
 )
 from common.value_transforms import logits_to_scalar
@@ -171,6 +172,19 @@ def test_atari_bfloat16_policy_and_q_networks_return_float32(policy, critic):
     for (_, params), cls in ((policy, AtariPolicyNetwork), (critic, AtariQNetwork)):
         half = cls(num_actions=A, dtype=jnp.bfloat16)
         assert jax.eval_shape(half.apply, params, frames((2,))).dtype == jnp.float32
+
+
+def test_auto_compute_dtype_is_float32_on_a_cpu_and_bfloat16_on_accelerators(muzero, monkeypatch):
+    net, params = muzero
+    params = perturb(params)
+    observation, action = frames((2,), seed=3), jnp.array([1, 3])
+    assert compute_dtype("auto") == jnp.float32 and compute_dtype("bfloat16") == jnp.bfloat16  # this CPU
+    auto = run_model(AtariMuZeroNetwork(num_actions=A, dtype="auto"), params, observation, action)
+    for x, y in zip(jax.tree.leaves(run_model(net, params, observation, action)), jax.tree.leaves(auto)):
+        np.testing.assert_array_equal(x, y)  # float32 exactly
+    for backend in ("gpu", "tpu"):
+        monkeypatch.setattr(jax, "default_backend", lambda name=backend: name)
+        assert compute_dtype("auto") == jnp.bfloat16 and compute_dtype("float32") == jnp.float32
 
 
 # --- weight-decay mask --------------------------------------------------------------------------

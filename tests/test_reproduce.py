@@ -83,3 +83,33 @@ def test_dry_run_lists_every_configuration_of_a_study(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("to run: python mzu.py") == 4
     assert "--num-simulations 8 --max-depth 1" in out.stdout and not (tmp_path / "runs" / "catch").exists()
+
+
+@pytest.mark.e2e
+def test_a_study_continues_an_unfinished_run_from_its_checkpoint(catch_data, tmp_path):
+    env = {**os.environ, "ROSMO_DATA_DIR": str(catch_data), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    flags = "--env-id catch --num-seeds 2 --seed 0 --total-steps 60 --eval-every 30 --eval-episodes 2".split()
+    # A run stopped at update 30 of 60 with its checkpoint there (as a killed session leaves one): made by
+    # training 30 updates with --save-model, then recording the 60-update budget it was started with.
+    short = [*flags[:-6], "--total-steps", "30", *flags[-4:], "--save-model", "--exp-name", "repro_table2_bc_0"]
+    first = subprocess.run(
+        [sys.executable, str(ROOT / "bc.py"), *short], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").glob("catch__repro_table2_bc_0__*")
+    saved = json.loads((run_dir / "args.json").read_text())
+    (run_dir / "args.json").write_text(json.dumps({**saved, "total_steps": 60}))
+    results = json.loads((run_dir / "results.json").read_text())
+    results.update(status="interrupted", args={**results["args"], "total_steps": 60})
+    (run_dir / "results.json").write_text(json.dumps(results))
+
+    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "table2", "--algos", "bc"]
+    cmd += [*"--envs catch --num-seeds 2 --total-steps 60 --eval-every 30 --eval-episodes 2 --bootstrap-reps 100".split()]
+    cmd += ["--workdir", str(tmp_path), "--out-dir", str(tmp_path / "results")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "continuing bc.py" in out.stdout and "from update 30" in out.stdout and "running " not in out.stdout
+    assert [p.name for p in (tmp_path / "runs").glob("catch__*")] == [run_dir.name]  # no second run directory
+    done = json.loads((run_dir / "results.json").read_text())
+    assert done["status"] == "finished" and done["total_steps"] == 60 and done["eval_history"]["steps"] == [30, 60]
+    assert len(done["devices"]) == 1 and "(cpu)" in done["devices"][0]
