@@ -35,7 +35,14 @@ from tqdm import tqdm
 from common.data import check_env_id, is_atari, load_offline_data, open_feed
 from common.errors import DataError, UsageError, check_ranges, fail
 from common.evaluation import make_evaluator
-from common.networks import AtariPolicyNetwork, AtariQNetwork, PolicyNetwork, QNetwork, weight_decay_mask
+from common.networks import (
+    AtariPolicyNetwork,
+    AtariQNetwork,
+    PolicyNetwork,
+    QNetwork,
+    resolve_compute_dtype,
+    weight_decay_mask,
+)
 from common.replay import Store, Window, sample_windows
 from common.runs import Run, wandb_mode
 from common.sharding import data_mesh, init_distributed, shard_batch
@@ -447,6 +454,9 @@ def main(args: Args) -> None:
     check_args(args)
     if args.distributed:
         init_distributed()  # before any device is touched
+    # The precision --compute-dtype auto resolves to on these devices (the BSuite MLPs compute in float32).
+    precision = resolve_compute_dtype(args.compute_dtype) if is_atari(args.env_id) else "float32"
+    args = dataclasses.replace(args, compute_dtype=precision)
     run = Run("crr", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
     data = (

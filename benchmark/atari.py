@@ -28,9 +28,10 @@ from typing import List, Optional
 import aggregate as agg
 import numpy as np
 import tyro
-from common_bench import ROOT, Config, machine_description, run_configs
+from common_bench import ROOT, Config, device_backend, machine_description, run_configs
 
 sys.path.insert(0, str(ROOT))
+from common.networks import resolve_compute_dtype  # noqa: E402
 from common.scores import ATARI_SCORES  # noqa: E402
 
 PAPER_GAMES = list(ATARI_SCORES)
@@ -136,7 +137,8 @@ def main(args: Args) -> None:
         f"# Atari: {len(args.games)} games x {args.num_seeds} seeds x {args.total_steps} updates",
         "",
         f"{args.data_fraction:g} of run {args.run} of each game, {args.eval_episodes} evaluation episodes per seed every "
-        f"{args.eval_every} updates, compute {args.compute_dtype}. Machine: {machine}.",
+        f"{args.eval_every} updates, compute {resolve_compute_dtype(args.compute_dtype, device_backend())}. "
+        f"Machine: {machine}.",
         f"Command: `python benchmark/atari.py --games {' '.join(args.games)} --algos {' '.join(args.algos)} "
         f"--num-seeds {args.num_seeds} --total-steps {args.total_steps}` (+ the flags above). "
         f"This invocation took {(time.time() - start) / 60:.1f} min.",

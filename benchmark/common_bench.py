@@ -2,6 +2,7 @@
 
 import contextlib
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -41,15 +42,24 @@ def find_results(runs_dir: Path, env_id: str, exp_name: str, seed: int, expect: 
     return None
 
 
-def run_algorithm(algo: str, flags: list, cwd: Path, log_path: Path) -> float:
-    """Run `python {algo}.py FLAGS` in `cwd`, its output to `log_path`; returns wall-clock seconds."""
+class RunFailed(SystemExit):
+    """An algorithm script exited with a non-zero `returncode` (128 + N, or -N, when signal N stopped it)."""
+
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def run_algorithm(algo: str, flags: list, cwd: Path, log_path: Path, pass_fds: tuple = ()) -> float:
+    """Run `python {algo}.py FLAGS` in `cwd`, its output appended to `log_path` (a continued run's earlier
+    attempts stay in it), with the file descriptors `pass_fds` open in it; returns wall-clock seconds."""
     start = time.time()
-    with open(log_path, "w") as log:
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / f"{algo}.py"), *flags], cwd=cwd, stdout=log, stderr=subprocess.STDOUT
-        )
+    with open(log_path, "a") as log:
+        cmd = [sys.executable, str(ROOT / f"{algo}.py"), *flags]
+        proc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, pass_fds=pass_fds)
     if proc.returncode != 0:
-        raise SystemExit(f"error: {algo}.py {' '.join(flags)} failed with code {proc.returncode}; see {log_path}")
+        what = f"error: {algo}.py {' '.join(flags)} failed with code {proc.returncode}; see {log_path}"
+        raise RunFailed(what, proc.returncode)
     return time.time() - start
 
 
@@ -90,12 +100,22 @@ class Config:
 def comparable_args(algo: str, flags: List[str]) -> Dict[str, Any]:
     """The resolved arguments of FLAGS that decide what a run computes: BOOKKEEPING left out, and on BSuite
     also the flags of the Atari networks alone (their compute precision and torso), which the MLPs ignore."""
-    from common.bsuite_env import BSUITE_ENVS  # (resolve_args put the repository on sys.path)
+    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}  # puts ROOT on sys.path
+    from common.bsuite_env import BSUITE_ENVS
+    from common.networks import resolve_compute_dtype
 
-    want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}
     if want["env_id"] in BSUITE_ENVS:
-        want = {k: v for k, v in want.items() if k not in ATARI_ONLY}
-    return want
+        return {k: v for k, v in want.items() if k not in ATARI_ONLY}
+    # The scripts record the precision that --compute-dtype auto resolved to on their devices.
+    return {**want, "compute_dtype": resolve_compute_dtype(want["compute_dtype"], device_backend())}
+
+
+@functools.lru_cache(maxsize=None)
+def device_backend() -> str:
+    """The JAX backend the algorithm scripts get on this machine ('cpu', 'gpu' or 'tpu'), asked of a child
+    process so that this one never holds accelerator memory the runs need."""
+    ask = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"], capture_output=True, text=True)
+    return ask.stdout.split()[-1] if ask.returncode == 0 and ask.stdout.split() else "cpu"
 
 
 def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
@@ -191,14 +211,20 @@ def find_unfinished(algo: str, flags: List[str], runs_dir: Path) -> Optional[Pat
             results = json.loads(Path(path).read_text())
         except (OSError, ValueError):
             continue  # a run directory being created, or damaged: not one to continue
+        run_dir = Path(path).parent
         if (
             results.get("algo") == algo
             and results.get("status") in ("running", "interrupted")
-            and (Path(path).parent / "checkpoint.msgpack").is_file()
+            and (run_dir / "checkpoint.msgpack").is_file()
+            and not (run_dir / RESUME_FAILED).exists()
+            and set(want) <= set(results["args"])  # made before a flag existed: --resume would fill today's default
             and same_run(results["args"], want, defaults)
         ):
-            return Path(path).parent
+            return run_dir
     return None
+
+
+RESUME_FAILED = "resume_failed"  # marker: `--resume` of this run directory failed once; a study starts afresh
 
 
 @contextlib.contextmanager
@@ -214,7 +240,7 @@ def config_lock(algo: str, flags: List[str], logs: Path):
         except BlockingIOError:
             print(f"    another study is running {algo}.py {' '.join(flags)}; waiting for it", flush=True)
             fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        yield lock.fileno()  # passed to the run, so the lock lasts as long as the run even if the study dies
 
 
 def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, workdir: Path = ROOT) -> List[Optional[dict]]:
@@ -230,10 +256,10 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
     for i, c in enumerate(configs):
         results = find_finished(c.algo, c.flags, workdir / "runs", records)
         if results is None and not dry_run:
-            with config_lock(c.algo, c.flags, logs):
+            with config_lock(c.algo, c.flags, logs) as lock:
                 results = find_finished(c.algo, c.flags, workdir / "runs", records)  # another study's, meanwhile
                 if results is None:
-                    results = _run_config(i, len(configs), c, exp_prefix, workdir, logs)
+                    results = _run_config(i, len(configs), c, exp_prefix, workdir, logs, lock)
                     if results is not None and records is not None:
                         keep_record(results, records)
         elif results is None:
@@ -246,17 +272,26 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
     return out
 
 
-def _run_config(i: int, total: int, c: Config, exp_prefix: str, workdir: Path, logs: Path) -> Optional[dict]:
-    """Run (or continue, from the newest checkpoint of an unfinished run) configuration `c`; its results."""
+def _run_config(i: int, total: int, c: Config, exp_prefix: str, workdir: Path, logs: Path, lock: int) -> Optional[dict]:
+    """Run (or continue, from the newest checkpoint of an unfinished run) configuration `c`, with the
+    configuration's lock `lock` held by the run too; its results."""
     tag = f"{exp_prefix}_{c.algo}_{i}"
+    log = logs / f"{c.env_id}_{tag}.log"
     partial = find_unfinished(c.algo, c.flags, workdir / "runs")
     if partial is not None:
         step = json.loads((partial / "results.json").read_text()).get("total_steps", 0)
         print(f"[{i + 1}/{total}] continuing {c.algo}.py {' '.join(c.flags)} from update {step} ({partial})", flush=True)
-        flags = ["--resume", os.path.relpath(partial, workdir)]
-    else:
+        try:
+            seconds = run_algorithm(c.algo, ["--resume", os.path.relpath(partial, workdir)], workdir, log, (lock,))
+        except RunFailed as failed:
+            if failed.returncode < 0 or failed.returncode >= 128:
+                raise  # stopped by a signal (a killed session): it stays the run to continue
+            # It could not continue (say its saved --data-dir is gone): never try this directory again.
+            (partial / RESUME_FAILED).write_text(f"{failed}\n")
+            print(f"    {failed}; starting it afresh", flush=True)
+            partial = None
+    if partial is None:
         print(f"[{i + 1}/{total}] running {c.algo}.py {' '.join(c.flags)}", flush=True)
-        flags = [*c.flags, "--exp-name", tag]
-    seconds = run_algorithm(c.algo, flags, workdir, logs / f"{c.env_id}_{tag}.log")
+        seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], workdir, log, (lock,))
     print(f"    done in {seconds / 60:.1f} min", flush=True)
     return find_finished(c.algo, c.flags, workdir / "runs")

@@ -17,7 +17,8 @@ the search's loop over simulations (mctx) is counted as one simulation: its FLOP
 bound. The peak is measured, not taken from a data sheet: the best of a few square matmuls
 (`--matmul-size`) in the compute dtype. Memory per row: the store's bytes (frames once plus the
 per-step arrays), the update's own memory from XLA's memory analysis (common/stream.py
-`update_memory`) and the device's peak bytes in use where it reports them (NaN on a CPU); the
+`update_memory`) and the device's peak bytes in use so far in this process, over the rows measured
+before it too (NaN on a CPU); the
 stream row's store is the ring of `--stream-capacity` steps, whatever the data fraction.
 Writes benchmark/results/learner_{platform}.md.
 """
@@ -48,8 +49,8 @@ class Args:
     """timed updates (after one warm-up chunk)"""
     updates_per_dispatch: int = 10
     """updates fused into one jitted call"""
-    compute_dtype: str = "float32"
-    """network compute precision: float32 or bfloat16"""
+    compute_dtype: str = "auto"
+    """network compute precision: float32, bfloat16 or auto (the scripts' default: bfloat16 on GPUs and TPUs)"""
     store_frames: int = 20_000
     """random frames in the device store"""
     matmul_size: int = 8192
@@ -192,6 +193,11 @@ def main(args: Args) -> None:
 
     if args.updates_per_dispatch < 1 or args.num_updates < 1 or args.batch_size < 1:
         raise SystemExit("error: --batch-size, --num-updates and --updates-per-dispatch must be at least 1")
+    from common.networks import resolve_compute_dtype
+
+    if args.compute_dtype not in ("auto", "float32", "bfloat16"):
+        raise SystemExit("error: --compute-dtype must be auto, float32 or bfloat16")
+    args.compute_dtype = resolve_compute_dtype(args.compute_dtype)  # the table names the precision measured
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.compute_dtype]
     if args.flops_only:
         store = synthetic_store(args.store_frames)
@@ -216,7 +222,7 @@ def main(args: Args) -> None:
             f"{row['flops_per_update'] / 1e9:.1f} GFLOP/update, "
             f"{row['flops_per_s'] / 1e12:.3f} TFLOP/s = {100 * row['flops_per_s'] / peak:.1f}% of the measured peak, "
             f"store {row['store_gb']:.2f} GB + update {row['update_gb']:.2f} GB ({row['memory_source']}), "
-            f"peak in use {row['peak_gb']:.2f} GB",
+            f"device peak so far {row['peak_gb']:.2f} GB",
             flush=True,
         )
     platform = jax.devices()[0].platform
@@ -232,7 +238,7 @@ def main(args: Args) -> None:
         f"--compute-dtype {args.compute_dtype} --num-updates {args.num_updates} --stores {' '.join(args.stores)}`",
         "",
         "| algorithm | store | updates/s | GFLOP per update (XLA) | achieved TFLOP/s | share of measured peak "
-        "| store GB | update GB (XLA memory analysis) | peak GB in use (device) |",
+        "| store GB | update GB (XLA memory analysis) | device's peak GB in use, this process so far |",
         "|---|---|---|---|---|---|---|---|---|",
         *[
             f"| {r['algo']} | {r['store']} | {r['updates_per_s']:.2f} | {r['flops_per_update'] / 1e9:.1f} | "

@@ -26,6 +26,7 @@ default where ROSMO's mean KL is below `--kl-threshold` (1e-2) and MZU's precisi
 larger than its key-to-key spread. Writes benchmark/results/precision_{platform}.md.
 """
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -101,10 +102,10 @@ def train_float32(rosmo, run_args, network, store, num_actions: int, args: Args)
     optimizer = rosmo.make_optimizer(run_args, jax.tree.map(lambda x: x[0], state.params))
     mesh = data_mesh()
     state, store = replicate(state, mesh), replicate(store, mesh)
-    per_call = max(min(args.updates_per_dispatch, args.train_updates), 1)
+    per_call = math.gcd(args.updates_per_dispatch, args.train_updates)  # dispatches that add up to train_updates
     chunk = rosmo.make_train_chunk(run_args, network, optimizer, num_actions, per_call, mesh)
     t0 = time.perf_counter()
-    for call in range(max(args.train_updates // per_call, 1)):
+    for call in range(args.train_updates // per_call):
         state, metrics = chunk(state, store)
         if call == 0 or (call + 1) * per_call >= args.train_updates:
             print(f"  update {(call + 1) * per_call}: loss {float(metrics['loss'][0]):.3f}", flush=True)

@@ -25,7 +25,7 @@ float32. Their `downsample` picks the torso's second downsampling stage:
 residual block). It does not hold losses, targets or data code.
 """
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -140,13 +140,18 @@ HEAD_CHANNELS = 128  # 1x1 conv of each head before flattening
 HEAD_LAYERS = (128, 128)  # "two fully connected layers with 128 hidden units"
 
 
+def resolve_compute_dtype(name: str, backend: Optional[str] = None) -> str:
+    """--compute-dtype's "auto" as a precision name: bfloat16 on a GPU or TPU, float32 on a CPU (`backend`,
+    default this process's). bfloat16's learning targets agree with float32's and the update runs about
+    1.5x faster on a GPU (benchmark/results/precision_gpu.md, learner_gpu_*.md). Other names are returned."""
+    if name != "auto":
+        return name
+    return "bfloat16" if (backend or jax.default_backend()) in ("gpu", "tpu") else "float32"
+
+
 def compute_dtype(dtype: Any) -> Any:
-    """The compute dtype an Atari network runs in: "auto" is bfloat16 on a GPU or TPU and float32 on a CPU
-    (bfloat16's learning targets agree with float32's and the update runs about 1.5x faster on a GPU:
-    benchmark/results/precision_gpu.md and learner_gpu_*.md); any other value is taken as given."""
-    if isinstance(dtype, str) and dtype == "auto":
-        return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
-    return jnp.dtype(dtype)
+    """The dtype an Atari network computes in, from its `dtype` field ("auto" resolved as above)."""
+    return jnp.dtype(resolve_compute_dtype(dtype) if isinstance(dtype, str) else dtype)
 
 
 def _conv(features: int, kernel: int, stride: int, dtype) -> nn.Conv:

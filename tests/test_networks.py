@@ -24,6 +24,7 @@ from common.networks import (
     QNetwork,
     StridedResBlock,
     compute_dtype,
+    resolve_compute_dtype,
     weight_decay_mask,
 )
 from common.value_transforms import logits_to_scalar
@@ -178,13 +179,17 @@ def test_auto_compute_dtype_is_float32_on_a_cpu_and_bfloat16_on_accelerators(muz
     net, params = muzero
     params = perturb(params)
     observation, action = frames((2,), seed=3), jnp.array([1, 3])
-    assert compute_dtype("auto") == jnp.float32 and compute_dtype("bfloat16") == jnp.bfloat16  # this CPU
+    here = jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
+    assert compute_dtype("auto") == here and compute_dtype("bfloat16") == jnp.bfloat16
     auto = run_model(AtariMuZeroNetwork(num_actions=A, dtype="auto"), params, observation, action)
-    for x, y in zip(jax.tree.leaves(run_model(net, params, observation, action)), jax.tree.leaves(auto)):
-        np.testing.assert_array_equal(x, y)  # float32 exactly
+    same = run_model(AtariMuZeroNetwork(num_actions=A, dtype=here), params, observation, action)
+    for x, y in zip(jax.tree.leaves(same), jax.tree.leaves(auto)):
+        np.testing.assert_array_equal(x, y)
+    assert resolve_compute_dtype("auto", "cpu") == "float32" and resolve_compute_dtype("float32", "gpu") == "float32"
     for backend in ("gpu", "tpu"):
         monkeypatch.setattr(jax, "default_backend", lambda name=backend: name)
         assert compute_dtype("auto") == jnp.bfloat16 and compute_dtype("float32") == jnp.float32
+        assert resolve_compute_dtype("auto") == resolve_compute_dtype("auto", backend) == "bfloat16"
 
 
 # --- weight-decay mask --------------------------------------------------------------------------

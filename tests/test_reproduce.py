@@ -112,4 +112,33 @@ def test_a_study_continues_an_unfinished_run_from_its_checkpoint(catch_data, tmp
     assert [p.name for p in (tmp_path / "runs").glob("catch__*")] == [run_dir.name]  # no second run directory
     done = json.loads((run_dir / "results.json").read_text())
     assert done["status"] == "finished" and done["total_steps"] == 60 and done["eval_history"]["steps"] == [30, 60]
-    assert len(done["devices"]) == 1 and "(cpu)" in done["devices"][0]
+    assert len(done["devices"]) == 1 and " x " in done["devices"][0] and "JAX" in done["devices"][0]
+
+
+@pytest.mark.e2e
+def test_a_run_that_cannot_continue_is_marked_and_the_study_starts_it_afresh(catch_data, tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    from common_bench import RESUME_FAILED, resolve_args
+
+    flags = "--env-id catch --num-seeds 2 --seed 0 --total-steps 60 --eval-every 30 --eval-episodes 2".split()
+    # An unfinished run of the configuration whose checkpoint is damaged: --resume refuses it with one line.
+    broken = tmp_path / "runs" / "catch__repro_table2_bc_0__0__1_000000"
+    broken.mkdir(parents=True)
+    args = {**resolve_args("bc", flags), "exp_name": "repro_table2_bc_0"}
+    (broken / "args.json").write_text(json.dumps(args))
+    (broken / "results.json").write_text(json.dumps({"algo": "bc", "status": "interrupted", "total_steps": 30, "args": args}))
+    (broken / "checkpoint.msgpack").write_bytes(b"not a checkpoint")
+
+    env = {**os.environ, "ROSMO_DATA_DIR": str(catch_data), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "table2", "--algos", "bc"]
+    cmd += [*"--envs catch --num-seeds 2 --total-steps 60 --eval-every 30 --eval-episodes 2 --bootstrap-reps 100".split()]
+    cmd += ["--workdir", str(tmp_path), "--out-dir", str(tmp_path / "results")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "continuing bc.py" in out.stdout and "starting it afresh" in out.stdout and "running bc.py" in out.stdout
+    assert (broken / RESUME_FAILED).is_file()
+    (fresh,) = [p for p in (tmp_path / "runs").glob("catch__*") if p != broken]
+    assert json.loads((fresh / "results.json").read_text())["status"] == "finished"
+    # The next invocation reuses the fresh run and leaves the marked one alone.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "reusing bc.py" in again.stdout and "continuing" not in again.stdout
