@@ -20,7 +20,7 @@ per-step arrays), the update's own memory from XLA's memory analysis (common/str
 `update_memory`) and the device's peak bytes in use so far in this process, over the rows measured
 before it too (NaN on a CPU); the
 stream row's store is the ring of `--stream-capacity` steps, whatever the data fraction.
-Writes benchmark/results/learner_{platform}.md.
+Writes benchmark/results/learner_{platform}_{precision}.md.
 """
 
 import importlib
@@ -62,7 +62,7 @@ class Args:
     flops_only: bool = False
     """print each update's FLOPs (XLA's count of the lowered program; no compile, no timing, any machine) and stop"""
     out: str = ""
-    """output file (default benchmark/results/learner_{platform}.md)"""
+    """output file (default benchmark/results/learner_{platform}_{precision}.md)"""
 
 
 def synthetic_store(num_frames: int, episode_length: int = 500):
@@ -226,7 +226,7 @@ def main(args: Args) -> None:
             flush=True,
         )
     platform = jax.devices()[0].platform
-    path = Path(args.out) if args.out else ROOT / "benchmark" / "results" / f"learner_{platform}.md"
+    path = Path(args.out) if args.out else ROOT / "benchmark" / "results" / f"learner_{platform}_{args.compute_dtype}.md"
     lines = [
         f"# Atari learner throughput ({platform})",
         "",
