@@ -40,6 +40,26 @@ def test_runs_started_in_the_same_second_with_the_same_name_get_their_own_direct
         assert json.loads((d / "results.json").read_text())["status"] == "running"
 
 
+def test_results_list_each_machine_a_run_trained_on_across_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = SimpleNamespace(step=np.zeros(1, np.int32))
+    run = runs.Run("rosmo", fake_args())
+    run.restore(state, fake_data())
+    here = runs.describe_devices()
+    assert json.loads((run.dir / "results.json").read_text())["devices"] == [here]
+    # The run began elsewhere (as the results of a GPU session say), then is resumed here: one entry more.
+    results = json.loads((run.dir / "results.json").read_text())
+    results.update(status="interrupted", devices=["1 x NVIDIA H200 (gpu), JAX 0.11.2"])
+    (run.dir / "results.json").write_text(json.dumps(results))
+    again = runs.Run("rosmo", fake_args(resume=str(run.dir)))
+    again.restore(state, fake_data())
+    assert json.loads((run.dir / "results.json").read_text())["devices"] == ["1 x NVIDIA H200 (gpu), JAX 0.11.2", here]
+    # Resumed again on the same machine: no new entry.
+    third = runs.Run("rosmo", fake_args(resume=str(run.dir)))
+    third.restore(state, fake_data())
+    assert len(json.loads((run.dir / "results.json").read_text())["devices"]) == 2
+
+
 def test_results_json_is_strict_json_with_null_for_nan(tmp_path):
     runs.write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": np.float32("nan")})
     text = (tmp_path / "r.json").read_text()
