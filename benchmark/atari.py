@@ -17,7 +17,6 @@ learning curves over updates and wall-clock time. Normalised scores use the rand
 DQN returns of common/scores.py (defined for the paper's 12 games).
 """
 
-import json
 import shlex
 import sys
 import time
@@ -28,7 +27,7 @@ from typing import List, Optional
 import aggregate as agg
 import numpy as np
 import tyro
-from common_bench import ROOT, Config, device_backend, machine_description, run_configs
+from common_bench import ROOT, Config, device_backend, machine_description, run_configs, write_report
 
 sys.path.insert(0, str(ROOT))
 from common.networks import resolve_compute_dtype  # noqa: E402
@@ -210,10 +209,7 @@ def main(args: Args) -> None:
     lines += ["", "## The paper's claims against this run", "", "| claim (paper) | measured | verdict |", "|---|---|---|"]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims]
     lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]
-    stem.with_suffix(".md").write_text("\n".join(lines))
-    stem.with_suffix(".json").write_text(
-        json.dumps({"settings": vars(args), "machine": machine, "rows": rows}, indent=1, default=str) + "\n"
-    )
+    write_report(stem.with_suffix(".md"), lines, {"settings": vars(args), "machine": machine, "rows": rows})
     if done:
         title = f"Atari ({len(args.games)} games; {args.num_seeds} seeds, {budget} updates)"
         agg.plot_lines(

@@ -30,7 +30,7 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description
+from common_bench import ROOT, machine_description, write_report
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -146,9 +146,7 @@ def main(args: Args) -> None:
         "",
     ]
     out = ROOT / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

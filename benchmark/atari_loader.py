@@ -46,7 +46,7 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description
+from common_bench import ROOT, machine_description, write_report
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -313,9 +313,7 @@ def main(args: Args) -> None:
         "",
     ]
     out = ROOT / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,9 +545,7 @@ def main_stream(args: Args) -> None:
             "",
         ]
     out = ROOT / args.stream_out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

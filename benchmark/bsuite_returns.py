@@ -12,13 +12,12 @@ the budget and the machine. Wall-clock times include data generation on first us
 load on the machine.
 """
 
-import json
 from dataclasses import dataclass, field
 from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, find_results, machine_description, run_algorithm
+from common_bench import ROOT, find_results, machine_description, run_algorithm, write_report
 
 
 @dataclass
@@ -128,12 +127,7 @@ def main(args: Args) -> None:
         "",
     ]
     stem = ROOT / "benchmark" / "results" / f"bsuite_{args.total_steps // 1000}k"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".md").write_text("\n".join(lines))
-    stem.with_suffix(".json").write_text(
-        json.dumps({"settings": vars(args), "machine": machine_description(), "rows": rows}, indent=2) + "\n"
-    )
-    print(f"wrote {stem}.md")
+    write_report(stem.with_suffix(".md"), lines, {"settings": vars(args), "machine": machine_description(), "rows": rows}, 2)
 
 
 if __name__ == "__main__":

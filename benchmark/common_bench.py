@@ -32,6 +32,21 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), JAX {jax.__version__} on {device.platform} ({device.device_kind})"
 
 
+def write_report(path: Path, lines: List[str], data: Optional[dict] = None, indent: int = 1) -> None:
+    """Write a benchmark's Markdown report `lines` to `path`, and `data` as JSON beside it (same stem, .json),
+    each atomically (a killed benchmark leaves the last good table), and say so."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from common.files import write_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "\n".join(lines).encode())
+    if data is not None:
+        write_atomic(path.with_suffix(".json"), (json.dumps(data, indent=indent, default=str) + "\n").encode())
+    print(f"wrote {path}")
+
+
 def find_results(runs_dir: Path, env_id: str, exp_name: str, seed: int, expect: dict):
     """The newest finished results.json of a run whose arguments match `expect`, or None."""
     pattern = str(runs_dir / f"{env_id}__{exp_name}__{seed}__*" / "results.json")

@@ -32,7 +32,7 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description
+from common_bench import ROOT, machine_description, write_report
 
 sys.path.insert(0, str(ROOT))
 
@@ -250,9 +250,7 @@ def main(args: Args) -> None:
         "MZU's FLOPs count its search loop once (XLA's cost analysis of a while loop), so its figures are lower bounds.",
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    print(f"wrote {path}")
+    write_report(path, lines)
 
 
 if __name__ == "__main__":

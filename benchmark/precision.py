@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description
+from common_bench import ROOT, machine_description, write_report
 
 sys.path.insert(0, str(ROOT))
 
@@ -216,9 +216,7 @@ def main(args: Args) -> None:
         verdict,
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ updates and over wall-clock time. The Fig. 4 ablations are Atari experiments in 
 (MsPacman); here they run on the BSuite tasks. Every table names the budget and the machine.
 """
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from typing import Dict, List, Literal, Optional
 import aggregate as agg
 import numpy as np
 import tyro
-from common_bench import ROOT, Config, machine_description, run_configs
+from common_bench import ROOT, Config, machine_description, run_configs, write_report
 
 sys.path.insert(0, str(ROOT))  # common/ (score tables)
 
@@ -479,13 +478,8 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
     ]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(study, rows, args)]
     lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]
-    stem.with_suffix(".md").write_text("\n".join(lines))
-    stem.with_suffix(".json").write_text(
-        json.dumps(
-            {"study": study, "settings": vars(args), "envs": envs, "machine": machine, "rows": rows}, indent=1, default=str
-        )
-        + "\n"
-    )
+    data = {"study": study, "settings": vars(args), "envs": envs, "machine": machine, "rows": rows}
+    write_report(stem.with_suffix(".md"), lines, data)
 
     done = [r for r in rows if not r["missing"]]
     if not done:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 import tyro
-from common_bench import ROOT, find_results, machine_description, run_algorithm
+from common_bench import ROOT, find_results, machine_description, run_algorithm, write_report
 
 SEARCH_ALGOS = ("mzu", "mzu_q")
 
@@ -103,9 +103,7 @@ def main(args: Args) -> None:
         "",
     ]
     out = ROOT / "benchmark" / "results" / f"{args.out or 'speed_' + args.env_id}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":
