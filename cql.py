@@ -44,14 +44,12 @@ import tyro
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from common.data import check_env_id, is_atari, load_offline_data, open_feed
-from common.errors import DataError, UsageError, check_ranges, fail
-from common.evaluation import make_evaluator
-from common.networks import AtariQNetwork, QNetwork, resolve_compute_dtype, weight_decay_mask
-from common.replay import Store, Window, sample_windows
-from common.runs import Run, wandb_mode
-from common.sharding import data_mesh, init_distributed, shard_batch
-from common.value_transforms import logits_to_scalar, logits_to_transformed, scalar_to_probs
+from common import data, errors, evaluation, networks, replay, runs, sharding
+from common.networks import (  # the categorical heads' scalars (Appendix A.2)
+    logits_to_scalar,
+    logits_to_transformed,
+    scalar_to_probs,
+)
 
 
 @dataclass
@@ -232,25 +230,27 @@ class TrainState:
     key: jax.Array
 
 
-def make_learning_rate(args: Args):
-    """Linear warm-up, then x `lr_decay_rate` every `lr_decay_steps` updates (staircase)."""
+def make_learning_rate(peak: float, warmup_steps: int, decay_rate: float, decay_steps: int):
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then x `decay_rate` every `decay_steps` updates (staircase)."""
 
     def schedule(step):
-        warmup = jnp.minimum(1.0, step / max(args.warmup_steps, 1))
-        return args.learning_rate * warmup * args.lr_decay_rate ** (step // args.lr_decay_steps)
+        warmup = jnp.minimum(1.0, step / max(warmup_steps, 1))
+        return peak * warmup * decay_rate ** (step // decay_steps)
 
     return schedule
 
 
-def make_optimizer(args: Args, params) -> optax.GradientTransformation:
+def make_optimizer(learning_rate, weight_decay: float, max_grad_norm: float) -> optax.GradientTransformation:
+    """Global-norm gradient clipping, then AdamW (`learning_rate`: a schedule of the update count) that decays
+    weights but not biases or norm scales."""
     return optax.chain(
-        optax.clip_by_global_norm(args.max_grad_norm),
-        optax.adamw(make_learning_rate(args), weight_decay=args.weight_decay, mask=weight_decay_mask(params)),
+        optax.clip_by_global_norm(max_grad_norm),
+        optax.adamw(learning_rate, weight_decay=weight_decay, mask=networks.weight_decay_mask),
     )
 
 
-def make_loss_fn(args: Args, network: QNetwork):
-    def loss_fn(params, target_params, window: Window):
+def make_loss_fn(args: Args, network: networks.QNetwork):
+    def loss_fn(params, target_params, window: replay.Window):
         batch_size, n = window.action.shape[0], args.n_step
         chex.assert_shape(window.action, (batch_size, n + 1))
         # (s, a) = observation[:, 0], action[:, 0]; the n rewards after it, and s_n = observation[:, n].
@@ -288,35 +288,38 @@ def make_loss_fn(args: Args, network: QNetwork):
 
 def make_network(args: Args, num_actions: int):
     """The critic of paper Fig. 5 right-d: the BSuite MLPs, or the Atari ResNets (Appendix D.2.1)."""
-    if is_atari(args.env_id):
-        return AtariQNetwork(
+    if data.is_atari(args.env_id):
+        return networks.AtariQNetwork(
             num_actions=num_actions, num_bins=args.num_bins, dtype=args.compute_dtype, downsample=args.downsample
         )
-    return QNetwork(num_actions=num_actions, num_bins=args.num_bins)
+    return networks.QNetwork(num_actions=num_actions, num_bins=args.num_bins)
 
 
-def init_train_states(args: Args, network: QNetwork, example_obs: jax.Array, seeds) -> TrainState:
+def init_train_states(
+    network: networks.QNetwork, optimizer: optax.GradientTransformation, example_obs: jax.Array, seeds
+) -> TrainState:
     """One training state per seed, stacked on a leading axis (the axis the update is vmapped over)."""
 
     def init_one(seed):
         key, init_key = jax.random.split(jax.random.PRNGKey(seed))
         params = network.init(init_key, example_obs)
-        opt_state = make_optimizer(args, params).init(params)
+        opt_state = optimizer.init(params)
         return TrainState(params=params, target_params=params, opt_state=opt_state, step=jnp.int32(0), key=key)
 
     state = jax.jit(jax.vmap(init_one))(jnp.asarray(seeds))  # jitted: one compile, not one per operation
     return state.replace(target_params=jax.tree.map(jnp.copy, state.target_params))  # own buffers (donated)
 
 
-def make_train_chunk(args: Args, network: QNetwork, optimizer, num_actions: int, num_updates: int, mesh=None):
+def make_train_chunk(args: Args, network: networks.QNetwork, optimizer, num_actions: int, num_updates: int, mesh=None):
     """A jitted function running `num_updates` updates of every vmapped seed in one dispatch,
     data-parallel over the devices of `mesh` (default: all)."""
-    mesh = data_mesh() if mesh is None else mesh
+    mesh = sharding.data_mesh() if mesh is None else mesh
     loss_fn = make_loss_fn(args, network)
 
-    def update(state: TrainState, store: Store):
+    def update(state: TrainState, store: replay.Store):
         key, sample_key = jax.random.split(state.key)
-        window = shard_batch(sample_windows(store, sample_key, args.batch_size, args.n_step + 1, num_actions), mesh)
+        window = replay.sample_windows(store, sample_key, args.batch_size, args.n_step + 1, num_actions)
+        window = sharding.shard_batch(window, mesh)  # the batch axis split over the devices
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, window)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -326,7 +329,7 @@ def make_train_chunk(args: Args, network: QNetwork, optimizer, num_actions: int,
         state = TrainState(params=params, target_params=target_params, opt_state=opt_state, step=step, key=key)
         return state, metrics
 
-    def chunk(state: TrainState, store: Store):
+    def chunk(state: TrainState, store: replay.Store):
         state, metrics = jax.lax.scan(lambda s, _: update(s, store), state, None, length=num_updates)
         finite = jnp.all(jnp.isfinite(metrics["loss"]))
         return state, {**jax.tree.map(jnp.mean, metrics), "finite": finite}
@@ -334,7 +337,7 @@ def make_train_chunk(args: Args, network: QNetwork, optimizer, num_actions: int,
     return jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=0)
 
 
-def make_act(network: QNetwork):
+def make_act(network: networks.QNetwork):
     """Acting rule: greedy on the decoded Q of the online network (the key is unused)."""
 
     def act_one(params, observation, key):
@@ -352,7 +355,7 @@ def make_act(network: QNetwork):
 def apply_env_defaults(args: Args) -> Args:
     """Fill the flags left at None from the env kind: Table 4 on BSuite, Table 3 on Atari (but a 20k-update
     BSuite budget, for a CPU; the paper trains 200k)."""
-    atari = is_atari(args.env_id)
+    atari = data.is_atari(args.env_id)
     defaults = {
         "num_bins": 601 if atari else 20,
         "batch_size": 512 if atari else 128,
@@ -370,8 +373,8 @@ def apply_env_defaults(args: Args) -> Args:
 
 def check_args(args: Args) -> None:
     """Every flag, before any data is read or anything compiled: a one-line UsageError for the first bad one."""
-    check_env_id(args.env_id)
-    check_ranges(
+    data.check_env_id(args.env_id)
+    errors.check_ranges(
         args,
         {
             "seed": "[0, inf)",
@@ -400,10 +403,12 @@ def check_args(args: Args) -> None:
             "stream_capacity_steps": "[4, inf)",
         },
     )
-    if args.store == "stream" and not is_atari(args.env_id):
-        raise UsageError("--store stream streams Atari shards; BSuite data are always held whole on the device (drop --store)")
+    if args.store == "stream" and not data.is_atari(args.env_id):
+        raise errors.UsageError(
+            "--store stream streams Atari shards; BSuite data are always held whole on the device (drop --store)"
+        )
     if args.eval_every % args.updates_per_dispatch or args.total_steps % args.updates_per_dispatch:
-        raise UsageError(
+        raise errors.UsageError(
             f"--eval-every {args.eval_every} and --total-steps {args.total_steps} must be multiples of "
             f"--updates-per-dispatch {args.updates_per_dispatch} (one dispatch size, one compile); change one of them"
         )
@@ -412,44 +417,49 @@ def check_args(args: Args) -> None:
 def main(args: Args) -> None:
     # Shared scaffolding, the same in every script: arguments, run directory, data.
     if args.resume:
-        args = Run.saved_args(args.resume, Args, args)  # continue in place with the saved arguments
+        args = runs.Run.saved_args(args.resume, Args, args)  # continue in place with the saved arguments
     if args.eval_only:
-        args = Run.checkpoint_args(args, Args)  # the checkpoint's arguments, with this command line's evaluation flags
+        args = runs.Run.checkpoint_args(args, Args)  # the checkpoint's arguments, with this command line's evaluation flags
     args = apply_env_defaults(args)
     check_args(args)
     if args.distributed:
-        init_distributed()  # before any device is touched
+        sharding.init_distributed()  # before any device is touched
     # The precision --compute-dtype auto resolves to on these devices (the BSuite MLPs compute in float32).
-    precision = resolve_compute_dtype(args.compute_dtype) if is_atari(args.env_id) else "float32"
+    precision = networks.resolve_compute_dtype(args.compute_dtype) if data.is_atari(args.env_id) else "float32"
     args = dataclasses.replace(args, compute_dtype=precision)
-    run = Run("cql", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
+    run = runs.Run("cql", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
-    data = (
+    dataset = (
         run.checkpoint_data()
         if args.eval_only
-        else load_offline_data(  # --eval-only: shapes only, no dataset
+        else data.load_offline_data(  # --eval-only: shapes only, no dataset
             args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
         )
     )
 
     # ALGO LOGIC: network, optimiser, one training state per seed (stacked for vmap), the update, acting.
-    network = make_network(args, data.num_actions)
-    state = init_train_states(args, network, jnp.zeros((1, *data.obs_shape), data.obs_dtype), seeds)
-    optimizer = make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
-    learning_rate = make_learning_rate(args)
+    network = make_network(args, dataset.num_actions)
+    learning_rate = make_learning_rate(args.learning_rate, args.warmup_steps, args.lr_decay_rate, args.lr_decay_steps)
+    optimizer = make_optimizer(learning_rate, args.weight_decay, args.max_grad_norm)
+    example_obs = jnp.zeros((1, *dataset.obs_shape), dataset.obs_dtype)  # [1, *obs_shape]
+    state = init_train_states(network, optimizer, example_obs, seeds)  # leaves [num_seeds, ...]
     act = make_act(network)
     eval_key = jax.random.PRNGKey(1_000_003)  # update t: fold_in(eval_key, t), then seed s: fold_in(., s)
     if args.eval_only:  # evaluate the checkpoint's agents (eval.json, videos/ beside it); no data, no training
         run.evaluate_checkpoint(
-            state, make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir), eval_key
+            state,
+            evaluation.make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir),
+            eval_key,
         )
         return
 
-    train_chunk = make_train_chunk(args, network, optimizer, data.num_actions, args.updates_per_dispatch)
-    feed = open_feed(data, state, train_chunk, args.store, args.device_memory_gb, args.stream_capacity_steps)  # docs/atari.md
-    state, start = run.restore(state, data)  # --resume's or --checkpoint's state, else step 0
+    train_chunk = make_train_chunk(args, network, optimizer, dataset.num_actions, args.updates_per_dispatch)
+    feed = data.open_feed(
+        dataset, state, train_chunk, args.store, args.device_memory_gb, args.stream_capacity_steps
+    )  # docs/atari.md
+    state, start = run.restore(state, dataset)  # --resume's or --checkpoint's state, else step 0
     state = feed.place(state)  # the state on every device; the batch is split over them
-    evaluate = make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
+    evaluate = evaluation.make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
 
     writer = SummaryWriter(str(run.dir), purge_step=start or None, write_to_disk=run.main)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
@@ -464,7 +474,7 @@ def main(args: Args) -> None:
             resume="allow",
             config=vars(args),
             dir=str(run.dir),
-            mode=wandb_mode(),
+            mode=runs.wandb_mode(),
             sync_tensorboard=True,
         )
     interrupted = []  # SIGTERM or SIGINT: save after the current dispatch, then stop
@@ -500,7 +510,7 @@ def main(args: Args) -> None:
             progress.close()
             feed.close()
             kept = f"; the last good checkpoint (update {last}) is kept in {run.dir}" if run.history["steps"] else ""
-            fail(
+            errors.fail(
                 f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
                 f"and {step}; stopping{kept}",
                 code=1,
@@ -537,7 +547,7 @@ def main(args: Args) -> None:
 if __name__ == "__main__":
     try:
         main(tyro.cli(Args))
-    except (UsageError, DataError) as e:
-        fail(str(e))
+    except (errors.UsageError, errors.DataError) as e:
+        errors.fail(str(e))
     except OSError as e:  # a full disk, a missing permission, ...: one line, no traceback
-        fail(f"{e.strerror or e} ({e.filename})" if e.filename else str(e))
+        errors.fail(f"{e.strerror or e} ({e.filename})" if e.filename else str(e))

@@ -46,7 +46,7 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description, write_report
+from common_bench import ROOT, machine_description, script_optimizer, write_report
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -403,8 +403,8 @@ def compare_losses(args: Args, data_dir: str) -> dict:
     refill = max(args.stream_capacity // 4, args.max_steps + 1)
     losses = {}
     for name in ("device", "stream", "control"):
-        state = rosmo.init_train_states(run_args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
-        optimizer = rosmo.make_optimizer(run_args, jax.tree.map(lambda x: x[0], state.params))
+        optimizer = script_optimizer(rosmo, run_args)
+        state = rosmo.init_train_states(network, optimizer, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
         chunk = rosmo.make_train_chunk(run_args, network, optimizer, actions, per_dispatch, mesh)
         state = replicate(state, mesh)
         stream = None

@@ -310,3 +310,9 @@ def _run_config(i: int, total: int, c: Config, exp_prefix: str, workdir: Path, l
         seconds = run_algorithm(c.algo, [*c.flags, "--exp-name", tag], workdir, log, (lock,))
     print(f"    done in {seconds / 60:.1f} min", flush=True)
     return find_finished(c.algo, c.flags, workdir / "runs")
+
+
+def script_optimizer(module, args):
+    """The optimiser an algorithm script's main() builds from its flags `args`."""
+    schedule = module.make_learning_rate(args.learning_rate, args.warmup_steps, args.lr_decay_rate, args.lr_decay_steps)
+    return module.make_optimizer(schedule, args.weight_decay, args.max_grad_norm)

@@ -32,7 +32,7 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description, write_report
+from common_bench import ROOT, machine_description, script_optimizer, write_report
 
 sys.path.insert(0, str(ROOT))
 
@@ -145,8 +145,8 @@ def measure(algo: str, args: Args, store) -> dict:
     )
     actions = num_actions(args.env_id)
     network = module.make_network(run_args, actions)
-    state = module.init_train_states(run_args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
-    optimizer = module.make_optimizer(run_args, jax.tree.map(lambda x: x[0], state.params))
+    optimizer = script_optimizer(module, run_args)
+    state = module.init_train_states(network, optimizer, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
     mesh = data_mesh()
     state, store = replicate(state, mesh), replicate(store, mesh)
 

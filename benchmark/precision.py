@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description, write_report
+from common_bench import ROOT, machine_description, script_optimizer, write_report
 
 sys.path.insert(0, str(ROOT))
 
@@ -81,7 +81,7 @@ def rosmo_targets(rosmo, network, params, observation, num_actions: int, discoun
     """ROSMO's exact policy target (Eq. 6-8) and decoded value v(s) at the states of `observation` [B, L, ...]."""
     import jax.numpy as jnp
 
-    from common.value_transforms import logits_to_scalar
+    from common.networks import logits_to_scalar
 
     state = network.apply(params, observation, method=network.represent)
     prior_logits, value_logits, _ = network.apply(params, state, method=network.predict)
@@ -98,8 +98,8 @@ def train_float32(rosmo, run_args, network, store, num_actions: int, args: Args)
 
     from common.sharding import data_mesh, replicate
 
-    state = rosmo.init_train_states(run_args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [args.seed])
-    optimizer = rosmo.make_optimizer(run_args, jax.tree.map(lambda x: x[0], state.params))
+    optimizer = script_optimizer(rosmo, run_args)
+    state = rosmo.init_train_states(network, optimizer, jnp.zeros((1, 84, 84, 4), jnp.uint8), [args.seed])
     mesh = data_mesh()
     state, store = replicate(state, mesh), replicate(store, mesh)
     per_call = math.gcd(args.updates_per_dispatch, args.train_updates)  # dispatches that add up to train_updates

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 import tyro
-from common_bench import ROOT
+from common_bench import ROOT, script_optimizer
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -51,9 +51,8 @@ def update_bytes(args: Args) -> tuple:
     )
     network = rosmo.make_network(run_args, args.num_actions)
     example = jnp.zeros((1, 84, 84, 4), jnp.uint8)
-    params = jax.eval_shape(lambda: network.init(jax.random.key(0), example, jnp.zeros((1,), jnp.int32)))
-    optimizer = rosmo.make_optimizer(run_args, params)
-    state = jax.eval_shape(lambda: rosmo.init_train_states(run_args, network, example, [0]))
+    optimizer = script_optimizer(rosmo, run_args)
+    state = jax.eval_shape(lambda: rosmo.init_train_states(network, optimizer, example, [0]))
     chunk = rosmo.make_train_chunk(run_args, network, optimizer, args.num_actions, run_args.updates_per_dispatch)
     ring = store_shapes(DEFAULT_CAPACITY_STEPS)
     memory = update_memory(chunk.lower(state, ring).compile(), state, ring)

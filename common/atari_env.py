@@ -16,17 +16,17 @@ frames, and the stacks are built here exactly as above, so its observations are 
 to the gymnasium path's when sticky actions are off (tests/test_atari_env.py). Its sticky actions
 draw from ALE's own seeded generator, so with stickiness on an episode is reproducible from its
 seed but not equal to the gymnasium episode of that seed. `evaluate_atari` steps gymnasium
-environments one after another on this thread (the reference). `make_atari_evaluator` wraps a
-jitted, seed-vmapped acting function into `evaluate(params)` and records each call's wall time.
-Returns are the raw, unclipped game scores. This module holds no data reading or learning code.
+environments one after another on this thread (the reference). Both take a host `policy`
+(observations -> actions); common/evaluation.py turns an algorithm's jitted acting function into
+one. Returns are the raw, unclipped game scores. This module holds no data reading, learning or
+key handling code.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import time
-from typing import Callable, Literal, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -268,49 +268,3 @@ def evaluate_atari_vector(
         return returns.reshape(num_seeds, num_episodes)
     finally:
         envs.close()
-
-
-def make_atari_evaluator(
-    game: str,
-    act: Callable,
-    seeds: Sequence[int],
-    num_episodes: int,
-    key,
-    max_episode_steps: int = MAX_EPISODE_STEPS,
-    backend: Literal["vector", "gymnasium"] = "vector",
-    num_threads: Optional[int] = None,
-) -> Callable:
-    """`evaluate(params) -> mean raw return per seed [S]` for a jitted, seed-vmapped acting function.
-
-    `act(params [S, ...], observation [S, E, 84, 84, 4] uint8, keys [S]) -> actions [S, E]`, the
-    contract of common/evaluation.py's make_evaluator with stacked frames instead of flat vectors.
-    Seed s acts with its own key chain, fold_in(key, s), split afresh at every step, so the whole
-    evaluation is reproducible from `key` and each seed's agent acts as in a one-seed run.
-    `backend` "vector" (default) steps the environments in ALE's threads (`evaluate_atari_vector`),
-    "gymnasium" one after another (`evaluate_atari`). `evaluate.seconds` lists the wall-clock
-    seconds of every call so far, environments and policy together (the first includes
-    compiling `act`).
-    """
-
-    if backend not in ("vector", "gymnasium"):
-        raise ValueError(f"unknown Atari evaluation backend {backend!r}; use 'vector' or 'gymnasium'")
-    from common.evaluation import per_seed_keys, split_per_seed
-
-    state = {"keys": per_seed_keys(key, seeds)}  # [S]
-
-    def evaluate(params) -> np.ndarray:
-        start = time.perf_counter()
-
-        def policy(obs: np.ndarray) -> np.ndarray:
-            state["keys"], step_keys = split_per_seed(state["keys"])
-            return np.asarray(act(params, obs, step_keys))
-
-        if backend == "vector":
-            returns = evaluate_atari_vector(game, policy, seeds, num_episodes, max_episode_steps, num_threads=num_threads)
-        else:
-            returns = evaluate_atari(game, policy, seeds, num_episodes, max_episode_steps)
-        evaluate.seconds.append(time.perf_counter() - start)
-        return returns.mean(axis=1)
-
-    evaluate.seconds = []
-    return evaluate

@@ -4,9 +4,10 @@
 step the policy is called once for all of them (one jitted call for every seed and episode),
 the host steps each live environment, and finished ones wait until the slowest is done.
 Returns are the undiscounted environment returns. `make_evaluator` wraps a jitted, seed-vmapped
-acting function of an algorithm script into `evaluate(params, key)`, on BSuite here and on Atari
-through common/atari_env.py. The environments come from common/bsuite_env.py and
-common/atari_env.py; this module holds no data reading and no training code.
+acting function of an algorithm script into `evaluate(params, key)`: on BSuite with `evaluate_bsuite`,
+on Atari with `make_atari_evaluator`. The environments come from common/bsuite_env.py and
+common/atari_env.py (which imports nothing of this module); this module holds no data reading and
+no training code.
 
 Videos (--capture-video): after each evaluation, `record_episode` plays one more episode with the
 same policy (the first seed's agent, the environment of that seed's first evaluation episode) and
@@ -17,8 +18,9 @@ its 10x5 board scaled up 20 times. cartpole and mountain_car have no picture to 
 """
 
 import functools
+import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Literal, Optional, Sequence
 
 import numpy as np
 
@@ -196,13 +198,12 @@ def make_evaluator(
         videos.append(write_video(Path(video_dir) / name, frames, fps=15 if env_id not in BSUITE_ENVS else 4))
 
     if env_id not in BSUITE_ENVS:  # an Atari game: observations stay [S, E, 84, 84, 4] uint8
-        from common.atari_env import make_atari_evaluator
-
-        steps = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         seconds = []  # wall-clock seconds of each evaluation (environments and policy), in call order
 
         def evaluate_atari(params, key, step: Optional[int] = None) -> np.ndarray:
-            evaluator = make_atari_evaluator(env_id, act, seeds, num_episodes, key, **steps)  # ALE's threaded vector env
+            evaluator = make_atari_evaluator(
+                env_id, act, seeds, num_episodes, key, max_episode_steps
+            )  # ALE's threaded vector env
             mean_returns = evaluator(local_copy(params))
             seconds.extend(evaluator.seconds)
             if video_dir is not None:
@@ -227,4 +228,53 @@ def make_evaluator(
         return returns
 
     evaluate.videos = videos
+    return evaluate
+
+
+def make_atari_evaluator(
+    game: str,
+    act: Callable,
+    seeds: Sequence[int],
+    num_episodes: int,
+    key,
+    max_episode_steps: Optional[int] = None,
+    backend: Literal["vector", "gymnasium"] = "vector",
+    num_threads: Optional[int] = None,
+) -> Callable:
+    """`evaluate(params) -> mean raw return per seed [S]` for a jitted, seed-vmapped acting function.
+
+    `act(params [S, ...], observation [S, E, 84, 84, 4] uint8, keys [S]) -> actions [S, E]`, the
+    contract of `make_evaluator` with stacked frames instead of flat vectors.
+    Seed s acts with its own key chain, fold_in(key, s), split afresh at every step, so the whole
+    evaluation is reproducible from `key` and each seed's agent acts as in a one-seed run.
+    `backend` "vector" (default) steps the environments in ALE's threads (`atari_env.evaluate_atari_vector`),
+    "gymnasium" one after another (`atari_env.evaluate_atari`). `evaluate.seconds` lists the wall-clock
+    seconds of every call so far, environments and policy together (the first includes
+    compiling `act`).
+    """
+
+    if backend not in ("vector", "gymnasium"):
+        raise ValueError(f"unknown Atari evaluation backend {backend!r}; use 'vector' or 'gymnasium'")
+    from common import atari_env
+
+    max_episode_steps = max_episode_steps or atari_env.MAX_EPISODE_STEPS
+    state = {"keys": per_seed_keys(key, seeds)}  # [S]
+
+    def evaluate(params) -> np.ndarray:
+        start = time.perf_counter()
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            state["keys"], step_keys = split_per_seed(state["keys"])
+            return np.asarray(act(params, obs, step_keys))
+
+        if backend == "vector":
+            returns = atari_env.evaluate_atari_vector(
+                game, policy, seeds, num_episodes, max_episode_steps, num_threads=num_threads
+            )
+        else:
+            returns = atari_env.evaluate_atari(game, policy, seeds, num_episodes, max_episode_steps)
+        evaluate.seconds.append(time.perf_counter() - start)
+        return returns.mean(axis=1)
+
+    evaluate.seconds = []
     return evaluate

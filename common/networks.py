@@ -6,8 +6,8 @@
   prediction      pi^k, v^k, r^k = f_theta(s^k)     (policy logits, value logits, reward logits)
 The reward head sits in the prediction function and is applied to the state a transition leads
 to, so g_theta(s, a) = (f_theta(s')_reward, s'). Value and reward heads output `num_bins`
-categorical logits (see common/value_transforms.py). Output layers start at zero, so a fresh
-network has a uniform policy and zero value and reward.
+categorical logits over h-transformed scalars (the functions at the end of this module). Output
+layers start at zero, so a fresh network has a uniform policy and zero value and reward.
 
 This module holds the BSuite MLPs of Table 4 (representation [64, 64, 32], dynamics
 [32, 256, 32], prediction [32]) and the baselines' networks built from the same blocks (paper
@@ -22,7 +22,15 @@ sets the compute of convolutions and dense layers while parameters, hidden state
 float32. Their `downsample` picks the torso's second downsampling stage:
 "paper" (the default, Appendix D.2.1's text: a stride-2 convolution then 2 residual blocks) or
 "official" (the authors' release: a stride-2 residual block with a projection shortcut then 1
-residual block). It does not hold losses, targets or data code.
+residual block).
+
+Scalar <-> categorical values (paper Appendix A.2, MuZero Appendix F), at the end of this module:
+rewards and values are squashed by h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps * x (Pohlen et al.,
+2018), then spread over a uniform support of `num_bins` points spaced 1 apart and centred on 0
+("two-hot": the mass is split between the two nearest bins). `logits_to_scalar` decodes a head's
+logits: the expectation over the bins, then h^-1. With 601 bins the support is -300..300 (Atari);
+with 20 bins it is -9.5..9.5 (BSuite), enough for |h(x)| up to 9.5, i.e. |x| up to about 100.
+This module does not hold losses, targets or data code.
 """
 
 from typing import Any, Optional, Sequence, Tuple
@@ -396,3 +404,56 @@ class AtariQNetwork(nn.Module):
 def weight_decay_mask(params):
     """True for kernels (weights), False for biases and norm scales: AdamW decays weights only."""
     return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+# Scalar <-> categorical values (paper Appendix A.2): the heads' targets and their decoding.
+
+EPSILON = 1e-3
+
+
+def h(x: jax.Array, eps: float = EPSILON) -> jax.Array:
+    """The invertible value transform h of Pohlen et al. (2018)."""
+    return jnp.sign(x) * (jnp.sqrt(jnp.abs(x) + 1.0) - 1.0) + eps * x
+
+
+def h_inv(y: jax.Array, eps: float = EPSILON) -> jax.Array:
+    """Closed-form inverse of `h`."""
+    return jnp.sign(y) * (jnp.square((jnp.sqrt(1.0 + 4.0 * eps * (jnp.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)) - 1.0)
+
+
+def support(num_bins: int) -> jax.Array:
+    """Bin centres: num_bins points spaced 1 apart, symmetric around 0."""
+    return jnp.arange(num_bins, dtype=jnp.float32) - (num_bins - 1) / 2.0
+
+
+def two_hot(y: jax.Array, num_bins: int) -> jax.Array:
+    """Encode already-transformed scalars y [...] as two-hot distributions [..., num_bins].
+
+    y is clipped to the support; the two neighbouring bins get weights that make the
+    expectation exactly y.
+    """
+    half = (num_bins - 1) / 2.0
+    pos = jnp.clip(y, -half, half) + half  # in [0, num_bins - 1]
+    low = jnp.floor(pos)
+    p_high = pos - low
+    low_idx = low.astype(jnp.int32)
+    high_idx = jnp.minimum(low_idx + 1, num_bins - 1)
+    return (
+        jax.nn.one_hot(low_idx, num_bins) * (1.0 - p_high)[..., None] + jax.nn.one_hot(high_idx, num_bins) * p_high[..., None]
+    )
+
+
+def scalar_to_probs(x: jax.Array, num_bins: int) -> jax.Array:
+    """Raw scalar (reward or return) -> two-hot target distribution over h-space bins."""
+    return two_hot(h(x), num_bins)
+
+
+def logits_to_transformed(logits: jax.Array) -> jax.Array:
+    """Categorical logits [..., num_bins] -> the expected bin value, a scalar in h-space (before h^-1)."""
+    num_bins = logits.shape[-1]
+    return jnp.sum(jax.nn.softmax(logits, axis=-1) * support(num_bins), axis=-1)
+
+
+def logits_to_scalar(logits: jax.Array) -> jax.Array:
+    """Categorical logits [..., num_bins] -> raw scalar: h^-1 of the expected bin value."""
+    return h_inv(logits_to_transformed(logits))

@@ -70,3 +70,9 @@ def one_line_error(out, code=2):
     assert len(lines) == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     return lines[0]
+
+
+def optimizer_of(module, args):
+    """The optimiser `module`'s main() builds from its flags: the learning-rate schedule, clipping, AdamW."""
+    schedule = module.make_learning_rate(args.learning_rate, args.warmup_steps, args.lr_decay_rate, args.lr_decay_steps)
+    return module.make_optimizer(schedule, args.weight_decay, args.max_grad_norm)

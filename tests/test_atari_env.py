@@ -7,11 +7,11 @@ from common.atari_env import (
     evaluate_atari,
     evaluate_atari_vector,
     make_atari_env,
-    make_atari_evaluator,
     make_single_frame_env,
     num_actions,
     rom_id,
 )
+from common.evaluation import make_atari_evaluator
 from common.scores import ATARI_SCORES, has_reference_scores, normalized_score, reference_scores
 
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scripts import optimizer_of
 
 import bc
 import cql
@@ -413,7 +414,7 @@ def cql_one_update_per_call(interval):
     """(a training state of one seed from random parameters, a jitted function running one CQL update per call)."""
     args = cql.apply_env_defaults(cql.Args(batch_size=4, warmup_steps=1, target_update_interval=interval, num_bins=NUM_BINS))
     params = draw_params(Q_NET, 1)
-    optimizer = cql.make_optimizer(args, params)
+    optimizer = optimizer_of(cql, args)
     state = cql.TrainState(
         params=params,
         target_params=jax.tree.map(np.copy, params),
@@ -467,7 +468,7 @@ def script_params(name):
 def test_learning_rate_warms_up_linearly_then_decays_in_steps(name):
     module = MODULES[name]
     args = module.Args(learning_rate=0.01, warmup_steps=10, lr_decay_rate=0.5, lr_decay_steps=40)
-    schedule = module.make_learning_rate(args)
+    schedule = module.make_learning_rate(args.learning_rate, args.warmup_steps, args.lr_decay_rate, args.lr_decay_steps)
     # eta_t = 0.01 * min(1, t / 10) * 0.5 ** floor(t / 40), by hand:
     expected = {
         0: 0.0,
@@ -507,7 +508,7 @@ def test_adamw_decays_kernels_only_and_matches_clipped_adamw_written_out(name):
     args = module.Args(
         learning_rate=0.1, weight_decay=0.05, warmup_steps=2, lr_decay_rate=0.5, lr_decay_steps=2, max_grad_norm=2.0
     )
-    optimizer = module.make_optimizer(args, params)
+    optimizer = optimizer_of(module, args)
     update = jax.jit(optimizer.update)
 
     # Zero gradients: the first update runs at learning rate 0 (nothing moves); the second, at eta_1 = 0.05, moves

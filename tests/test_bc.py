@@ -29,7 +29,7 @@ def test_bc_loss_gradient_moves_probability_towards_the_data_action():
 
 
 def test_act_takes_each_seeds_argmax_or_samples_from_its_policy():
-    network = bc.PolicyNetwork(num_actions=3, representation_layers=(8,), prediction_layers=(4,))
+    network = bc.networks.PolicyNetwork(num_actions=3, representation_layers=(8,), prediction_layers=(4,))
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     uniform_params = jax.jit(jax.vmap(lambda k: network.init(k, jnp.zeros((1, 5)))))(keys)  # two seeds
     # The zero-initialised output layer's bias alone sets the logits: seed 0 prefers action 2, seed 1 action 1.

@@ -12,9 +12,8 @@ from hypothesis.extra import numpy as hnp
 from scripts import SMALL, one_line_error, run_script
 
 import cql
-from common.networks import QNetwork
+from common.networks import QNetwork, logits_to_scalar, scalar_to_probs
 from common.replay import Window
-from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 
 def random_params(network, obs_dim, seed, zero_head=False):
@@ -173,7 +172,7 @@ def test_negative_alpha_is_a_one_line_error(tmp_path):
 def test_penalty_in_h_space_has_a_gradient_comparable_to_the_td_loss_unlike_raw_returns():
     # A hand-made categorical critic with cartpole-scale values: per action a Gaussian bump of logits over the 20
     # h-space bins, centred on h(60) (action 0) and h(40) (action 1); the TD target is 70 for the data action.
-    from common.value_transforms import h, logits_to_transformed, support
+    from common.networks import h, logits_to_transformed, support
 
     bins = support(20)
     target = jnp.array([70.0])
@@ -218,7 +217,7 @@ def test_penalty_space_flag_selects_the_values_the_penalty_acts_on():
         has_action=jnp.ones((6, 2), bool),
         absorbing=jnp.zeros((6, 2), bool),
     )
-    from common.value_transforms import logits_to_transformed
+    from common.networks import logits_to_transformed
 
     logits = network.apply(params, window.observation[:, 0])
     action = window.action[:, 0]

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scripts import SMALL, one_line_error, run_script
+from scripts import SMALL, one_line_error, optimizer_of, run_script
 
 import crr
 
@@ -72,8 +72,8 @@ def test_policy_loss_is_the_weighted_negative_log_likelihood():
 
 
 def small_networks():
-    policy_net = crr.PolicyNetwork(num_actions=3, representation_layers=(16, 8), prediction_layers=(8,))
-    critic_net = crr.QNetwork(
+    policy_net = crr.networks.PolicyNetwork(num_actions=3, representation_layers=(16, 8), prediction_layers=(8,))
+    critic_net = crr.networks.QNetwork(
         num_actions=3, num_bins=20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)
     )
     return policy_net, critic_net
@@ -88,7 +88,7 @@ def small_setup():
 
     policy_net, critic_net = small_networks()
     args = crr.apply_env_defaults(crr.Args(batch_size=8, warmup_steps=1, target_update_interval=3))
-    state = crr.init_train_states(args, policy_net, critic_net, jnp.zeros((1, 3)), [0, 1])
+    state = crr.init_train_states(policy_net, critic_net, optimizer_of(crr, args), jnp.zeros((1, 3)), [0, 1])
     return policy_net, critic_net, args, state, make_store(synthetic_episodes([4, 7, 3, 9]))
 
 
@@ -136,7 +136,7 @@ def test_each_loss_reaches_only_its_own_network_and_the_advantage_is_a_constant(
 def test_target_networks_are_hard_copies_every_interval(small_setup):
     policy_net, critic_net, args, state, store = small_setup
     state = jax.tree.map(jnp.copy, state)  # the update donates its input; keep the fixture's
-    optimizer = crr.make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
+    optimizer = optimizer_of(crr, args)
     update = crr.make_train_chunk(args, policy_net, critic_net, optimizer, 3, 1)  # one update per call
     online = [jax.device_get(state.params)]
     for step in range(1, 8):

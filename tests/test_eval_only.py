@@ -13,7 +13,7 @@ import imageio.v3 as iio
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scripts import one_line_error, run_script, run_scripts
+from scripts import one_line_error, optimizer_of, run_script, run_scripts
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_eval_only_records_an_atari_video_of_the_rgb_screen(tmp_path):
         bc.Args(env_id="Pong", total_steps=100, eval_every=100, updates_per_dispatch=100, eval_episodes=1, eval_max_steps=8)
     )
     network = bc.make_network(args, num_actions=6)  # Pong's minimal action set
-    state = bc.init_train_states(args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
+    state = bc.init_train_states(network, optimizer_of(bc, args), jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
     checkpoint = tmp_path / "agent" / "checkpoint.msgpack"
     checkpoint.parent.mkdir()
     save_checkpoint(

@@ -33,8 +33,8 @@ CHECK = textwrap.dedent(
         states, metrics = [], []
         for shape in ((1, 1), (1, 4) if layout == "replicated" else (2, 2)):
             mesh = Mesh(np.asarray(jax.devices()[: shape[0] * shape[1]]).reshape(shape), ("process", "data"))
+            optimizer = optimizer_of(algo, args)
             state = {init}
-            optimizer = algo.make_optimizer(args, jax.tree.map(lambda x: x[0], {params}))
             chunk = {chunk}
             initial = jax.device_get(state.params)
             state = replicate(state, mesh)
@@ -59,6 +59,7 @@ PROGRAM = textwrap.dedent(
     sys.path[:0] = [{root!r}, {tests!r}]
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from scripts import optimizer_of
     from test_replay import synthetic_episodes
     from common.episodes import process_part
     from common.replay import make_store, stack_shards
@@ -82,17 +83,17 @@ SCRIPTS = {
         # turn float reassociation into different gradients; the rest of the loss is smooth. A 2-step
         # unroll and 2-step targets keep the compile short.
         extra="dict(behavior_coef=0.0, unroll_steps=2, td_steps=2)",
-        network="algo.MuZeroNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), "
+        network="algo.networks.MuZeroNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), "
         "dynamics_layers=(8, 16, 8), prediction_layers=(8,))",
-        init="algo.init_train_states(args, network, jnp.zeros((1, 3)), [0, 1])",
+        init="algo.init_train_states(network, optimizer, jnp.zeros((1, 3)), [0, 1])",
         params="state.params",
         chunk="algo.make_train_chunk(args, network, optimizer, 3, 3, mesh)",
     ),
     "crr": dict(
         extra="dict()",
-        network="(algo.PolicyNetwork(3, representation_layers=(16, 8), prediction_layers=(8,)), "
-        "algo.QNetwork(3, 20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)))",
-        init="algo.init_train_states(args, *network, jnp.zeros((1, 3)), [0, 1])",
+        network="(algo.networks.PolicyNetwork(3, representation_layers=(16, 8), prediction_layers=(8,)), "
+        "algo.networks.QNetwork(3, 20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)))",
+        init="algo.init_train_states(*network, optimizer, jnp.zeros((1, 3)), [0, 1])",
         params="state.params",
         chunk="algo.make_train_chunk(args, *network, optimizer, 3, 3, mesh)",
     ),

@@ -30,7 +30,7 @@ def one_hot_model(num_bins=11):
 
     Values and rewards are single spikes of the categorical heads: one bin at h(x) gets logit 60, the others 0.
     """
-    network = mzu.MuZeroNetwork(
+    network = mzu.networks.MuZeroNetwork(
         num_actions=3, num_bins=num_bins, representation_layers=(3,), dynamics_layers=(3,), prediction_layers=(3,)
     )
     centre = (num_bins - 1) // 2  # the bin of h = 0

@@ -15,6 +15,7 @@ import mctx
 import numpy as np
 import optax
 import pytest
+from scripts import optimizer_of
 from test_replay import synthetic_episodes
 
 import mzu
@@ -399,7 +400,7 @@ def test_target_network_is_the_online_network_of_the_last_multiple_of_the_interv
     network = tiny_network()
     store = make_store(synthetic_episodes([4, 6], terminal=[True, False]))  # observations [N, 3]
     params = draw_params(network, 5, obs_dim=3)  # drawn (not initialised): every parameter moves from the start
-    optimizer = script.make_optimizer(args, params)
+    optimizer = optimizer_of(script, args)
     seeds = lambda tree: jax.tree.map(lambda x: x[None], tree)  # noqa: E731  one seed: a leading axis of 1
     state = script.TrainState(
         params=seeds(params),
@@ -437,7 +438,7 @@ def test_learning_rate_warms_up_linearly_then_decays_in_steps(script_name):
     script = SCRIPTS[script_name]
     lr, rate = 2e-3, 0.1
     args = script.Args(learning_rate=lr, warmup_steps=100, lr_decay_rate=rate, lr_decay_steps=1_000)
-    schedule = script.make_learning_rate(args)
+    schedule = script.make_learning_rate(args.learning_rate, args.warmup_steps, args.lr_decay_rate, args.lr_decay_steps)
     expected = {
         0: 0.0,
         1: lr / 100,
@@ -473,7 +474,7 @@ def test_weight_decay_moves_kernels_only(script_name):
     shapes = jax.eval_shape(DenseAndNorm().init, jax.random.PRNGKey(0), jnp.zeros((1, 2)))
     rng = np.random.default_rng(3)
     params = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape) + 1.0, jnp.float32), shapes)
-    optimizer = script.make_optimizer(args, params)
+    optimizer = optimizer_of(script, args)
     opt_state = optimizer.init(params)
     zeros = jax.tree.map(jnp.zeros_like, params)
     update = jax.jit(optimizer.update)

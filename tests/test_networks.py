@@ -24,10 +24,10 @@ from common.networks import (
     QNetwork,
     StridedResBlock,
     compute_dtype,
+    logits_to_scalar,
     resolve_compute_dtype,
     weight_decay_mask,
 )
-from common.value_transforms import logits_to_scalar
 
 A = 4  # actions
 BINS = 601

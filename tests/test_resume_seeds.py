@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scripts import optimizer_of
 from test_replay import synthetic_episodes
 
 from common.evaluation import make_evaluator
@@ -64,7 +65,7 @@ def rosmo_algo():
             td_steps=2,
         )
     )
-    network = rosmo.MuZeroNetwork(
+    network = rosmo.networks.MuZeroNetwork(
         num_actions=NUM_ACTIONS,
         num_bins=args.num_bins,
         dynamics_layers=(8, 16, 8),
@@ -72,11 +73,12 @@ def rosmo_algo():
         prediction_layers=(8,),
     )
 
+    optimizer = optimizer_of(rosmo, args)
+
     def init(seeds):
-        return rosmo.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+        return rosmo.init_train_states(network, optimizer, jnp.zeros((1, OBS_DIM)), seeds)
 
     def make_chunk(state):
-        optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
         return rosmo.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF)
 
     return Algo(
@@ -91,8 +93,8 @@ def crr_algo():
     import crr
 
     args = crr.apply_env_defaults(crr.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5, target_update_interval=3))
-    policy_net = crr.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
-    critic_net = crr.QNetwork(
+    policy_net = crr.networks.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
+    critic_net = crr.networks.QNetwork(
         num_actions=NUM_ACTIONS,
         num_bins=args.num_bins,
         representation_layers=(16, 8),
@@ -100,11 +102,12 @@ def crr_algo():
         prediction_layers=(8,),
     )
 
+    optimizer = optimizer_of(crr, args)
+
     def init(seeds):
-        return crr.init_train_states(args, policy_net, critic_net, jnp.zeros((1, OBS_DIM)), seeds)
+        return crr.init_train_states(policy_net, critic_net, optimizer, jnp.zeros((1, OBS_DIM)), seeds)
 
     def make_chunk(state):
-        optimizer = crr.make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
         return crr.make_train_chunk(args, policy_net, critic_net, optimizer, NUM_ACTIONS, HALF)
 
     return Algo(
@@ -119,13 +122,14 @@ def bc_algo():
     import bc
 
     args = bc.apply_env_defaults(bc.Args(batch_size=8, warmup_steps=2, lr_decay_steps=5))
-    network = bc.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
+    network = bc.networks.PolicyNetwork(num_actions=NUM_ACTIONS, representation_layers=(16, 8), prediction_layers=(8,))
+
+    optimizer = optimizer_of(bc, args)
 
     def init(seeds):
-        return bc.init_train_states(args, network, jnp.zeros((1, OBS_DIM)), seeds)
+        return bc.init_train_states(network, optimizer, jnp.zeros((1, OBS_DIM)), seeds)
 
     def make_chunk(state):
-        optimizer = bc.make_optimizer(args, jax.tree.map(lambda x: x[0], state.params))
         return bc.make_train_chunk(args, network, optimizer, NUM_ACTIONS, HALF)
 
     return Algo("bc", init, make_chunk, bc.make_act(network, greedy=True))

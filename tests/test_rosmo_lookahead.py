@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 import rosmo
+from common.networks import logits_to_scalar, scalar_to_probs
 from common.replay import Window
-from common.value_transforms import logits_to_scalar, scalar_to_probs
 
 A, BINS, K, N_TD, D = 4, 20, 2, 2, 3  # actions, value bins, unroll steps K, TD steps n, observation size
 L, B = K + N_TD + 1, 3  # window length, rows
-NETWORK = rosmo.MuZeroNetwork(
+NETWORK = rosmo.networks.MuZeroNetwork(
     num_actions=A, num_bins=BINS, representation_layers=(8, 6), dynamics_layers=(8, 6), prediction_layers=(8,)
 )
 

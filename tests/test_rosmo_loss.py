@@ -2,7 +2,7 @@
 
 The reference here is written from the paper (Eq. 5-14, Algorithm 2) with explicit network calls
 (representation h, dynamics g, prediction f) and numpy arithmetic; it uses none of rosmo.py's
-target or loss helpers, nor common/value_transforms.py. The hand-made window has three rows:
+target or loss helpers, nor the value transforms of common/networks.py. The hand-made window has three rows:
 one inside its episode, one that reaches a terminal state, one that is truncated. Online and
 target parameters are drawn independently, so a target taken from the wrong network shows.
 """
@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from scripts import optimizer_of
 
 import rosmo
 from common.replay import Window
@@ -25,7 +26,7 @@ B = 3  # rows of the hand-made window
 GAMMA = 0.9
 EPS = 1e-3  # of the value transform h (Pohlen et al., 2018)
 COEFS = dict(value_coef=0.3, policy_coef=0.7, behavior_coef=0.4)  # not the defaults, so each weight shows
-NETWORK = rosmo.MuZeroNetwork(
+NETWORK = rosmo.networks.MuZeroNetwork(
     num_actions=A, num_bins=BINS, representation_layers=(8, 6), dynamics_layers=(8, 6), prediction_layers=(8,)
 )
 
@@ -375,7 +376,7 @@ def test_target_network_is_the_online_network_of_the_last_multiple_of_the_interv
         batch_size=4, target_update_interval=interval, warmup_steps=1, updates_per_dispatch=1, unroll_steps=1, td_steps=1
     )  # the smallest update: a quick compile
     params = draw_params(1)
-    optimizer = rosmo.make_optimizer(args, params)
+    optimizer = optimizer_of(rosmo, args)
     seed_axis = functools.partial(jax.tree.map, lambda x: jnp.asarray(x)[None])  # one vmapped seed
     state = rosmo.TrainState(
         params=seed_axis(params),
@@ -406,7 +407,7 @@ def test_target_network_is_the_online_network_of_the_last_multiple_of_the_interv
 
 def test_learning_rate_warms_up_linearly_then_decays_in_stairs():
     args = rosmo.Args(learning_rate=0.01, warmup_steps=10, lr_decay_steps=50, lr_decay_rate=0.1)
-    schedule = rosmo.make_learning_rate(args)
+    schedule = rosmo.make_learning_rate(args.learning_rate, args.warmup_steps, args.lr_decay_rate, args.lr_decay_steps)
     expected = {
         0: 0.0,
         4: 0.004,
@@ -437,7 +438,7 @@ def small_tree():
 def two_adamw_steps(args, grads):
     """Two updates of rosmo's optimiser on `small_tree` with the gradients grads[0], grads[1]."""
     params = small_tree()
-    optimizer = rosmo.make_optimizer(args, params)
+    optimizer = optimizer_of(rosmo, args)
     update = jax.jit(optimizer.update)
     opt_state, history = optimizer.init(params), [params]
     for g in grads:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scripts import one_line_error, run_script
+from scripts import one_line_error, optimizer_of, run_script
 from test_replay import synthetic_episodes
 
 from common.atari_fixture import write_fixture
@@ -110,11 +110,11 @@ TINY = {"AtariMuZeroNetwork": TinyMuZero, "AtariPolicyNetwork": TinyPolicy, "Ata
 
 
 def tiny_script(name: str, monkeypatch):
-    """The script module with its Atari networks swapped for the tiny ones (for this test only)."""
+    """The script module with the Atari networks it builds (common.networks.Atari*, which every script reads
+    through its `networks` module) swapped for the tiny ones, for this test only."""
     module = importlib.import_module(name)
     for attr, tiny in TINY.items():
-        if hasattr(module, attr):
-            monkeypatch.setattr(module, attr, tiny)
+        monkeypatch.setattr(module.networks, attr, tiny)  # raises if the script no longer reads networks.Atari*
     return module
 
 
@@ -336,8 +336,8 @@ def test_the_stream_trains_like_the_device_store_and_empty_frames_would_not(pong
     flags = dict(env_id=GAME, batch_size=32, learning_rate=3e-3, warmup_steps=0, **SHORT)
     args = rosmo.apply_env_defaults(rosmo.Args(**flags))
     network = TinyMuZero(num_actions=6, num_bins=args.num_bins)
-    initial = rosmo.init_train_states(args, network, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
-    optimizer = rosmo.make_optimizer(args, jax.tree.map(lambda x: x[0], initial.params))
+    optimizer = optimizer_of(rosmo, args)
+    initial = rosmo.init_train_states(network, optimizer, jnp.zeros((1, 84, 84, 4), jnp.uint8), [0])
     train_chunk = rosmo.make_train_chunk(args, network, optimizer, 6, 5)
 
     def last_half_loss(store: str, blank: bool = False) -> float:

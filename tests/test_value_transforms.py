@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.value_transforms import h, h_inv, logits_to_scalar, scalar_to_probs, support, two_hot
+from common.networks import h, h_inv, logits_to_scalar, scalar_to_probs, support, two_hot
 
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False)
 
