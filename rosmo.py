@@ -523,9 +523,9 @@ def main(args: Args) -> None:
     run = runs.Run("rosmo", args)  # runs/{run_name}/: args.json, results.json, checkpoint.msgpack
     seeds = [args.seed + i for i in range(args.num_seeds)]  # agent i of the vmapped batch
     dataset = (
-        run.checkpoint_data()
+        run.checkpoint_data()  # --eval-only: the checkpoint's shapes, no data read
         if args.eval_only
-        else data.load_offline_data(  # --eval-only: shapes only, no dataset
+        else data.load_offline_data(
             args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
         )
     )
@@ -538,21 +538,16 @@ def main(args: Args) -> None:
     state = init_train_states(network, optimizer, example_obs, seeds)  # leaves [num_seeds, ...]
     act = make_act(network, dataset.num_actions, args.discount, args.eval_greedy)
     eval_key = jax.random.PRNGKey(1_000_003)  # update t: fold_in(eval_key, t), then seed s: fold_in(., s)
+    evaluate = evaluation.make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
     if args.eval_only:  # evaluate the checkpoint's agents (eval.json, videos/ beside it); no data, no training
-        run.evaluate_checkpoint(
-            state,
-            evaluation.make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir),
-            eval_key,
-        )
+        run.evaluate_checkpoint(state, evaluate, eval_key)
         return
 
     train_chunk = make_train_chunk(args, network, optimizer, dataset.num_actions, args.updates_per_dispatch)
-    feed = data.open_feed(
-        dataset, state, train_chunk, args.store, args.device_memory_gb, args.stream_capacity_steps
-    )  # docs/atari.md
+    # The store each dispatch samples from: the whole data on the device, or a stream (docs/atari.md).
+    feed = data.open_feed(dataset, state, train_chunk, args.store, args.device_memory_gb, args.stream_capacity_steps)
     state, start = run.restore(state, dataset)  # --resume's or --checkpoint's state, else step 0
     state = feed.place(state)  # the state on every device; the batch is split over them
-    evaluate = evaluation.make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
 
     writer = SummaryWriter(str(run.dir), purge_step=start or None, write_to_disk=run.main)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))

@@ -257,7 +257,7 @@ def make_atari_evaluator(
         raise ValueError(f"unknown Atari evaluation backend {backend!r}; use 'vector' or 'gymnasium'")
     from common import atari_env
 
-    max_episode_steps = max_episode_steps or atari_env.MAX_EPISODE_STEPS
+    max_episode_steps = atari_env.MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
     state = {"keys": per_seed_keys(key, seeds)}  # [S]
 
     def evaluate(params) -> np.ndarray:

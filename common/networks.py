@@ -30,7 +30,8 @@ rewards and values are squashed by h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps * x (
 ("two-hot": the mass is split between the two nearest bins). `logits_to_scalar` decodes a head's
 logits: the expectation over the bins, then h^-1. With 601 bins the support is -300..300 (Atari);
 with 20 bins it is -9.5..9.5 (BSuite), enough for |h(x)| up to 9.5, i.e. |x| up to about 100.
-This module does not hold losses, targets or data code.
+This module holds no losses and no data code; the two-hot encoding of value and reward targets
+lives at its end.
 """
 
 from typing import Any, Optional, Sequence, Tuple

@@ -86,7 +86,6 @@ SCRIPTS = {
         network="algo.networks.MuZeroNetwork(num_actions=3, num_bins=20, representation_layers=(16, 8), "
         "dynamics_layers=(8, 16, 8), prediction_layers=(8,))",
         init="algo.init_train_states(network, optimizer, jnp.zeros((1, 3)), [0, 1])",
-        params="state.params",
         chunk="algo.make_train_chunk(args, network, optimizer, 3, 3, mesh)",
     ),
     "crr": dict(
@@ -94,7 +93,6 @@ SCRIPTS = {
         network="(algo.networks.PolicyNetwork(3, representation_layers=(16, 8), prediction_layers=(8,)), "
         "algo.networks.QNetwork(3, 20, representation_layers=(16, 8), dynamics_layers=(8, 16, 8), prediction_layers=(8,)))",
         init="algo.init_train_states(*network, optimizer, jnp.zeros((1, 3)), [0, 1])",
-        params="state.params",
         chunk="algo.make_train_chunk(args, *network, optimizer, 3, 3, mesh)",
     ),
 }

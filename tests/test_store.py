@@ -114,7 +114,10 @@ def tiny_script(name: str, monkeypatch):
     through its `networks` module) swapped for the tiny ones, for this test only."""
     module = importlib.import_module(name)
     for attr, tiny in TINY.items():
-        monkeypatch.setattr(module.networks, attr, tiny)  # raises if the script no longer reads networks.Atari*
+        monkeypatch.setattr(module.networks, attr, tiny)
+    args = module.apply_env_defaults(module.Args(env_id=GAME))
+    built = module.make_networks(args, 6) if name == "crr" else (module.make_network(args, 6),)
+    assert all(type(net) in TINY.values() for net in built), built  # the script builds the tiny stand-ins
     return module
 
 
