@@ -411,7 +411,7 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
     return out
 
 
-def write_study(study: str, args: Args, envs: List[str], configs: List[Config], results: List[dict], seconds: float) -> None:
+def write_study(study: str, args: Args, envs: List[str], configs: List[Config], results: List[dict]) -> None:
     rows = agg.summarise(configs, results, args.bootstrap_reps)
     budget = f"{args.total_steps // 1000}k" if args.total_steps >= 1000 else f"{args.total_steps}"
     name = study if envs == default_envs(study) else f"{study}_{'_'.join(envs)}"
@@ -440,8 +440,8 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
         "",
         f"Budget: {args.num_seeds} seeds per configuration, {args.total_steps} learner updates (paper: 5 seeds, 200k), "
         f"{args.eval_episodes} evaluation episodes per seed every {args.eval_every} updates, {decay}. Machine: {machine}.",
-        f"Command: `{command}`. Runs reused or made by it took {seconds / 60:.1f} min of wall-clock time in this invocation; "
-        f"the runs themselves took {sum(r.get('wall_clock_s', 0) for r in rows) / 60:.1f} min in all.",
+        f"Command: `{command}` (it reuses finished runs and continues unfinished ones). "
+        f"The runs took {sum(r.get('wall_clock_s', 0) for r in rows) / 60:.1f} min of wall-clock time in all.",
         "IQM over seeds x tasks of the normalised final score, 95% stratified-bootstrap percentile interval "
         f"({args.bootstrap_reps} resamples).",
         "",
@@ -544,7 +544,7 @@ def main(args: Args) -> None:
         results = run_configs(configs, f"repro_{study}", args.dry_run or args.report_only, Path(args.workdir))
         if args.dry_run:
             continue
-        write_study(study, args, envs, configs, results, time.time() - study_start)
+        write_study(study, args, envs, configs, results)
         print(f"{study}: {(time.time() - study_start) / 60:.1f} min", flush=True)
     print(f"total wall-clock time: {(time.time() - start) / 60:.1f} min")
 
