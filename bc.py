@@ -179,8 +179,8 @@ def make_loss_fn(network: networks.PolicyNetwork):
         batch_size = window.action.shape[0]
         chex.assert_shape(window.action, (batch_size, 1))
         # Every window starts at a real transition: (s, a_data) = (observation[:, 0], action[:, 0]).
-        policy_logits = network.apply(params, window.observation[:, 0])
-        action = window.action[:, 0]
+        policy_logits = network.apply(params, window.observation[:, 0])  # [B, A]
+        action = window.action[:, 0]  # [B]
         loss = bc_loss(policy_logits, action)
 
         probs = jax.nn.softmax(policy_logits)

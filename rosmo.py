@@ -334,7 +334,9 @@ def make_loss_fn(args: Args, network: networks.MuZeroNetwork, num_actions: int):
         for k in range(K):
             state = network.apply(params, scale_gradient(state, 0.5), window.action[:, k], method=network.dynamics)
             unrolled.append(state)
-        policy_logits, value_logits, reward_logits = network.apply(params, jnp.stack(unrolled, axis=1), method=network.predict)
+        unrolled = jnp.stack(unrolled, axis=1)  # s^0..s^K, [B, K+1, *S]
+        # Policy logits [B, K+1, A], value and reward logits [B, K+1, bins] at s^0..s^K.
+        policy_logits, value_logits, reward_logits = network.apply(params, unrolled, method=network.predict)
 
         # Eq. 1 with Eq. 12-14, averaged over the batch and the unroll positions.
         reward_loss = jnp.mean(categorical_cross_entropy(scalar_to_probs(reward_target, args.num_bins), reward_logits[:, 1:]))
