@@ -243,16 +243,20 @@ RESUME_FAILED = "resume_failed"  # marker: `--resume` of this run directory fail
 
 
 @contextlib.contextmanager
-def config_lock(algo: str, flags: List[str], logs: Path):
+def config_lock(algo: str, flags: List[str], logs: Path, wait: bool = True):
     """Hold an exclusive lock on this configuration (its resolved arguments) while it runs, so that two
-    studies started at once never run or resume the same configuration together: the second waits, then
-    finds the first one's finished run."""
+    studies started at once never run or resume the same configuration together. With `wait`, a study
+    that finds the lock taken waits for it (then finds the other study's finished run); without, it gets
+    None at once and can come back to the configuration later."""
     want = comparable_args(algo, flags)
     digest = hashlib.sha1(json.dumps(want, sort_keys=True).encode()).hexdigest()[:12]
     with open(logs / f".{want['env_id']}_{algo}_{digest}.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield None
+                return
             print(f"    another study is running {algo}.py {' '.join(flags)}; waiting for it", flush=True)
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield lock.fileno()  # passed to the run, so the lock lasts as long as the run even if the study dies
@@ -261,30 +265,51 @@ def config_lock(algo: str, flags: List[str], logs: Path):
 def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, workdir: Path = ROOT) -> List[Optional[dict]]:
     """Run every configuration that has no finished run under `workdir`/runs yet (one at a time, in
     `workdir`); their results, in order. A run of the same configuration that stopped early (a killed
-    session, a crash) is continued from its last checkpoint with `--resume`, not started again."""
+    session, a crash) is continued from its last checkpoint with `--resume`, not started again. A
+    configuration another study is running (its lock is taken) is left for last, then waited for, so two
+    studies that share configurations run side by side instead of one behind the other."""
     workdir = Path(workdir)
     # Kept records belong to the repository's own studies; a study in another workdir (e.g. a test) keeps none.
     records = RECORDS if workdir.resolve() == ROOT.resolve() else None
     logs = workdir / "runs" / "benchmark_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    out = []
+    out: List[Optional[dict]] = [None] * len(configs)
+    deferred = []  # configurations another study is running: come back to them after the others
     for i, c in enumerate(configs):
         results = find_finished(c.algo, c.flags, workdir / "runs", records)
         if results is None and not dry_run:
-            with config_lock(c.algo, c.flags, logs) as lock:
-                results = find_finished(c.algo, c.flags, workdir / "runs", records)  # another study's, meanwhile
-                if results is None:
-                    results = _run_config(i, len(configs), c, exp_prefix, workdir, logs, lock)
-                    if results is not None and records is not None:
-                        keep_record(results, records)
+            with config_lock(c.algo, c.flags, logs, wait=False) as lock:
+                if lock is None:
+                    print(f"[{i + 1}/{len(configs)}] another study is running {c.algo}.py {' '.join(c.flags)}; later")
+                    deferred.append(i)
+                    continue
+                results = _run_locked(i, configs, exp_prefix, workdir, logs, records, lock)
         elif results is None:
             partial = find_unfinished(c.algo, c.flags, workdir / "runs")
             again = f" (continues {partial})" if partial is not None else ""
             print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}{again}")
         else:
             print(f"[{i + 1}/{len(configs)}] reusing {c.algo}.py {' '.join(c.flags)}")
-        out.append(results)
+        out[i] = results
+    for i in deferred:
+        c = configs[i]
+        with config_lock(c.algo, c.flags, logs) as lock:  # waits for the other study's run
+            out[i] = _run_locked(i, configs, exp_prefix, workdir, logs, records, lock)
     return out
+
+
+def _run_locked(i: int, configs: List[Config], exp_prefix: str, workdir: Path, logs: Path, records, lock: int):
+    """Configuration i's results with its lock held: another study's run that finished meanwhile, else
+    this study's own run (kept as a record when the study keeps records)."""
+    c = configs[i]
+    results = find_finished(c.algo, c.flags, workdir / "runs", records)
+    if results is not None:
+        print(f"[{i + 1}/{len(configs)}] reusing {c.algo}.py {' '.join(c.flags)} (another study's)")
+        return results
+    results = _run_config(i, len(configs), c, exp_prefix, workdir, logs, lock)
+    if results is not None and records is not None:
+        keep_record(results, records)
+    return results
 
 
 def _run_config(i: int, total: int, c: Config, exp_prefix: str, workdir: Path, logs: Path, lock: int) -> Optional[dict]:

@@ -142,3 +142,46 @@ def test_a_run_that_cannot_continue_is_marked_and_the_study_starts_it_afresh(cat
     # The next invocation reuses the fresh run and leaves the marked one alone.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert again.returncode == 0 and "reusing bc.py" in again.stdout and "continuing" not in again.stdout
+
+
+def test_a_study_runs_the_free_configurations_before_waiting_for_one_another_study_holds(tmp_path, monkeypatch):
+    # No training: the scheduling of run_configs alone, with the runs faked. Configuration 0 is held by
+    # "another study" (a thread holding its lock) until this study has run configuration 1; a study that
+    # waited in order would never get there (the thread would time out and the test fail).
+    import threading
+
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    import common_bench as cb
+
+    flags = ["--env-id", "catch", "--total-steps", "10", "--eval-every", "10"]
+    configs = [cb.Config("bc", "catch", [*flags, "--seed", str(seed)], "bc") for seed in (0, 1)]
+    finished, order = {}, []
+    ran_second = threading.Event()
+
+    def fake_run(i, total, c, exp_prefix, workdir, logs, lock):
+        order.append(c.flags[-1])
+        finished[c.flags[-1]] = {"seed": c.flags[-1]}
+        if c.flags[-1] == "1":
+            ran_second.set()
+        return finished[c.flags[-1]]
+
+    monkeypatch.setattr(cb, "_run_config", fake_run)
+    monkeypatch.setattr(cb, "find_finished", lambda algo, f, runs, records=None: finished.get(f[-1]))
+    logs = tmp_path / "runs" / "benchmark_logs"
+    logs.mkdir(parents=True)
+    held = threading.Event()
+
+    def other_study():  # runs configuration 0 itself, after this study has run configuration 1
+        with cb.config_lock("bc", configs[0].flags, logs) as lock:
+            assert lock is not None
+            held.set()
+            assert ran_second.wait(timeout=60), "the study waited for the held configuration first"
+            finished["0"] = {"seed": "0", "by": "the other study"}
+
+    other = threading.Thread(target=other_study)
+    other.start()
+    assert held.wait(timeout=60)
+    results = cb.run_configs(configs, "test", workdir=tmp_path)
+    other.join(timeout=60)
+    assert order == ["1"]  # it ran only the free one, then reused the other study's run of configuration 0
+    assert results == [{"seed": "0", "by": "the other study"}, {"seed": "1"}]
