@@ -141,7 +141,13 @@ def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    module = importlib.import_module(algo)
+    try:
+        module = importlib.import_module(algo)
+    except ImportError as e:  # e.g. common/ changed on disk after this process imported it
+        raise SystemExit(
+            f"error: cannot import {algo}.py ({e}); if the code changed while this study ran, run the study again: "
+            "it reuses finished runs and continues unfinished ones"
+        ) from None
     args = module.apply_env_defaults(tyro.cli(module.Args, args=flags))
     return json.loads(json.dumps(vars(args), default=str))
 

@@ -185,3 +185,22 @@ def test_a_study_runs_the_free_configurations_before_waiting_for_one_another_stu
     other.join(timeout=60)
     assert order == ["1"]  # it ran only the free one, then reused the other study's run of configuration 0
     assert results == [{"seed": "0", "by": "the other study"}, {"seed": "1"}]
+
+
+def test_a_study_whose_code_changed_under_it_stops_with_one_line_saying_to_run_it_again(monkeypatch):
+    # A running study keeps the common/ modules it imported; an algorithm file changed on disk since may
+    # import a name they lack. The study stops with one line instead of a traceback.
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    import common_bench as cb
+
+    def stale(name):
+        raise ImportError(f"cannot import name 'logits_to_scalar' from 'common.networks' (while importing {name})")
+
+    monkeypatch.setattr(importlib, "import_module", stale)
+    with pytest.raises(SystemExit) as stopped:
+        cb.resolve_args("rosmo", ["--env-id", "catch"])
+    message = str(stopped.value)
+    assert message.startswith("error: cannot import rosmo.py (cannot import name 'logits_to_scalar'") and "\n" not in message
+    assert "run the study again: it reuses finished runs and continues unfinished ones" in message
