@@ -201,9 +201,8 @@ def make_evaluator(
         seconds = []  # wall-clock seconds of each evaluation (environments and policy), in call order
 
         def evaluate_atari(params, key, step: Optional[int] = None) -> np.ndarray:
-            evaluator = make_atari_evaluator(
-                env_id, act, seeds, num_episodes, key, max_episode_steps
-            )  # ALE's threaded vector env
+            # ALE's threaded vector environment, keys from `key` alone (a resumed run evaluates the same way)
+            evaluator = make_atari_evaluator(env_id, act, seeds, num_episodes, key, max_episode_steps)
             mean_returns = evaluator(local_copy(params))
             seconds.extend(evaluator.seconds)
             if video_dir is not None:

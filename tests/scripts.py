@@ -6,6 +6,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "benchmark") not in sys.path:
+    sys.path.append(str(ROOT / "benchmark"))
+# The optimiser an algorithm script's main() builds from its flags; one helper for the tests and the benchmarks.
+from common_bench import script_optimizer as optimizer_of  # noqa: E402, F401
+
 # A tiny budget: 300 updates in dispatches of 50, two evaluations of 3 episodes, batch 32.
 SMALL = [
     "--total-steps",
@@ -71,8 +76,3 @@ def one_line_error(out, code=2):
     assert "Traceback" not in out.stderr
     return lines[0]
 
-
-def optimizer_of(module, args):
-    """The optimiser `module`'s main() builds from its flags: the learning-rate schedule, clipping, AdamW."""
-    schedule = module.make_learning_rate(args.learning_rate, args.warmup_steps, args.lr_decay_rate, args.lr_decay_steps)
-    return module.make_optimizer(schedule, args.weight_decay, args.max_grad_norm)
