@@ -75,4 +75,3 @@ def one_line_error(out, code=2):
     assert len(lines) == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     return lines[0]
-
