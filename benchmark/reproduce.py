@@ -242,8 +242,12 @@ def _verdict(checks: List[str]) -> str:
 
 
 def _spread(rows, series):
-    values = [r["iqm"][0] for r in rows if r["series"] == series and not r["missing"]]
-    return max(values) - min(values) if values else None
+    """max - min of the series' IQM over the study's axis; None until every point of it is measured."""
+    points = [r for r in rows if r["series"] == series]
+    if not points or any(r["missing"] for r in points):
+        return None
+    values = [r["iqm"][0] for r in points]
+    return max(values) - min(values)
 
 
 def _fmt(estimate) -> str:
@@ -270,9 +274,10 @@ def claims(study: str, rows: List[Dict], args: Args) -> List[tuple]:
     out = []
     f = _fmt
     if study == "table2":
-        algos = [r["series"] for r in rows if not r["missing"]]
+        # Every requested row, finished or not: a claim over the table is "not measured" until all of it is in.
+        algos = list(dict.fromkeys(r["series"] for r in rows))
         if "rosmo" in algos:
-            others = [a for a in algos if a != "rosmo"]
+            others = [a for a in algos if a not in ("rosmo", "rosmo-data")]  # rosmo-data is ROSMO, read differently
             checks = [_better(_get(rows, "rosmo"), _get(rows, a)) for a in others]
             out.append(
                 (

@@ -204,3 +204,31 @@ def test_a_study_whose_code_changed_under_it_stops_with_one_line_saying_to_run_i
     message = str(stopped.value)
     assert message.startswith("error: cannot import rosmo.py (cannot import name 'logits_to_scalar'") and "\n" not in message
     assert "run the study again: it reuses finished runs and continues unfinished ones" in message
+
+
+def test_a_claim_about_the_spread_over_a_study_waits_until_every_point_is_measured():
+    # With only MZU's noise-0 run finished its spread is 0, which would read as "MZU is steadier": the verdict
+    # must be "not measured" until all four noise levels of both series are in, then the spreads decide.
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    import reproduce
+
+    def row(series, x, iqm):
+        return {
+            "series": series,
+            "x": x,
+            "missing": iqm is None,
+            "iqm": None if iqm is None else (iqm, iqm - 0.01, iqm + 0.01),
+        }
+
+    noises = (0.0, 0.1, 0.3, 0.5)
+    rosmo = [row("rosmo", x, v) for x, v in zip(noises, (0.99, 0.98, 0.97, 0.96))]
+    args = reproduce.Args(study="noise", noises=noises)
+    partial = rosmo + [row("mzu", x, v) for x, v in zip(noises, (1.0, None, None, None))]
+    steadier, above = reproduce.claims("noise", partial, args)
+    assert steadier[1:] == ("-", "not measured") and above[2] == "not measured"
+    complete = rosmo + [row("mzu", x, v) for x, v in zip(noises, (1.0, 0.9, 0.7, 0.5))]
+    steadier, above = reproduce.claims("noise", complete, args)
+    assert steadier[1:] == ("spread rosmo 0.030 vs mzu 0.500", "holds")
+    assert above[2] == "partly holds"  # below MZU at noise 0, above at the three noisy levels
+    flat = rosmo + [row("mzu", x, 1.0) for x in noises]
+    assert reproduce.claims("noise", flat, args)[0][2] == "does not hold"
