@@ -22,18 +22,19 @@ echo "learning-rate decay steps for every run: $DECAY"
 # 2. CQL on cartpole: n-step targets (10, 3, 1), the penalty weight and the optimiser (docs/cql.md).
 python reproduce.py --study cql_sweep "${COMMON[@]}" --lr-decay-steps "$DECAY"
 
-# 3. Table 2 on the three tasks (cheap rows first), and beside it the hypotheses on mountain_car, then on cartpole.
-#    Two studies at once: MZU's search is latency-bound (about one core), so a second run beside it nearly doubles
-#    what the CPU delivers (measured: MZU 20 updates/s with a ROSMO run at 61 beside it). A configuration two studies
-#    share runs once: the second waits for the first's lock and reuses its run.
-python reproduce.py --study table2 "${COMMON[@]}" --lr-decay-steps "$DECAY" --algos rosmo bc bc-greedy crr cql rosmo-data mzu mzu_q &
-TABLE2=$!
+# 3. Two streams side by side: Table 2 on the three tasks (cheap rows first), then Fig. 2a (data fraction); beside
+#    them Table 1 (noise). Each on mountain_car first, then on cartpole. MZU's search is latency-bound (about one
+#    core), so a second run beside it nearly doubles what the CPU delivers (measured: MZU 20 updates/s with a ROSMO
+#    run at 61 beside it). A configuration two studies share runs once: a study that finds it running leaves it
+#    for last, then reuses the other's run.
+(
+    python reproduce.py --study table2 "${COMMON[@]}" --lr-decay-steps "$DECAY" --algos rosmo bc bc-greedy crr cql rosmo-data mzu mzu_q
+    python reproduce.py --study data_fraction --envs mountain_car "${COMMON[@]}" --lr-decay-steps "$DECAY"
+    python reproduce.py --study data_fraction --envs cartpole "${COMMON[@]}" --lr-decay-steps "$DECAY"
+) &
+STREAM=$!
 python reproduce.py --study noise --envs mountain_car "${COMMON[@]}" --lr-decay-steps "$DECAY"
-python reproduce.py --study data_fraction --envs mountain_car "${COMMON[@]}" --lr-decay-steps "$DECAY"
-wait "$TABLE2"
-python reproduce.py --study noise --envs cartpole "${COMMON[@]}" --lr-decay-steps "$DECAY" &
-NOISE=$!
-python reproduce.py --study data_fraction --envs cartpole "${COMMON[@]}" --lr-decay-steps "$DECAY"
-wait "$NOISE"
+python reproduce.py --study noise --envs cartpole "${COMMON[@]}" --lr-decay-steps "$DECAY"
+wait "$STREAM"
 # The tables again in the canonical row order, from the runs above.
 python reproduce.py --study table2 "${COMMON[@]}" --lr-decay-steps "$DECAY" --report-only
