@@ -74,6 +74,8 @@ class Args:
     """keep this uniform fraction of the episodes, in (0, 1]"""
     noise: float = 0.0
     """epsilon of the data: probability that the behaviour agent's action was replaced at random (BSuite)"""
+    noise_in: Literal["environment", "behaviour"] = "environment"
+    """where that replacement acted: the environment (the paper's: stochastic transitions) or the behaviour agent"""
     run: int = 1
     """RL Unplugged run of the game's data, 1..5 (Atari)"""
     generate_data: bool = False
@@ -528,7 +530,14 @@ def main(args: Args) -> None:
         run.checkpoint_data()  # --eval-only: the checkpoint's shapes, no data read
         if args.eval_only
         else data.load_offline_data(
-            args.env_id, args.noise, args.data_dir, args.data_fraction, args.batch_size, args.run, args.generate_data
+            args.env_id,
+            args.noise,
+            args.data_dir,
+            args.data_fraction,
+            args.batch_size,
+            args.run,
+            args.generate_data,
+            args.noise_in,
         )
     )
 

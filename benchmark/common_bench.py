@@ -119,6 +119,8 @@ def comparable_args(algo: str, flags: List[str]) -> Dict[str, Any]:
     from common.bsuite_env import BSUITE_ENVS
     from common.networks import resolve_compute_dtype
 
+    if not want.get("noise"):  # noise-free or Atari data: where the (absent) noise acts changes nothing
+        want.pop("noise_in", None)
     if want["env_id"] in BSUITE_ENVS:
         return {k: v for k, v in want.items() if k not in ATARI_ONLY}
     # The scripts record the precision that --compute-dtype auto resolved to on their devices.
@@ -154,8 +156,11 @@ def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
 
 # Flags added to a script after some kept runs were made, with the value those runs computed where it is not
 # the flag's declared default (cql.py's --n-step: every earlier run used 1-step targets; its default is now
-# filled from the env).
-EARLIER_VALUES: Dict[str, Dict[str, Any]] = {"cql": {"n_step": 1}}
+# filled from the env; every script's --noise-in: the noisy data of earlier runs had its noise in the behaviour).
+EARLIER_VALUES: Dict[str, Dict[str, Any]] = {
+    algo: {"noise_in": "behaviour", **({"n_step": 1} if algo == "cql" else {})}
+    for algo in ("rosmo", "mzu", "mzu_q", "crr", "cql", "bc")
+}
 
 
 def script_defaults(algo: str) -> Dict[str, Any]:

@@ -100,6 +100,9 @@ class Args:
     """data_fraction: the data fractions"""
     noises: List[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5])
     """noise: the dataset noise levels (epsilon)"""
+    noise_in: Literal["environment", "behaviour"] = "environment"
+    """noise: where the data's noise acted, the environment (the paper's: stochastic transitions) or the behaviour
+    agent (deterministic transitions, noisier behaviour); the tables of the latter get '_behaviournoise' in their name"""
     hidden_units: List[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024])
     """model_capacity: widths of the dynamics MLP's middle layer"""
     capacity_fraction: float = 0.1
@@ -186,7 +189,7 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
     elif study == "noise":
         for algo in ("rosmo", "mzu"):
             for noise in args.noises:
-                add(algo, algo, noise, noise=noise)
+                add(algo, algo, noise, noise=noise, noise_in=args.noise_in)
     elif study == "model_capacity":
         for algo in ("rosmo", "mzu"):
             for width in args.hidden_units:
@@ -420,6 +423,8 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
     rows = agg.summarise(configs, results, args.bootstrap_reps)
     budget = f"{args.total_steps // 1000}k" if args.total_steps >= 1000 else f"{args.total_steps}"
     name = study if envs == default_envs(study) else f"{study}_{'_'.join(envs)}"
+    behaviour_noise = study == "noise" and args.noise_in == "behaviour"
+    name += "_behaviournoise" if behaviour_noise else ""
     stem = Path(args.out_dir) / f"{name}_{budget}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
@@ -429,6 +434,7 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
         f"--total-steps {args.total_steps} --eval-every {args.eval_every}"
         + (f" --lr-decay-steps {args.lr_decay_steps}" if args.lr_decay_steps is not None else "")
         + (f" --algos {' '.join(args.algos)}" if study == "table2" and args.algos != ROWS else "")
+        + (" --noise-in behaviour" if behaviour_noise else "")
     )
     decay = (
         "the learning-rate schedule its row names"
@@ -449,6 +455,21 @@ def write_study(study: str, args: Args, envs: List[str], configs: List[Config], 
         f"The runs took {sum(r.get('wall_clock_s', 0) for r in rows) / 60:.1f} min of wall-clock time in all.",
         "IQM over seeds x tasks of the normalised final score, 95% stratified-bootstrap percentile interval "
         f"({args.bootstrap_reps} resamples).",
+        *(
+            [
+                "The data's noise: "
+                + (
+                    "the behaviour agent replaced its action at random and the executed action was recorded, so the "
+                    "recorded transitions are deterministic (noisier behaviour, not the paper's stochastic dynamics)."
+                    if behaviour_noise
+                    else "the environment replaced the agent's action at random and the agent's action was recorded, "
+                    "so the recorded transitions are stochastic (the paper's Appendix E)."
+                )
+                + " Evaluation runs in the noise-free task, as in the official release."
+            ]
+            if study == "noise"
+            else []
+        ),
         "",
         head,
         "|---|" + "---|" * (len(envs) + 1),

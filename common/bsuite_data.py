@@ -2,7 +2,11 @@
 RLDS episodes in a TFDS builder directory, and reading back as flat `Episodes`. A dataset is every
 episode of one training run of a DQN agent on the real bsuite `catch`, `cartpole` or
 `mountain_car` environment, where with probability `noise` the agent's action is replaced by a
-uniformly random one before it is executed (the executed action is the one recorded). The agent
+uniformly random one before it is executed. `noise_in` says where that happens: "environment" (the
+paper's, Appendix E: the environment's transitions become stochastic and the agent's own action is
+the one recorded and learned from, as envlogger records a noisy environment) or "behaviour" (the
+agent's action is replaced inside the agent, so the executed action is recorded and the recorded
+transitions stay deterministic: noisier behaviour, not stochastic dynamics). The agent
 is the bsuite baseline DQN in JAX (`DQNConfig`): an MLP [64, 64] on the flattened observation,
 Adam with learning rate 1e-3, discount 0.99, a uniform replay of 10,000 transitions, batches of
 32, learning from 100 stored transitions on, one SGD step per environment step, the target
@@ -10,12 +14,14 @@ network copied every 4 SGD steps and epsilon-greedy exploration with epsilon 0.0
 setting is cartpole's learning rate, 1e-4, without which its agent collapses under action noise
 (`DQN_CONFIGS`); the mean returns then land near the paper's Table 5. Everything follows from one
 seed. A dataset lives in `{data_root}/bsuite/{env_id}_{noise}/bsuite_{env_id}/1.0.0`
-(`builder_dir`; a dataset of another episode count or seed gets `_episodes{N}`/`_seed{S}` in its
-directory name, so it never stands in for the standard one), one split "train", with the generation
-settings as JSON in its description; the reader also takes the officially released ROSMO BSuite
+(`builder_dir`; a dataset of another episode count, seed or noise kind gets `_episodes{N}`/`_seed{S}`/
+`_behaviournoise` in its directory name, so it never stands in for the standard one), one split
+"train", with the generation settings as JSON in its description (checked on reading: data of the
+other noise kind is refused); the reader also takes the officially released ROSMO BSuite
 directories. The module holds no learning algorithm, sampler or evaluation; TensorFlow is imported
 only inside the functions that read or write files and never sees a GPU. Command line:
-`python -m common.bsuite_data --env-id catch --noise 0.1 [--data-dir DIR] [--seed 0] [--num-episodes N] [--force]`.
+`python -m common.bsuite_data --env-id catch --noise 0.1 [--noise-in environment|behaviour] [--data-dir DIR]
+[--seed 0] [--num-episodes N] [--force]`.
 """
 
 from __future__ import annotations
@@ -34,11 +40,11 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 
-from common.bsuite_env import BSUITE_ENVS, check_env_id, make_env  # noqa: F401 - part of this module's interface
+from common.bsuite_env import BSUITE_ENVS, NOISE_IN, check_env_id, make_env  # noqa: F401 - part of this module's interface
 from common.episodes import (
     DataError,
     Episodes,
@@ -74,6 +80,11 @@ def check_noise(noise: float) -> None:
         raise DataError(f"--noise must be a probability in [0, 1] (the paper uses {NOISE_LEVELS}), got {noise}")
 
 
+def check_noise_in(noise_in: str) -> None:
+    if noise_in not in NOISE_IN:
+        raise DataError(f"--noise-in must be one of {', '.join(NOISE_IN)}, got {noise_in!r}")
+
+
 def resolve_data_root(data_dir: str | os.PathLike | None) -> Path:
     """The --data-dir flag, else $ROSMO_DATA_DIR, else ./datasets."""
     chosen = data_dir or os.environ.get(DATA_DIR_ENV_VAR) or DEFAULT_DATA_ROOT
@@ -84,21 +95,27 @@ def noise_tag(noise: float) -> str:
     return repr(float(noise))
 
 
-def dataset_name(env_id: str, noise: float, num_episodes: int | None = None, seed: int = 0) -> str:
+def dataset_name(
+    env_id: str, noise: float, num_episodes: int | None = None, seed: int = 0, noise_in: str = "environment"
+) -> str:
     """The directory name of a dataset, recording its generator settings: {env}_{noise} for the
-    paper's episode count and seed 0, else with `_episodes{N}` and/or `_seed{S}` appended, so a
-    small or differently seeded dataset never takes the standard one's place."""
+    paper's episode count, seed 0 and noise in the environment, else with `_episodes{N}`, `_seed{S}`
+    and/or `_behaviournoise` appended, so a small, differently seeded or behaviour-noise dataset never
+    takes the standard one's place (at noise 0 the two noise kinds are the same data: no suffix)."""
     name = f"{env_id}_{noise_tag(noise)}"
     if num_episodes is not None and int(num_episodes) != NUM_EPISODES[env_id]:
         name += f"_episodes{int(num_episodes)}"
-    return name + (f"_seed{int(seed)}" if seed else "")
+    name += f"_seed{int(seed)}" if seed else ""
+    return name + ("_behaviournoise" if noise_in == "behaviour" and noise > 0 else "")
 
 
-_NAME_PATTERN = re.compile(rf"^({'|'.join(BSUITE_ENVS)})_([0-9.eE+-]+?)(?:_episodes([0-9]+))?(?:_seed([0-9]+))?$")
+_NAME_PATTERN = re.compile(
+    rf"^({'|'.join(BSUITE_ENVS)})_([0-9.eE+-]+?)(?:_episodes([0-9]+))?(?:_seed([0-9]+))?(_behaviournoise)?$"
+)
 
 
 def parse_dataset_name(name: str) -> dict | None:
-    """{env_id, noise, num_episodes, seed} of a directory named by `dataset_name`, else None."""
+    """{env_id, noise, num_episodes, seed, noise_in} of a directory named by `dataset_name`, else None."""
     match = _NAME_PATTERN.match(name)
     if not match:
         return None
@@ -107,21 +124,38 @@ def parse_dataset_name(name: str) -> dict | None:
     except ValueError:
         return None
     episodes = int(match.group(3)) if match.group(3) else None
-    return {"env_id": match.group(1), "noise": noise, "num_episodes": episodes, "seed": int(match.group(4) or 0)}
+    noise_in = "behaviour" if match.group(5) else "environment"
+    return {
+        "env_id": match.group(1),
+        "noise": noise,
+        "num_episodes": episodes,
+        "seed": int(match.group(4) or 0),
+        "noise_in": noise_in,
+    }
 
 
 def dataset_dir(
-    data_root: str | os.PathLike, env_id: str, noise: float, num_episodes: int | None = None, seed: int = 0
+    data_root: str | os.PathLike,
+    env_id: str,
+    noise: float,
+    num_episodes: int | None = None,
+    seed: int = 0,
+    noise_in: str = "environment",
 ) -> Path:
     """The directory that holds one generated dataset (and nothing else): {root}/bsuite/{dataset_name}."""
-    return Path(data_root) / "bsuite" / dataset_name(env_id, noise, num_episodes, seed)
+    return Path(data_root) / "bsuite" / dataset_name(env_id, noise, num_episodes, seed, noise_in)
 
 
 def builder_dir(
-    data_root: str | os.PathLike, env_id: str, noise: float, num_episodes: int | None = None, seed: int = 0
+    data_root: str | os.PathLike,
+    env_id: str,
+    noise: float,
+    num_episodes: int | None = None,
+    seed: int = 0,
+    noise_in: str = "environment",
 ) -> Path:
     """The TFDS builder directory (the one holding dataset_info.json) of a generated dataset."""
-    return dataset_dir(data_root, env_id, noise, num_episodes, seed) / f"bsuite_{env_id}" / DATASET_VERSION
+    return dataset_dir(data_root, env_id, noise, num_episodes, seed, noise_in) / f"bsuite_{env_id}" / DATASET_VERSION
 
 
 def generate_command(
@@ -131,11 +165,12 @@ def generate_command(
     force: bool = False,
     num_episodes: int | None = None,
     seed: int = 0,
+    noise_in: str = "environment",
 ) -> str:
     """The shell command that (re)generates a dataset."""
-    command = (
-        f"python -m common.bsuite_data --env-id {env_id} --noise {noise_tag(noise)} --data-dir {shlex.quote(str(data_root))}"
-    )
+    command = f"python -m common.bsuite_data --env-id {env_id} --noise {noise_tag(noise)}"
+    command += " --noise-in behaviour" if noise_in == "behaviour" and noise > 0 else ""
+    command += f" --data-dir {shlex.quote(str(data_root))}"
     if num_episodes is not None and int(num_episodes) != NUM_EPISODES[env_id]:
         command += f" --num-episodes {int(num_episodes)}"
     command += f" --seed {int(seed)}" if seed else ""
@@ -157,6 +192,7 @@ def _command_for_path(path: Path, force: bool) -> str:
                 force or parent.exists(),
                 settings["num_episodes"],
                 settings["seed"],
+                settings["noise_in"],
             )
     return "python -m common.bsuite_data --env-id ENV_ID --noise NOISE --data-dir DATA_ROOT" + (" --force" if force else "")
 
@@ -334,10 +370,10 @@ def make_agent(obs_shape: Sequence[int], num_actions: int, noise: float, config:
 # ----------------------------------------------------------------------------------------------
 
 
-def derive_seeds(seed: int) -> tuple[int, int]:
-    """(environment seed, agent seed), both derived from the one dataset seed."""
-    env_seed, agent_seed = np.random.SeedSequence(seed).generate_state(2)
-    return int(env_seed), int(agent_seed)
+def derive_seeds(seed: int) -> tuple[int, int, int]:
+    """(environment seed, agent seed, environment noise seed), all derived from the one dataset seed."""
+    env_seed, agent_seed, noise_seed = np.random.SeedSequence(seed).generate_state(3)
+    return int(env_seed), int(agent_seed), int(noise_seed)
 
 
 def episode_to_rlds(observations: list, actions: list, rewards: list, discounts: list) -> dict[str, np.ndarray]:
@@ -365,23 +401,28 @@ def run_behaviour_agent(
     num_episodes: int,
     config: DQNConfig | None = None,
     progress: bool = True,
+    noise_in: str = "environment",
 ) -> Iterator[dict[str, np.ndarray]]:
     """Train the DQN agent online for `num_episodes` episodes, yielding each episode's RLDS steps.
 
-    `config` defaults to DQN_CONFIGS[env_id].
+    `config` defaults to DQN_CONFIGS[env_id]. `noise_in` "environment": the environment replaces the
+    action (the agent's action is recorded); "behaviour": the agent does (the executed one is recorded).
     """
     import jax
     from tqdm import tqdm
 
     check_env_id(env_id)
+    check_noise_in(noise_in)
     config = DQN_CONFIGS[env_id] if config is None else config
-    env_seed, agent_seed = derive_seeds(seed)
-    env = make_env(env_id, env_seed)
+    env_seed, agent_seed, noise_seed = derive_seeds(seed)
+    in_env = noise_in == "environment"
+    env = make_env(env_id, env_seed, noise if in_env else 0.0, noise_seed)
     obs_shape = env.observation_spec().shape
-    agent = make_agent(obs_shape, env.action_spec().num_values, noise, config)
+    agent = make_agent(obs_shape, env.action_spec().num_values, 0.0 if in_env else noise, config)
     state = agent.init(jax.random.key(agent_seed))
     total_return = 0.0
-    with tqdm(total=num_episodes, desc=f"{env_id} noise={noise_tag(noise)}", unit="ep", disable=not progress) as bar:
+    desc = f"{env_id} noise={noise_tag(noise)} in {noise_in}"
+    with tqdm(total=num_episodes, desc=desc, unit="ep", disable=not progress) as bar:
         for episode in range(num_episodes):
             timestep = env.reset()
             observation = np.array(timestep.observation, np.float32)
@@ -526,36 +567,41 @@ def generate(
     progress: bool = True,
     force: bool = False,
     config: DQNConfig | None = None,
+    noise_in: str = "environment",
 ) -> dict:
     """Generate one dataset under `data_root`; returns {episodes, transitions, mean_return, seconds, path}.
 
     Refuses (DataError) to replace an existing dataset unless `force`. `config` defaults to
-    DQN_CONFIGS[env_id].
+    DQN_CONFIGS[env_id]; `noise_in` as in `run_behaviour_agent`.
     """
     check_env_id(env_id)
     check_noise(noise)
+    check_noise_in(noise_in)
+    noise_in = noise_in if noise > 0 else "environment"  # without noise the two kinds are the same data
     config = DQN_CONFIGS[env_id] if config is None else config
     num_episodes = NUM_EPISODES[env_id] if num_episodes is None else int(num_episodes)
     if num_episodes < 1:
         raise DataError(f"--num-episodes must be at least 1, got {num_episodes}")
-    target = dataset_dir(data_root, env_id, noise, num_episodes, seed)
+    target = dataset_dir(data_root, env_id, noise, num_episodes, seed, noise_in)
     if target.exists() and not force:
         raise DataError(f"{target} already exists; pass --force to replace it")
     start = time.perf_counter()
-    episodes = list(run_behaviour_agent(env_id, noise, seed, num_episodes, config, progress))
+    episodes = list(run_behaviour_agent(env_id, noise, seed, num_episodes, config, progress, noise_in))
     settings = {
         "env_id": env_id,
         "noise": float(noise),
+        "noise_in": noise_in,
         "seed": int(seed),
         "num_episodes": num_episodes,
         "agent": "dqn",
         "agent_config": config._asdict(),
         "environment": f"bsuite {env_id} (bsuite package defaults)",
     }
+    recorded = "the agent's action is recorded" if noise_in == "environment" else "the executed action is recorded"
     description = (
         f"BSuite {env_id}, every episode of the training of an online DQN agent; with probability "
-        f"{noise_tag(noise)} the executed (and recorded) action was a uniformly random one. RLDS steps. "
-        f"Generation settings: {json.dumps(settings, sort_keys=True)}"
+        f"{noise_tag(noise)} the {noise_in} replaced the agent's action by a uniformly random one ({recorded}). "
+        f"RLDS steps. {SETTINGS_PREFIX}{json.dumps(settings, sort_keys=True)}"
     )
     obs_shape = episodes[0]["observation"].shape[1:]
     if force and target.exists():
@@ -575,8 +621,40 @@ def generate(
         "transitions": int(sum(len(steps["action"]) - 1 for steps in episodes)),
         "mean_return": float(np.mean(returns)),
         "seconds": time.perf_counter() - start,
-        "path": builder_dir(data_root, env_id, noise, num_episodes, seed),
+        "path": builder_dir(data_root, env_id, noise, num_episodes, seed, noise_in),
     }
+
+
+SETTINGS_PREFIX = "Generation settings: "
+
+
+def read_settings(path: Path) -> dict | None:
+    """The generation settings a dataset written by `generate` keeps in its description (dataset_info.json of
+    the builder directory `path`), else None (an official download, or an unreadable file)."""
+    try:
+        description = json.loads((Path(path) / "dataset_info.json").read_text()).get("description", "")
+        return json.loads(description.split(SETTINGS_PREFIX, 1)[1]) if SETTINGS_PREFIX in description else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_noise_kind(path: Path, noise_in: str) -> None:
+    """A one-line DataError when the noisy dataset at `path` (a builder directory) has its noise where this run
+    does not ask for it; datasets without settings (official downloads) and noise-free ones pass."""
+    settings = read_settings(path)
+    if not settings or not settings.get("noise"):
+        return
+    stored = settings.get("noise_in", "behaviour")  # the generator recorded the executed action before the option
+    if stored != noise_in:
+        what = f"{path} holds {settings.get('env_id', '?')} data with noise {noise_tag(settings['noise'])} in the {stored}"
+        named = next((d for d in path.parents if parse_dataset_name(d.name) and d.parent.name == "bsuite"), None)
+        if named is not None and parse_dataset_name(named.name)["noise_in"] == noise_in:  # made before the option
+            raise DataError(
+                f"{what} (an older generator's), but its name and this run say in the {noise_in}; keep it as "
+                f"{named.name}_behaviournoise (read with --noise-in behaviour) or regenerate it with: "
+                f"{_command_for_path(path, True)}"
+            )
+        raise DataError(f"{what}, but this run asks for the noise in the {noise_in}; pass --noise-in {stored}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -759,6 +837,7 @@ def load_bsuite(
     data_fraction: float = 1.0,
     generate_if_missing: bool = True,
     generate_data: bool = False,
+    noise_in: str = "environment",
 ) -> tuple[Episodes, Path]:
     """The episodes of a BSuite dataset and the builder directory they came from.
 
@@ -769,10 +848,14 @@ def load_bsuite(
     `generate_if_missing`. An explicit `data_dir` must exist unless `generate_data` (so a
     mistyped path is an error, not a new dataset) and must be a directory; $ROSMO_DATA_DIR and
     the default ./datasets are created when needed (both may also name a dataset directory).
+    `noise_in` is where the data's noise acts (see `run_behaviour_agent`); a dataset whose settings
+    say otherwise is refused with a one-line DataError.
     """
     check_data_fraction(data_fraction)
     check_env_id(env_id)
     check_noise(noise)
+    check_noise_in(noise_in)
+    noise_in = noise_in if noise > 0 else "environment"
     root = resolve_data_root(data_dir)
     if root.is_file():
         raise DataError(f"--data-dir {root} is a file; pass a directory (a data root or a dataset directory)")
@@ -782,6 +865,7 @@ def load_bsuite(
             f"the {env_id} dataset (noise {noise_tag(noise)}) there"
         )
     if (root / "dataset_info.json").is_file():  # a builder directory
+        check_noise_kind(root, noise_in)
         return read_episodes(root, data_fraction), root
     settings = parse_dataset_name(root.name)
     if settings is not None and root.parent.name == "bsuite":  # one dataset directory
@@ -791,17 +875,20 @@ def load_bsuite(
                 f"run asks for {env_id} with --noise {noise_tag(noise)}; pass the matching dataset"
             )
         path = root / f"bsuite_{env_id}" / DATASET_VERSION
+        check_noise_kind(path, noise_in)
         return read_episodes(path, data_fraction), path
-    path = builder_dir(root, env_id, noise)
-    if not dataset_dir(root, env_id, noise).exists():
+    path = builder_dir(root, env_id, noise, noise_in=noise_in)
+    if not dataset_dir(root, env_id, noise, noise_in=noise_in).exists():
+        command = generate_command(env_id, noise, root, noise_in=noise_in)
         if not (generate_if_missing or generate_data):
-            raise DataError(f"no BSuite dataset at {path}; create it with: {generate_command(env_id, noise, root)}")
+            raise DataError(f"no BSuite dataset at {path}; create it with: {command}")
         print(
-            f"Generating the BSuite {env_id} dataset (noise {noise_tag(noise)}) into {path}; "
+            f"Generating the BSuite {env_id} dataset (noise {noise_tag(noise)} in the {noise_in}) into {path}; "
             f"this takes roughly {ROUGH_GENERATION_TIME[env_id]}.",
             flush=True,
         )
-        generate(env_id, noise, root, progress=True)
+        generate(env_id, noise, root, progress=True, noise_in=noise_in)
+    check_noise_kind(path, noise_in)
     return read_episodes(path, data_fraction), path
 
 
@@ -815,7 +902,10 @@ class Args:
     env_id: str
     """BSuite environment: catch, cartpole or mountain_car."""
     noise: float = 0.0
-    """Probability that the executed action is replaced by a uniformly random one (paper: 0, 0.1, 0.3, 0.5)."""
+    """Probability that the agent's action is replaced by a uniformly random one (paper: 0, 0.1, 0.3, 0.5)."""
+    noise_in: Literal["environment", "behaviour"] = "environment"
+    """Where the replacement happens: 'environment' (the paper's: stochastic transitions, the agent's action is
+    recorded) or 'behaviour' (inside the agent: the executed action is recorded, the transitions stay deterministic)."""
     data_dir: str | None = None
     """Data root; default $ROSMO_DATA_DIR, else ./datasets.
     The dataset goes to DATA_DIR/bsuite/ENV_NOISE[_episodesN][_seedS]/."""
@@ -845,6 +935,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_episodes=args.num_episodes,
             progress=True,
             force=args.force,
+            noise_in=args.noise_in,
         )
     except (DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

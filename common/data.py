@@ -100,13 +100,15 @@ def load_offline_data(
     batch_size: int,
     run: int = 1,
     generate_data: bool = False,
+    noise_in: str = "environment",
 ) -> OfflineData:
     """The dataset of `env_id` -> OfflineData; one-line DataError on any problem.
 
     `generate_data` lets BSuite generate a missing dataset in an explicit `data_dir` that does not
     exist yet (see bsuite_data.load_bsuite); without it such a directory is an error.
 
-    BSuite: `noise` picks the dataset, read whole. Atari: `run` (1..5) picks the RL Unplugged run;
+    BSuite: `noise` and `noise_in` (where it acted: "environment" or "behaviour") pick the dataset, read
+    whole. Atari: `run` (1..5) picks the RL Unplugged run;
     nothing is read or decoded here (`open_feed` does it), only the request is checked. Under
     `jax.distributed` (P processes), process p keeps only its disjoint part: Atari shards p, p + P,
     ...; BSuite episodes p, p + P, ... (process 0 generates a missing BSuite dataset first).
@@ -131,12 +133,16 @@ def load_offline_data(
 
         if process > 0:  # wait until process 0 has the dataset (it generates it on first use)
             multihost_utils.sync_global_devices("bsuite data")
-        episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
+        episodes, source = bsuite_data.load_bsuite(
+            env_id, noise, data_dir, data_fraction, generate_data=generate_data, noise_in=noise_in
+        )
         if process == 0:
             multihost_utils.sync_global_devices("bsuite data")
         episodes = process_part(episodes, process, num_processes, str(source))
     else:
-        episodes, source = bsuite_data.load_bsuite(env_id, noise, data_dir, data_fraction, generate_data=generate_data)
+        episodes, source = bsuite_data.load_bsuite(
+            env_id, noise, data_dir, data_fraction, generate_data=generate_data, noise_in=noise_in
+        )
     episodes = episodes._replace(observation=episodes.observation.reshape(episodes.num_steps, -1))
     env = make_env(env_id, 0)
     num_actions = env.action_spec().num_values
@@ -151,7 +157,13 @@ def load_offline_data(
         raise DataError(f"{source}: action {bad} is outside {env_id}'s {num_actions} actions; is this {env_id} data?")
     store = host_store(episodes)
     check_batch_size(store, batch_size)
-    info = {"path": str(Path(source)), "noise": noise, **_describe(episodes, source, data_fraction, process, num_processes)}
+    noise_kind = {"noise_in": noise_in} if noise > 0 else {}
+    info = {
+        "path": str(Path(source)),
+        "noise": noise,
+        **noise_kind,
+        **_describe(episodes, source, data_fraction, process, num_processes),
+    }
     return OfflineData(store, num_actions, (obs_dim,), np.float32, info, batch_size)
 
 

@@ -338,6 +338,7 @@ def test_generate_refuses_to_overwrite_without_force(tmp_path):
         "noise": 0.0,
         "num_episodes": 2,
         "seed": 1,
+        "noise_in": "environment",
     }
     assert bsuite_data.dataset_name("catch", 0.1, bsuite_data.NUM_EPISODES["catch"], 0) == "catch_0.1"
     with pytest.raises(DataError, match="holds catch data with noise 0.0, but this run asks for catch with --noise 0.1"):
