@@ -144,3 +144,14 @@ def test_the_studies_never_reuse_a_run_of_the_other_noise_kind():
         common_bench.comparable_args("rosmo", ["--env-id", "catch", "--noise-in", "behaviour"]),
         defaults,
     )
+
+
+def test_every_script_passes_its_noise_kind_to_the_loader(tmp_path):
+    """Each script, asked for behaviour noise, refuses a dataset whose noise is in the environment (one line)."""
+    from scripts import one_line_error, run_scripts
+
+    path = bsuite_data.generate("catch", 0.5, tmp_path, num_episodes=3, progress=False)["path"]
+    flags = ["--env-id", "catch", "--noise", "0.5", "--noise-in", "behaviour", "--data-dir", str(path)]
+    scripts = ["rosmo.py", "mzu.py", "mzu_q.py", "crr.py", "cql.py", "bc.py"]
+    for script, out in zip(scripts, run_scripts(*[(flags, tmp_path, script) for script in scripts])):
+        assert "noise 0.5 in the environment, but this run asks for the noise in the behaviour" in one_line_error(out), script
