@@ -158,7 +158,7 @@ def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
 # the flag's declared default (cql.py's --n-step: every earlier run used 1-step targets; its default is now
 # filled from the env; every script's --noise-in: the noisy data of earlier runs had its noise in the behaviour).
 EARLIER_VALUES: Dict[str, Dict[str, Any]] = {
-    algo: {"noise_in": "behaviour", **({"n_step": 1} if algo == "cql" else {})}
+    algo: {"noise_in": "behaviour", **({"n_step": 1} if algo == "cql" else {})}  # noise_in: as common/runs.py's
     for algo in ("rosmo", "mzu", "mzu_q", "crr", "cql", "bc")
 }
 

@@ -36,6 +36,9 @@ RUNS_ROOT = Path("runs")
 # --eval-only: flags of the command line that still apply (the rest come from the checkpoint's saved arguments).
 EVAL_FLAGS = ("eval_episodes", "eval_max_steps", "eval_greedy", "capture_video")
 EVAL_IGNORED = ("checkpoint", "eval_only", "data_dir", "generate_data")  # accepted, no data is read
+# Flags added after runs were saved, with what such a run computed where that is not today's default: --resume
+# of an older run fills them in from here (the noisy BSuite data of earlier runs had its noise in the behaviour).
+EARLIER_VALUES = {"noise_in": "behaviour"}
 
 
 class CheckpointData(NamedTuple):
@@ -198,7 +201,8 @@ class Run:
             raise UsageError(
                 f"--resume {run_dir}: args.json could not be read ({type(e).__name__}); is the run directory intact?"
             ) from None
-        return args_type(**{**{k: v for k, v in saved.items() if k in fields}, "resume": str(run_dir)})
+        earlier = {k: v for k, v in EARLIER_VALUES.items() if k in fields and k not in saved}
+        return args_type(**{**earlier, **{k: v for k, v in saved.items() if k in fields}, "resume": str(run_dir)})
 
     @staticmethod
     def checkpoint_args(given: Any, args_type: Any) -> Any:

@@ -155,3 +155,19 @@ def test_every_script_passes_its_noise_kind_to_the_loader(tmp_path):
     scripts = ["rosmo.py", "mzu.py", "mzu_q.py", "crr.py", "cql.py", "bc.py"]
     for script, out in zip(scripts, run_scripts(*[(flags, tmp_path, script) for script in scripts])):
         assert "noise 0.5 in the environment, but this run asks for the noise in the behaviour" in one_line_error(out), script
+
+
+def test_resuming_a_run_saved_before_the_flag_keeps_its_behaviour_noise(tmp_path):
+    import rosmo
+    from common import runs
+
+    run_dir = tmp_path / "old_run"
+    run_dir.mkdir()
+    saved = {k: v for k, v in vars(rosmo.Args(env_id="mountain_car", noise=0.3)).items() if k != "noise_in"}
+    (run_dir / "args.json").write_text(json.dumps(saved))
+    args = runs.Run.saved_args(str(run_dir), rosmo.Args, rosmo.Args(resume=str(run_dir)))
+    assert args.noise_in == "behaviour" and args.noise == 0.3 and args.resume == str(run_dir)
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    import common_bench
+
+    assert all(values["noise_in"] == runs.EARLIER_VALUES["noise_in"] for values in common_bench.EARLIER_VALUES.values())
