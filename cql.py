@@ -430,16 +430,7 @@ def main(args: Args) -> None:
     dataset = (
         run.checkpoint_data()  # --eval-only: the checkpoint's shapes, no data read
         if args.eval_only
-        else data.load_offline_data(
-            args.env_id,
-            args.noise,
-            args.data_dir,
-            args.data_fraction,
-            args.batch_size,
-            args.run,
-            args.generate_data,
-            args.noise_in,
-        )
+        else data.load_for(args)  # the dataset its flags name (common/data.py)
     )
 
     # ALGO LOGIC: network, optimiser, one training state per seed (stacked for vmap), the update, acting.

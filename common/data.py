@@ -92,6 +92,21 @@ def host_store(episodes, frame_stack: int = 1) -> Store:
         return make_store(episodes, frame_stack=frame_stack)
 
 
+def load_for(args) -> OfflineData:
+    """`load_offline_data` with a script's flags (--env-id, --noise, --noise-in, --data-dir, --data-fraction,
+    --batch-size, --run, --generate-data): the one call every algorithm script makes."""
+    return load_offline_data(
+        args.env_id,
+        args.noise,
+        args.data_dir,
+        args.data_fraction,
+        args.batch_size,
+        args.run,
+        args.generate_data,
+        args.noise_in,
+    )
+
+
 def load_offline_data(
     env_id: str,
     noise: float,
