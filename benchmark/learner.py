@@ -49,6 +49,8 @@ class Args:
     """timed updates (after one warm-up chunk)"""
     updates_per_dispatch: int = 10
     """updates fused into one jitted call"""
+    network_size: str = "paper"
+    """the scripts' --network-size: paper (Appendix D.2.1) or small"""
     compute_dtype: str = "auto"
     """network compute precision: float32, bfloat16 or auto (the scripts' default: bfloat16 on GPUs and TPUs)"""
     store_frames: int = 20_000
@@ -141,7 +143,9 @@ def measure(algo: str, args: Args, store) -> dict:
 
     module = importlib.import_module(algo)
     run_args = module.apply_env_defaults(
-        module.Args(env_id=args.env_id, batch_size=args.batch_size, compute_dtype=args.compute_dtype)
+        module.Args(
+            env_id=args.env_id, batch_size=args.batch_size, compute_dtype=args.compute_dtype, network_size=args.network_size
+        )
     )
     actions = num_actions(args.env_id)
     network = module.make_network(run_args, actions)
@@ -197,6 +201,8 @@ def main(args: Args) -> None:
 
     if args.compute_dtype not in ("auto", "float32", "bfloat16"):
         raise SystemExit("error: --compute-dtype must be auto, float32 or bfloat16")
+    if args.network_size not in ("paper", "small"):
+        raise SystemExit("error: --network-size must be paper or small")
     args.compute_dtype = resolve_compute_dtype(args.compute_dtype)  # the table names the precision measured
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.compute_dtype]
     if args.flops_only:
@@ -226,15 +232,18 @@ def main(args: Args) -> None:
             flush=True,
         )
     platform = jax.devices()[0].platform
-    path = Path(args.out) if args.out else ROOT / "benchmark" / "results" / f"learner_{platform}_{args.compute_dtype}.md"
+    size = "" if args.network_size == "paper" else f"_{args.network_size}"
+    path = Path(args.out) if args.out else ROOT / "benchmark" / "results" / f"learner_{platform}_{args.compute_dtype}{size}.md"
     lines = [
         f"# Atari learner throughput ({platform})",
         "",
-        f"Machine: {machine_description()}; {len(jax.devices())} device(s). {args.env_id} networks (Table 3), batch "
+        f"Machine: {machine_description()}; {len(jax.devices())} device(s). {args.env_id} networks (Table 3, "
+        f"--network-size {args.network_size}), batch "
         f"{args.batch_size}, compute {args.compute_dtype}, {args.num_updates} timed updates in dispatches of "
         f"{args.updates_per_dispatch}, compilation excluded. Peak: best {args.matmul_size}^3 matmul, "
         f"{peak / 1e12:.2f} TFLOP/s.",
-        f"Command: `python benchmark/learner.py --algos {' '.join(args.algos)} --batch-size {args.batch_size} "
+        f"Command: `python benchmark/learner.py --algos {' '.join(args.algos)} --network-size {args.network_size} "
+        f"--batch-size {args.batch_size} "
         f"--compute-dtype {args.compute_dtype} --num-updates {args.num_updates} --stores {' '.join(args.stores)}`",
         "",
         "| algorithm | store | updates/s | GFLOP per update (XLA) | achieved TFLOP/s | share of measured peak "

@@ -34,7 +34,7 @@ This module holds no losses and no data code; the two-hot encoding of value and 
 lives at its end.
 """
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -143,10 +143,37 @@ class QNetwork(nn.Module):
 # blocks. Inside the modules below the batch is one axis [N, ...]; the public networks fold and
 # unfold any leading dims. The residual stream (and so the hidden state) is kept in float32.
 
-ATARI_CHANNELS = 64  # channels of every residual block after the first downsampling stage
 DOWNSAMPLE_FORMS = ("paper", "official")  # AtariTorso's second downsampling stage (see its docstring)
-HEAD_CHANNELS = 128  # 1x1 conv of each head before flattening
-HEAD_LAYERS = (128, 128)  # "two fully connected layers with 128 hidden units"
+
+
+class AtariSize(NamedTuple):
+    """How big the Atari networks are; `--network-size` picks one of ATARI_SIZES.
+
+    "paper" is Appendix D.2.1: a 3x3 stride-2 convolution to 84 -> 42, 1 block, a stride-2 stage to 21x21x64
+    with 2 blocks, average pooling to 11 (1 block) and to 6 (6 blocks); dynamics and prediction 2 blocks each;
+    heads with a 1x1 convolution to 128 channels and two dense layers of 128. "small" keeps every part of that
+    family (the pre-activation LayerNorm blocks, the action planes of the dynamics, the heads, the 6x6 hidden
+    state) with a coarser first stride (a 4x4 stride-4 patch convolution to 21x21x8), 16 channels, one pooling
+    (11 -> 6), one residual block in the torso, dynamics and prediction each, and smaller heads (16 channels, one
+    dense layer of 64): ROSMO's update has about 1/60 of the paper's FLOPs (docs/atari.md).
+    """
+
+    channels: int  # the residual stream after the first downsampling stage (and so the hidden state's channels)
+    first_kernel: int  # the first convolution's kernel and stride
+    first_stride: int
+    first_blocks: int  # residual blocks at the first convolution's resolution
+    second_blocks: int  # residual blocks after the stride-2 stage
+    pooled_blocks: Tuple[int, ...]  # residual blocks after each 3x3 stride-2 average pooling
+    dynamics_blocks: int
+    prediction_blocks: int
+    head_channels: int  # 1x1 conv of each head before flattening
+    head_layers: Tuple[int, ...]  # dense layers of each head ("two fully connected layers with 128 hidden units")
+
+
+ATARI_SIZES = {
+    "paper": AtariSize(64, 3, 2, 1, 2, (1, 6), 2, 2, 128, (128, 128)),
+    "small": AtariSize(16, 4, 4, 0, 0, (1,), 1, 1, 16, (64,)),
+}
 
 
 def resolve_compute_dtype(name: str, backend: Optional[str] = None) -> str:
@@ -236,9 +263,10 @@ class ResStack(nn.Module):
 
 
 class AtariTorso(nn.Module):
-    """Representation h_theta: frames [N, 84, 84, 4] (uint8) -> hidden state [N, 6, 6, 64].
+    """Representation h_theta: frames [N, 84, 84, 4] (uint8) -> hidden state [N, 6, 6, C] (C: `size.channels`).
 
-    Downsampling to 21x21x64, as `downsample` says: "paper" (Appendix D.2.1's list) uses a stride-2
+    The paper's size is described here; `size` scales it (AtariSize). Downsampling to 21x21x64, as
+    `downsample` says: "paper" (Appendix D.2.1's list) uses a stride-2
     convolution then 2 residual blocks; "official" (the authors' release) a stride-2 residual
     block with a projection shortcut (`StridedResBlock`) then 1 residual block. Both have 22
     conv kernels and 20 LayerNorms; the official stage has about 18k fewer weights (147,456
@@ -247,25 +275,33 @@ class AtariTorso(nn.Module):
 
     dtype: Any = jnp.float32
     downsample: str = "paper"
+    size: AtariSize = ATARI_SIZES["paper"]
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
         if self.downsample not in DOWNSAMPLE_FORMS:
             raise ValueError(f"unknown downsample {self.downsample!r}; use one of {', '.join(DOWNSAMPLE_FORMS)}")
+        size = self.size
         x = observation.astype(jnp.float32) / 255.0
-        x = _conv(ATARI_CHANNELS // 2, 3, 2, self.dtype)(x).astype(jnp.float32)  # 42x42x32
-        x = ResBlock(self.dtype)(x)
+        x = _conv(size.channels // 2, size.first_kernel, size.first_stride, self.dtype)(x).astype(
+            jnp.float32
+        )  # paper: 42x42x32
+        for _ in range(size.first_blocks):
+            x = ResBlock(self.dtype)(x)
         if self.downsample == "paper":
-            x = _conv(ATARI_CHANNELS, 3, 2, self.dtype)(x).astype(jnp.float32)  # 21x21x64
-            x = ResStack(2, self.dtype)(x)
+            x = _conv(size.channels, 3, 2, self.dtype)(x).astype(jnp.float32)  # paper: 21x21x64
+            x = ResStack(size.second_blocks, self.dtype)(x)
         else:
-            x = StridedResBlock(ATARI_CHANNELS, self.dtype)(x)  # 21x21x64
-            x = ResStack(1, self.dtype)(x)
-        x = _avg_pool(x)  # 11x11
-        x = ResBlock(self.dtype)(x)
-        x = _avg_pool(x)  # 6x6
+            x = StridedResBlock(size.channels, self.dtype)(x)  # 21x21x64
+            x = ResStack(max(size.second_blocks - 1, 0), self.dtype)(x)
+        *middle, last = size.pooled_blocks
+        for blocks in middle:
+            x = _avg_pool(x)  # paper: 11x11
+            for _ in range(blocks):
+                x = ResBlock(self.dtype)(x)
+        x = ResStack(last, self.dtype)(_avg_pool(x))  # paper: 6x6
         # No min-max normalisation of the hidden state (paper D.2.1; LayerNorm does that job).
-        return ResStack(6, self.dtype)(x)
+        return x
 
 
 class AtariTransition(nn.Module):
@@ -295,13 +331,14 @@ class AtariHead(nn.Module):
 
     num_outputs: int
     dtype: Any = jnp.float32
+    size: AtariSize = ATARI_SIZES["paper"]
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.relu(_spatial_layer_norm(self.dtype)(x))
-        x = nn.relu(_spatial_layer_norm(self.dtype)(_conv(HEAD_CHANNELS, 1, 1, self.dtype)(x)))
+        x = nn.relu(_spatial_layer_norm(self.dtype)(_conv(self.size.head_channels, 1, 1, self.dtype)(x)))
         x = x.reshape(x.shape[0], -1)
-        for width in HEAD_LAYERS:
+        for width in self.size.head_layers:
             x = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Dense(width, use_bias=False, dtype=self.dtype)(x)))
         zeros = nn.initializers.zeros
         return nn.Dense(self.num_outputs, kernel_init=zeros, bias_init=zeros)(x.astype(jnp.float32))
@@ -319,15 +356,17 @@ class AtariMuZeroNetwork(nn.Module):
     dtype: Any = jnp.float32
     downsample: str = "paper"
     """the torso's downsampling: "paper" (Appendix D.2.1) or "official" (the authors' release); see AtariTorso"""
+    size: str = "paper"
+    """the networks' size, a key of ATARI_SIZES: "paper" (Appendix D.2.1) or "small" (see AtariSize)"""
 
     def setup(self):
-        dtype = compute_dtype(self.dtype)
-        self.representation_net = AtariTorso(dtype, self.downsample)
-        self.dynamics_net = AtariTransition(2, dtype)
-        self.prediction_trunk = ResStack(2, dtype)
-        self.policy_head = AtariHead(self.num_actions, dtype)
-        self.value_head = AtariHead(self.num_bins, dtype)
-        self.reward_head = AtariHead(self.num_bins, dtype)
+        dtype, size = compute_dtype(self.dtype), ATARI_SIZES[self.size]
+        self.representation_net = AtariTorso(dtype, self.downsample, size)
+        self.dynamics_net = AtariTransition(size.dynamics_blocks, dtype)
+        self.prediction_trunk = ResStack(size.prediction_blocks, dtype)
+        self.policy_head = AtariHead(self.num_actions, dtype, size)
+        self.value_head = AtariHead(self.num_bins, dtype, size)
+        self.reward_head = AtariHead(self.num_bins, dtype, size)
 
     def represent(self, observation: jax.Array) -> jax.Array:
         """h_theta: frames [..., 84, 84, 4] (uint8, 0..255) -> state [..., 6, 6, 64] (float32)."""
@@ -364,14 +403,16 @@ class AtariPolicyNetwork(nn.Module):
     dtype: Any = jnp.float32
     downsample: str = "paper"
     """the torso's downsampling: "paper" or "official"; see AtariTorso"""
+    size: str = "paper"
+    """a key of ATARI_SIZES: "paper" or "small"; see AtariSize"""
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
         """frames [..., 84, 84, 4] -> policy logits [..., A] (float32, zero at init)."""
-        x, lead, dtype = *_fold(observation, 3), compute_dtype(self.dtype)
-        x = AtariTorso(dtype, self.downsample, name="representation_net")(x)
-        x = ResStack(2, dtype, name="prediction_trunk")(x)
-        return AtariHead(self.num_actions, dtype, name="policy_head")(x).reshape(lead + (self.num_actions,))
+        x, lead, dtype, size = *_fold(observation, 3), compute_dtype(self.dtype), ATARI_SIZES[self.size]
+        x = AtariTorso(dtype, self.downsample, size, name="representation_net")(x)
+        x = ResStack(size.prediction_blocks, dtype, name="prediction_trunk")(x)
+        return AtariHead(self.num_actions, dtype, size, name="policy_head")(x).reshape(lead + (self.num_actions,))
 
 
 class AtariQNetwork(nn.Module):
@@ -387,18 +428,20 @@ class AtariQNetwork(nn.Module):
     dtype: Any = jnp.float32
     downsample: str = "paper"
     """the torso's downsampling: "paper" or "official"; see AtariTorso"""
+    size: str = "paper"
+    """a key of ATARI_SIZES: "paper" or "small"; see AtariSize"""
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
         """frames [..., 84, 84, 4] -> Q logits [..., A, num_bins] (float32)."""
-        x, lead, dtype = *_fold(observation, 3), compute_dtype(self.dtype)
-        state = AtariTorso(dtype, self.downsample, name="representation_net")(x)  # [N, 6, 6, 64]
+        x, lead, dtype, size = *_fold(observation, 3), compute_dtype(self.dtype), ATARI_SIZES[self.size]
+        state = AtariTorso(dtype, self.downsample, size, name="representation_net")(x)  # [N, 6, 6, C]
         n, num_actions = state.shape[0], self.num_actions
         states = jnp.repeat(state, num_actions, axis=0)  # [N * A, ...], sample-major
         actions = jnp.tile(jnp.eye(num_actions), (n, 1))  # action index runs fastest, matching `states`
-        x = AtariTransition(2, dtype, name="dynamics_net")(states, actions)
-        x = ResStack(2, dtype, name="prediction_trunk")(x)
-        q_logits = AtariHead(self.num_bins, dtype, name="q_head")(x)
+        x = AtariTransition(size.dynamics_blocks, dtype, name="dynamics_net")(states, actions)
+        x = ResStack(size.prediction_blocks, dtype, name="prediction_trunk")(x)
+        q_logits = AtariHead(self.num_bins, dtype, size, name="q_head")(x)
         return q_logits.reshape(lead + (num_actions, self.num_bins))
 
 

@@ -343,3 +343,58 @@ def test_bsuite_networks_shapes_unchanged(lead):
     policy_net, q_net = PolicyNetwork(num_actions=A), QNetwork(num_actions=A, num_bins=bins)
     assert shape_of(policy_net.apply, jax.eval_shape(policy_net.init, key, obs), x) == lead + (A,)
     assert shape_of(q_net.apply, jax.eval_shape(q_net.init, key, obs), x) == lead + (A, bins)
+
+
+# --- Network sizes (--network-size) -------------------------------------------------------------
+
+
+def param_count(net, *args):
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(jax.eval_shape(net.init, init_key(), *args)))
+
+
+@pytest.mark.parametrize(
+    "downsample, counts",
+    # Parameter counts of the three Atari networks (18 actions, 601 bins) before the sizes existed: "paper"
+    # must keep building exactly those networks.
+    [("paper", (3_050_564, 1_469_586, 1_740_121)), ("official", (3_032_068, 1_451_090, 1_721_625))],
+)
+def test_paper_size_builds_the_networks_it_always_built(downsample, counts):
+    obs, action = frames((1,)), jnp.zeros((1,), jnp.int32)
+    nets = [cls(num_actions=18, downsample=downsample, size="paper") for cls in (AtariMuZeroNetwork, AtariPolicyNetwork)]
+    nets.append(AtariQNetwork(num_actions=18, downsample=downsample, size="paper"))
+    got = (param_count(nets[0], obs, action), param_count(nets[1], obs), param_count(nets[2], obs))
+    assert got == counts
+    default = AtariMuZeroNetwork(num_actions=18, downsample=downsample)  # the default is the paper's size
+    assert shape_of(default.init, init_key(), obs, action) == shape_of(nets[0].init, init_key(), obs, action)
+
+
+def test_small_size_keeps_the_family_with_a_6x6_hidden_state_and_far_fewer_parameters():
+    from common.networks import ATARI_SIZES
+
+    small = ATARI_SIZES["small"]
+    net = AtariMuZeroNetwork(num_actions=A, size="small")
+    obs, action = frames((2, 3)), jnp.zeros((2, 3), jnp.int32)
+    params = net.init(init_key(), frames((1,)), jnp.zeros((1,), jnp.int32))
+    state, next_state, (pi, v, r), _ = run_model(net, params, obs, action)
+    assert state.shape == next_state.shape == (2, 3, 6, 6, small.channels)
+    assert pi.shape == (2, 3, A) and v.shape == r.shape == (2, 3, BINS)
+    np.testing.assert_array_equal(pi, 0.0)  # zero-initialised heads, as the paper size
+    obs1 = frames((1,))
+    assert param_count(net, obs1, jnp.zeros((1,), jnp.int32)) * 10 < param_count(
+        AtariMuZeroNetwork(A), obs1, jnp.zeros((1,), jnp.int32)
+    )
+    for cls in (AtariPolicyNetwork, AtariQNetwork):
+        out = shape_of(cls(num_actions=A, size="small").init, init_key(), obs1)
+        assert set(out["params"]) >= {"representation_net", "prediction_trunk"}
+
+
+@pytest.mark.parametrize("script", ["rosmo", "mzu", "mzu_q", "crr", "cql", "bc"])
+def test_every_script_passes_network_size_to_its_atari_networks(script):
+    import importlib
+
+    module = importlib.import_module(script)
+    args = module.apply_env_defaults(module.Args(env_id="Pong", network_size="small"))
+    build = getattr(module, "make_network", None) or module.make_networks
+    built = build(args, 6)
+    for net in built if isinstance(built, tuple) else (built,):
+        assert net.size == "small"
