@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Literal, Optional
 
 import chex
 import flax
@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
@@ -56,12 +55,7 @@ class Args:
     # Data
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
-    data_dir: Annotated[
-        Optional[str],
-        tyro.conf.arg(
-            help_behavior_hint="(default: $ROSMO_DATA_DIR or ./datasets on BSuite, the public RL Unplugged bucket on Atari)"
-        ),
-    ] = None
+    data_dir: Optional[str] = None
     """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
     directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
     (default the public RL Unplugged bucket)"""
@@ -98,30 +92,30 @@ class Args:
     """global-norm gradient clipping"""
 
     # Runtime
-    total_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20k on BSuite, 200k on Atari)")] = None
+    total_steps: Optional[int] = None
     """learner updates; default 20k on BSuite (a CPU budget; the paper trains 200k), 200k on Atari"""
-    batch_size: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 128 on BSuite, 512 on Atari)")] = None
+    batch_size: Optional[int] = None
     """windows per update (split over all devices); default 128 on BSuite, 512 on Atari"""
-    eval_every: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 2k on BSuite, 10k on Atari)")] = None
+    eval_every: Optional[int] = None
     """updates between evaluations; default 2k on BSuite, 10k on Atari"""
     eval_episodes: int = 20
     """episodes per evaluation (per seed)"""
-    eval_max_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 27,000 agent steps on Atari)")] = None
+    eval_max_steps: Optional[int] = None
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the policy (argmax) instead of sampling from it"""
     compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """network compute precision on Atari: auto is bfloat16 on GPUs and TPUs, float32 on CPUs (parameters stay float32)"""
-    updates_per_dispatch: Annotated[
-        Optional[int],
-        tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
-    ] = None
+    updates_per_dispatch: Optional[int] = None
     """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
     default the largest such number up to 100"""
     distributed: bool = False
     """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
     downsample: Literal["paper", "official"] = "paper"
     """Atari only: the torso's second downsampling stage, 'paper' (Appendix D.2.1) or 'official' (the authors' release)"""
+    network_size: Literal["paper", "small"] = "paper"
+    """Atari only: the networks' size, 'paper' (Appendix D.2.1) or 'small' (fewer channels and blocks, a stride-4 first
+    convolution: about 60x fewer FLOPs, for CPUs, laptops and teaching; docs/atari.md)"""
 
     # Saved agents
     eval_only: bool = False
@@ -200,7 +194,9 @@ def make_loss_fn(network: networks.PolicyNetwork):
 def make_network(args: Args, num_actions: int):
     """The policy of paper Fig. 5 right-b: the BSuite MLPs, or the Atari ResNets (Appendix D.2.1)."""
     if data.is_atari(args.env_id):
-        return networks.AtariPolicyNetwork(num_actions=num_actions, dtype=args.compute_dtype, downsample=args.downsample)
+        return networks.AtariPolicyNetwork(
+            num_actions=num_actions, dtype=args.compute_dtype, downsample=args.downsample, size=args.network_size
+        )
     return networks.PolicyNetwork(num_actions=num_actions)
 
 
@@ -389,7 +385,11 @@ def main(args: Args) -> None:
         progress.set_postfix(eval_return=f"{returns.mean():.3f}", ups=f"{updates_per_s:.0f}")
 
     # Training loop: each dispatch runs `updates_per_dispatch` scanned updates of every seed (one compile).
-    progress = tqdm(total=args.total_steps, initial=start, desc=f"bc {args.env_id}", unit="upd", disable=not run.main)
+    if run.main and start < args.total_steps:  # the first dispatch compiles the update: say so before the wait
+        print(f"compiling the update ({args.updates_per_dispatch} updates per call; about 10-60 s)...", flush=True)
+    progress = tqdm(
+        total=args.total_steps, initial=start, desc=f"bc {args.env_id}", disable=not run.main, bar_format=runs.PROGRESS_BAR
+    )
     dispatch_seconds, updates_per_s, step = [], float("nan"), start
     for step in range(start + args.updates_per_dispatch, args.total_steps + 1, args.updates_per_dispatch):
         t0 = time.time()
@@ -430,17 +430,14 @@ def main(args: Args) -> None:
     feed.close()
     if args.track and run.main:
         wandb.finish()
-    final = run.finish("finished", step)["final_returns"]
-    if run.main:
-        print(
-            f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
-            f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}"
-        )
+    run.finish("finished", step)
+    if run.main:  # the final return beside the data's, and whether the budget was short of the default one
+        print(run.summary(updates_per_s, default_steps=apply_env_defaults(Args(env_id=args.env_id)).total_steps))
 
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(errors.parse_args(Args))  # one-line errors for bad flags, grouped --help
     except (errors.UsageError, errors.DataError) as e:
         errors.fail(str(e))
     except OSError as e:  # a full disk, a missing permission, ...: one line, no traceback

@@ -13,16 +13,18 @@ search on the online network.
     python mzu.py --num-simulations 20               # the paper's Atari search budget
     python mzu.py --max-depth 1                      # limited search depth (Fig. 2)
     python mzu.py --dirichlet-fraction 0.0           # no root noise in the learner's search
+    python mzu.py --search gumbel --num-simulations 2   # Gumbel MuZero's search and improved-policy target
 """
 
 import dataclasses
+import functools
 import math
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal, NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional
 
 import chex
 import flax
@@ -31,7 +33,6 @@ import jax.numpy as jnp
 import mctx
 import numpy as np
 import optax
-import tyro
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
@@ -64,12 +65,7 @@ class Args:
     # Data
     env_id: str = "catch"
     """BSuite task (catch, cartpole, mountain_car) or RL Unplugged Atari game (e.g. MsPacman)"""
-    data_dir: Annotated[
-        Optional[str],
-        tyro.conf.arg(
-            help_behavior_hint="(default: $ROSMO_DATA_DIR or ./datasets on BSuite, the public RL Unplugged bucket on Atari)"
-        ),
-    ] = None
+    data_dir: Optional[str] = None
     """BSuite: data cache root (default $ROSMO_DATA_DIR or ./datasets), one dataset directory or one TFDS builder
     directory (an explicit one must exist, see --generate-data); Atari: shard directory, gs:// or http(s):// URL
     (default the public RL Unplugged bucket)"""
@@ -114,13 +110,13 @@ class Args:
     """weight of the value loss"""
     unroll_steps: int = 5
     """K: model unroll length"""
-    td_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 3 on BSuite, 5 on Atari)")] = None
+    td_steps: Optional[int] = None
     """n: steps of the n-step value target (Eq. 3); default 3 on BSuite, 5 on Atari"""
-    num_bins: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20 on BSuite, 601 on Atari)")] = None
+    num_bins: Optional[int] = None
     """categorical bins of the value and reward heads; default 20 on BSuite, 601 on Atari"""
     dynamics_hidden: int = 256
     """width of the middle layer of the dynamics MLP [32, H, 32] (BSuite)"""
-    num_simulations: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 4 on BSuite, 20 on Atari)")] = None
+    num_simulations: Optional[int] = None
     """MCTS simulations per search; default 4 on BSuite, 20 on Atari (the paper's budgets)"""
     max_depth: Optional[int] = None
     """deepest path a simulation may take; None = unlimited (mctx's default, in effect --num-simulations)"""
@@ -133,32 +129,43 @@ class Args:
     """c_1 of the pUCT rule (Eq. 2)"""
     pb_c_base: float = 19_652.0
     """c_2 of the pUCT rule (Eq. 2)"""
+    search: Literal["muzero", "gumbel"] = "muzero"
+    """the search and its policy target: 'muzero' (pUCT, the visit distribution; the Dirichlet and pUCT flags) or
+    'gumbel' (Gumbel MuZero, Danihelka et al. 2022: Sequential Halving, the improved policy of completed Q-values)"""
+    max_num_considered_actions: int = 16
+    """--search gumbel: m, the root actions sampled without replacement by Gumbel-Top-k (mctx's default)"""
+    gumbel_scale: float = 1.0
+    """--search gumbel: scale of the root Gumbel noise g (mctx's default); --eval-greedy acts with 0"""
+    value_scale: float = 0.1
+    """--search gumbel: c_scale of sigma (Gumbel paper Eq. 8), the weight of the completed Q-values (mctx's default)"""
+    maxvisit_init: float = 50.0
+    """--search gumbel: c_visit of sigma (Gumbel paper Eq. 8), added to the largest root visit count (mctx's default)"""
 
     # Runtime
-    total_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 20k on BSuite, 200k on Atari)")] = None
+    total_steps: Optional[int] = None
     """learner updates; default 20k on BSuite (a CPU budget; the paper trains 200k), 200k on Atari"""
-    batch_size: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 128 on BSuite, 512 on Atari)")] = None
+    batch_size: Optional[int] = None
     """windows per update (split over all devices); default 128 on BSuite, 512 on Atari"""
-    eval_every: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 2k on BSuite, 10k on Atari)")] = None
+    eval_every: Optional[int] = None
     """updates between evaluations; default 2k on BSuite, 10k on Atari"""
     eval_episodes: int = 20
     """episodes per evaluation (per seed)"""
-    eval_max_steps: Annotated[Optional[int], tyro.conf.arg(help_behavior_hint="(default: 27,000 agent steps on Atari)")] = None
+    eval_max_steps: Optional[int] = None
     """cap on agent steps per Atari evaluation episode (default 27,000: 108k frames, the Dopamine protocol)"""
     eval_greedy: bool = False
     """act greedily on the improved policy instead of sampling from it (the official release samples)"""
     compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """network compute precision on Atari: auto is bfloat16 on GPUs and TPUs, float32 on CPUs (parameters stay float32)"""
-    updates_per_dispatch: Annotated[
-        Optional[int],
-        tyro.conf.arg(help_behavior_hint="(default: the largest divisor of --eval-every and --total-steps up to 100)"),
-    ] = None
+    updates_per_dispatch: Optional[int] = None
     """updates fused into one jitted call with lax.scan; must divide --eval-every and --total-steps;
     default the largest such number up to 100"""
     distributed: bool = False
     """multi-host: start jax.distributed (one process per host, each reading its own part of the data)"""
     downsample: Literal["paper", "official"] = "paper"
     """Atari only: the torso's second downsampling stage, 'paper' (Appendix D.2.1) or 'official' (the authors' release)"""
+    network_size: Literal["paper", "small"] = "paper"
+    """Atari only: the networks' size, 'paper' (Appendix D.2.1) or 'small' (fewer channels and blocks, a stride-4 first
+    convolution: about 60x fewer FLOPs, for CPUs, laptops and teaching; docs/atari.md)"""
 
     # Saved agents
     eval_only: bool = False
@@ -213,6 +220,61 @@ def n_step_value_target(
     return jnp.where(absorbing[:, :num_targets], 0.0, jnp.stack(targets, axis=1))
 
 
+# The policy target of --search gumbel (Danihelka et al. 2022, Section 4 and Appendix D; equation numbers are theirs).
+
+
+def completed_q(qvalues: jax.Array, visit_counts: jax.Array, raw_value: jax.Array, prior_logits: jax.Array) -> jax.Array:
+    """Eq. 10 with Eq. 33: completedQ(a) = q(a) where N(a) > 0, else the mixed value
+
+        v_mix = (v_hat + sum_b N(b) * sum_{a: N(a)>0} pi(a) q(a) / sum_{b: N(b)>0} pi(b)) / (1 + sum_b N(b)),
+
+    the network's root value v_hat mixed with the prior-weighted mean Q of the visited actions.
+
+    Args: qvalues q(a) (any value where unvisited), visit_counts N(a) and prior_logits of pi, shape [..., A];
+    raw_value v_hat, shape [...]. Returns: completed Q-values, shape [..., A].
+    """
+    chex.assert_equal_shape([qvalues, visit_counts, prior_logits])
+    chex.assert_shape(raw_value, qvalues.shape[:-1])
+    prior = jax.nn.softmax(prior_logits, axis=-1)
+    visited = visit_counts > 0
+    total_visits = jnp.sum(visit_counts, axis=-1)  # [...]
+    visited_prior = jnp.sum(jnp.where(visited, prior, 0.0), axis=-1)  # [...], 0 before any visit
+    mean_visited_q = jnp.sum(jnp.where(visited, prior * qvalues, 0.0), axis=-1) / jnp.maximum(visited_prior, 1e-30)
+    v_mix = (raw_value + total_visits * mean_visited_q) / (1.0 + total_visits)  # [...]
+    return jnp.where(visited, qvalues, v_mix[..., None])
+
+
+def sigma(q: jax.Array, visit_counts: jax.Array, value_scale: float, maxvisit_init: float) -> jax.Array:
+    """Eq. 8, sigma(q_hat(a)) = (c_visit + max_b N(b)) c_scale q_hat(a), with c_visit = `maxvisit_init`,
+    c_scale = `value_scale` and q_hat the min-max rescaling of `q` to [0, 1] over the actions (0 where all are equal).
+
+    Args: q and visit_counts N, shape [..., A]. Returns: sigma(q_hat), shape [..., A].
+    """
+    chex.assert_equal_shape([q, visit_counts])
+    low, high = jnp.min(q, axis=-1, keepdims=True), jnp.max(q, axis=-1, keepdims=True)
+    q_hat = (q - low) / jnp.maximum(high - low, 1e-8)
+    return (maxvisit_init + jnp.max(visit_counts, axis=-1, keepdims=True)) * value_scale * q_hat
+
+
+def improved_policy(
+    prior_logits: jax.Array,
+    qvalues: jax.Array,
+    visit_counts: jax.Array,
+    raw_value: jax.Array,
+    *,
+    value_scale: float,
+    maxvisit_init: float,
+) -> jax.Array:
+    """Eq. 11, pi' = softmax(logits + sigma(completedQ)): the Gumbel search's policy target (its loss, Eq. 12, is
+    KL(pi', pi); the cross-entropy here differs from it by a constant). mctx returns the same as `action_weights`.
+
+    Args: root statistics, prior_logits, qvalues and visit_counts [..., A], raw_value [...] (see `completed_q`).
+    Returns: pi', shape [..., A].
+    """
+    q = completed_q(qvalues, visit_counts, raw_value, prior_logits)
+    return jax.nn.softmax(prior_logits + sigma(q, visit_counts, value_scale, maxvisit_init), axis=-1)
+
+
 # ---------------------------------------------------------------------------------------------
 # ALGO LOGIC: network, training state and the jitted update.
 # ---------------------------------------------------------------------------------------------
@@ -250,10 +312,13 @@ class Search(NamedTuple):
     """Root statistics of a batch of searches, shaped like the observations' leading axes [...]."""
 
     prior_logits: jax.Array  # [..., A] f(s)'s policy logits at the root, before the root noise
-    action_weights: jax.Array  # [..., A] normalised visit counts n(s, a) / sum_b n(s, b) (Eq. 4, T = 1)
+    action_weights: jax.Array  # [..., A] MuZero: normalised visit counts n(s, a) / sum_b n(s, b) (Eq. 4, T = 1);
+    # Gumbel: mctx's improved policy pi' (Gumbel paper Eq. 11)
     visit_counts: jax.Array  # [..., A] n(s, a)
     qvalues: jax.Array  # [..., A] Q(s, a) = r + gamma v of each child; 0 where n(s, a) = 0
     root_value: jax.Array  # [...] the search value at the root, node_values[:, 0]
+    raw_value: jax.Array  # [...] f(s)'s decoded value at the root, before any simulation (v_hat of Eq. 33)
+    action: jax.Array  # [...] mctx's chosen action (Gumbel: A_{n+1} of Sequential Halving; MuZero: a visit sample)
 
 
 def mcts(
@@ -270,6 +335,11 @@ def mcts(
     dirichlet_alpha: float,
     pb_c_init: float,
     pb_c_base: float,
+    search: Literal["muzero", "gumbel"],
+    max_num_considered_actions: int,
+    gumbel_scale: float,
+    value_scale: float,
+    maxvisit_init: float,
 ) -> Search:
     """MuZero's tree search (Section 2.3, pUCT rule Eq. 2) with mctx, one root per observation of the
     leading `batch_ndim` axes of `observation` [*batch, *obs_shape].
@@ -278,6 +348,12 @@ def mcts(
     s' = g(s, a), and reads f(s')'s decoded reward, value and prior; the discount is gamma (the
     model predicts no termination). `dirichlet_fraction` of the root prior is replaced by
     Dirichlet(`dirichlet_alpha`) noise; `max_depth` None leaves the depth unlimited.
+
+    `search="gumbel"`: Gumbel MuZero's search on the same model (mctx.gumbel_muzero_policy; Danihelka et al. 2022):
+    the top `max_num_considered_actions` root actions of g + logits, g ~ `gumbel_scale` * Gumbel(0), share the
+    simulations by Sequential Halving; below the root the deterministic selection of their Eq. 14. Q-values enter
+    as sigma(completedQ) with c_scale = `value_scale` and c_visit = `maxvisit_init` (Eq. 8, 10, 33). The Dirichlet
+    and pUCT settings are not used; the Gumbel ones are not used by `search="muzero"`.
     """
     batch_shape = observation.shape[:batch_ndim]  # the leading `batch_ndim` axes are roots
     state = network.apply(params, observation.reshape((-1,) + observation.shape[batch_ndim:]), method=network.represent)
@@ -298,28 +374,46 @@ def mcts(
         )
         return output, next_state
 
-    policy_output = mctx.muzero_policy(
-        params,
-        key,
-        root,
-        recurrent_fn,
-        num_simulations,
-        max_depth=max_depth,
-        dirichlet_fraction=float(dirichlet_fraction),
-        dirichlet_alpha=float(dirichlet_alpha),
-        pb_c_init=pb_c_init,
-        pb_c_base=pb_c_base,
-    )
+    if search == "gumbel":
+        qtransform = functools.partial(
+            mctx.qtransform_completed_by_mix_value, value_scale=value_scale, maxvisit_init=maxvisit_init
+        )
+        policy_output = mctx.gumbel_muzero_policy(
+            params,
+            key,
+            root,
+            recurrent_fn,
+            num_simulations,
+            max_depth=max_depth,
+            qtransform=qtransform,
+            max_num_considered_actions=max_num_considered_actions,
+            gumbel_scale=gumbel_scale,
+        )
+    else:
+        policy_output = mctx.muzero_policy(
+            params,
+            key,
+            root,
+            recurrent_fn,
+            num_simulations,
+            max_depth=max_depth,
+            dirichlet_fraction=float(dirichlet_fraction),
+            dirichlet_alpha=float(dirichlet_alpha),
+            pb_c_init=pb_c_init,
+            pb_c_base=pb_c_base,
+        )
     tree = policy_output.search_tree
     summary = tree.summary()
-    search = Search(
+    roots = Search(
         prior_logits=prior_logits,
         action_weights=policy_output.action_weights,
         visit_counts=summary.visit_counts,
         qvalues=summary.qvalues,
         root_value=tree.node_values[:, mctx.Tree.ROOT_INDEX],
+        raw_value=root.value,
+        action=policy_output.action,
     )
-    return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), search)
+    return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), roots)
 
 
 def search_settings(args: Args) -> dict:
@@ -331,6 +425,11 @@ def search_settings(args: Args) -> dict:
         dirichlet_alpha=args.dirichlet_alpha,
         pb_c_init=args.pb_c_init,
         pb_c_base=args.pb_c_base,
+        search=args.search,
+        max_num_considered_actions=args.max_num_considered_actions,
+        gumbel_scale=args.gumbel_scale,
+        value_scale=args.value_scale,
+        maxvisit_init=args.maxvisit_init,
     )
 
 
@@ -349,13 +448,25 @@ def make_loss_fn(args: Args, network: networks.MuZeroNetwork, num_actions: int):
         )
         chex.assert_shape(search.action_weights, (batch_size, K + n + 1, num_actions))
 
-        # Policy target at the K + 1 real states: the root's visit distribution (Eq. 4, T = 1).
-        policy_target = search.action_weights[:, : K + 1]
+        # Policy target at the K + 1 real states: the root's visit distribution (Eq. 4, T = 1), or with
+        # --search gumbel the improved policy pi' = softmax(logits + sigma(completedQ)) (Gumbel paper Eq. 11).
+        if args.search == "gumbel":
+            roots = jax.tree.map(lambda x: x[:, : K + 1], search)
+            policy_target = improved_policy(
+                roots.prior_logits,
+                roots.qvalues,
+                roots.visit_counts,
+                roots.raw_value,
+                value_scale=args.value_scale,
+                maxvisit_init=args.maxvisit_init,
+            )
+        else:
+            policy_target = search.action_weights[:, : K + 1]
         absorbing = window.absorbing[:, : K + 1]
         policy_target = jnp.where(absorbing[..., None], 1.0 / num_actions, policy_target)
 
         # Eq. 3: the n-step return bootstraps from the search value at the root of s_{t+k+n}
-        # (node_values[:, 0], as the official release; Eq. 3 writes the visit-weighted root Q).
+        # (node_values[:, 0], as the official release, of either search; Eq. 3 writes the visit-weighted root Q).
         value_target = n_step_value_target(
             window.reward, window.discount, window.has_action, window.absorbing, search.root_value, args.discount, n, K + 1
         )
@@ -397,7 +508,11 @@ def make_network(args: Args, num_actions: int):
     """The paper's model: the MLPs of Table 4 on BSuite, the ResNets of Appendix D.2.1 on Atari."""
     if data.is_atari(args.env_id):
         return networks.AtariMuZeroNetwork(
-            num_actions=num_actions, num_bins=args.num_bins, dtype=args.compute_dtype, downsample=args.downsample
+            num_actions=num_actions,
+            num_bins=args.num_bins,
+            dtype=args.compute_dtype,
+            downsample=args.downsample,
+            size=args.network_size,
         )
     return networks.MuZeroNetwork(
         num_actions=num_actions, num_bins=args.num_bins, dynamics_layers=(32, args.dynamics_hidden, 32)
@@ -450,11 +565,18 @@ def make_train_chunk(args: Args, network: networks.MuZeroNetwork, optimizer, num
 def make_act(network: networks.MuZeroNetwork, greedy: bool, settings: dict):
     """Acting rule: the same search (`settings`: the keyword settings of `mcts` but the noise) with the online
     network from the current observation, without root noise; the action is drawn from the root's visit
-    distribution (its argmax with `greedy`)."""
+    distribution (its argmax with `greedy`).
+
+    Gumbel search: the action is the search's own A_{n+1}, argmax of g + logits + sigma(q_hat) over the actions
+    Sequential Halving kept. Its Gumbel noise g makes it a sample; `greedy` searches without it (gumbel_scale 0)."""
+    if settings["search"] == "gumbel" and greedy:
+        settings = {**settings, "gumbel_scale": 0.0}  # deterministic: the top logits, then the best of them
 
     def act_one(params, observation, key):
         search_key, sample_key = jax.random.split(key)
         root = mcts(network, params, observation, 1, search_key, **settings, dirichlet_fraction=0.0)
+        if settings["search"] == "gumbel":
+            return root.action
         if greedy:
             return jnp.argmax(root.action_weights, axis=-1)  # ties go to the lowest action index
         return jax.random.categorical(sample_key, jnp.log(root.action_weights))
@@ -518,6 +640,10 @@ def check_args(args: Args) -> None:
             "dirichlet_alpha": "(0, inf)",
             "pb_c_init": "[0, inf)",
             "pb_c_base": "(0, inf)",
+            "max_num_considered_actions": "[1, inf)",
+            "gumbel_scale": "[0, inf)",
+            "value_scale": "[0, inf)",
+            "maxvisit_init": "[0, inf)",
             "total_steps": "[1, inf)",
             "batch_size": "[1, inf)",
             "eval_every": "[1, inf)",
@@ -613,7 +739,11 @@ def main(args: Args) -> None:
         progress.set_postfix(eval_return=f"{returns.mean():.3f}", ups=f"{updates_per_s:.0f}")
 
     # Training loop: each dispatch runs `updates_per_dispatch` scanned updates of every seed (one compile).
-    progress = tqdm(total=args.total_steps, initial=start, desc=f"mzu {args.env_id}", unit="upd", disable=not run.main)
+    if run.main and start < args.total_steps:  # the first dispatch compiles the update: say so before the wait
+        print(f"compiling the update ({args.updates_per_dispatch} updates per call; about 10-60 s)...", flush=True)
+    progress = tqdm(
+        total=args.total_steps, initial=start, desc=f"mzu {args.env_id}", disable=not run.main, bar_format=runs.PROGRESS_BAR
+    )
     dispatch_seconds, updates_per_s, step = [], float("nan"), start
     for step in range(start + args.updates_per_dispatch, args.total_steps + 1, args.updates_per_dispatch):
         t0 = time.time()
@@ -654,17 +784,14 @@ def main(args: Args) -> None:
     feed.close()
     if args.track and run.main:
         wandb.finish()
-    final = run.finish("finished", step)["final_returns"]
-    if run.main:
-        print(
-            f"final mean return {np.mean(final):.3f} (per seed: {', '.join(f'{r:.3f}' for r in final)}); "
-            f"{updates_per_s:.0f} updates/s x {args.num_seeds} seeds; results in {run.dir / 'results.json'}"
-        )
+    run.finish("finished", step)
+    if run.main:  # the final return beside the data's, and whether the budget was short of the default one
+        print(run.summary(updates_per_s, default_steps=apply_env_defaults(Args(env_id=args.env_id)).total_steps))
 
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(errors.parse_args(Args))  # one-line errors for bad flags, grouped --help
     except (errors.UsageError, errors.DataError) as e:
         errors.fail(str(e))
     except OSError as e:  # a full disk, a missing permission, ...: one line, no traceback

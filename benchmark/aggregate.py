@@ -7,13 +7,21 @@ stratified bootstrap: resample the runs with replacement independently within ea
 the IQM of every resample, and read the 2.5th and 97.5th percentiles (the percentile interval).
 
 Scores are arrays [num_runs, num_tasks] (seeds x environments), the layout of the `rliable`
-package. Learning curves are the IQM at each evaluation over updates and over wall-clock time,
-read from the `eval_history` of each run's results.json. No run is launched here.
+package. With fewer than 4 values (one task, 3 seeds) the IQM trims nothing and is the mean.
+Comparisons of two configurations X and Y, as the paper's claims need them: the difference of their
+IQMs and the probability of improvement P(X > Y), each with the percentile interval of a stratified
+bootstrap that resamples X's and Y's runs independently (rliable's StratifiedIndependentBootstrap).
+Performance profiles: the fraction of runs whose score exceeds tau, over a grid of tau, with intervals.
+Learning curves are the IQM at each evaluation over updates and over wall-clock time, read from the
+`eval_history` of each run's results.json; the late average of a run is the mean of its last
+LATE_EVALUATIONS evaluations. No run is launched here.
 """
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+LATE_EVALUATIONS = 5  # the late average of a run: the mean of its last five evaluations (fewer if it has fewer)
 
 
 def iqm(scores: np.ndarray) -> float:
@@ -24,15 +32,21 @@ def iqm(scores: np.ndarray) -> float:
     return float(x[cut : x.size - cut].mean())
 
 
-def stratified_bootstrap(scores: np.ndarray, reps: int, seed: int = 0) -> np.ndarray:
+def stratified_bootstrap(scores: np.ndarray, reps: int, seed: Union[int, Sequence[int]] = 0) -> np.ndarray:
     """`reps` resamples of `scores` [runs, tasks]: within each task the runs are drawn with replacement,
-    independently of the other tasks. Returns [reps, runs, tasks]."""
+    independently of the other tasks. Returns [reps, runs, tasks]. `seed`: numpy's default_rng seed."""
     scores = np.asarray(scores, np.float64)
     if scores.ndim != 2:
         raise ValueError(f"scores must be [num_runs, num_tasks], got shape {scores.shape}")
     runs, tasks = scores.shape
     rows = np.random.default_rng(seed).integers(0, runs, size=(reps, runs, tasks))
     return scores[rows, np.arange(tasks)[None, None, :]]
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> Tuple[np.ndarray, np.ndarray]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    return low, high
 
 
 def iqm_with_ci(
@@ -42,9 +56,86 @@ def iqm_with_ci(
     interval over `reps` stratified-bootstrap resamples."""
     samples = stratified_bootstrap(scores, reps, seed)
     values = np.array([statistic(s) for s in samples])
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
+    low, high = _percentiles(values, confidence)
     return statistic(scores), float(low), float(high)
+
+
+def interval_of(
+    arrays: Sequence[np.ndarray], statistic: Callable[..., float], reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Tuple[float, float, float]:
+    """(statistic(*arrays), lower, upper): the percentile interval of a statistic of several configurations'
+    scores (each [runs, tasks], the same tasks), each array resampled by the stratified bootstrap independently
+    of the others (array i with the seed [seed, i])."""
+    samples = [stratified_bootstrap(a, reps, [seed, i]) for i, a in enumerate(arrays)]
+    values = np.array([statistic(*resample) for resample in zip(*samples)])
+    low, high = _percentiles(values, confidence)
+    return float(statistic(*[np.asarray(a, np.float64) for a in arrays])), float(low), float(high)
+
+
+def iqm_difference_with_ci(
+    x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Tuple[float, float, float]:
+    """IQM(x) - IQM(y) of two configurations' scores [runs, tasks] and its stratified-bootstrap interval."""
+    return interval_of([x, y], lambda a, b: iqm(a) - iqm(b), reps, confidence, seed)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) as rliable defines it: for each task m, the probability that a run of X scores above a run
+    of Y, a tie counting one half (P(X_m > Y_m) + 0.5 P(X_m = Y_m) over all pairs of runs: the Mann-Whitney
+    U statistic over runs_x * runs_y), averaged over the tasks. x [runs_x, tasks], y [runs_y, tasks]."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"scores must be [runs, tasks] with the same tasks, got shapes {x.shape} and {y.shape}")
+    pairs_x, pairs_y = x[:, None, :], y[None, :, :]  # [runs_x, runs_y, tasks]
+    per_task = np.mean(pairs_x > pairs_y, axis=(0, 1)) + 0.5 * np.mean(pairs_x == pairs_y, axis=(0, 1))  # [tasks]
+    return float(np.mean(per_task))
+
+
+def probability_of_improvement_with_ci(
+    x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Tuple[float, float, float]:
+    """P(X > Y) and its stratified-bootstrap interval (X's and Y's runs resampled independently)."""
+    return interval_of([x, y], probability_of_improvement, reps, confidence, seed)
+
+
+def performance_profile(scores: np.ndarray, taus: Sequence[float]) -> np.ndarray:
+    """The score distribution of rliable: for each tau, the fraction of all runs x tasks whose score is
+    above tau (strictly). scores [runs, tasks] -> [len(taus)]."""
+    scores = np.asarray(scores, np.float64)
+    return np.mean(scores[..., None] > np.asarray(taus, np.float64), axis=tuple(range(scores.ndim)))
+
+
+def performance_profile_with_ci(
+    scores: np.ndarray, taus: Sequence[float], reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> np.ndarray:
+    """The performance profile and its pointwise stratified-bootstrap percentile interval: [len(taus), 3]
+    of (fraction above tau, lower, upper)."""
+    samples = stratified_bootstrap(scores, reps, seed)  # [reps, runs, tasks]
+    values = np.mean(samples[..., None] > np.asarray(taus, np.float64), axis=(1, 2))  # [reps, len(taus)]
+    low, high = _percentiles(values, confidence)
+    return np.stack([performance_profile(scores, taus), low, high], axis=1)
+
+
+def late_average(history: np.ndarray, last: int = LATE_EVALUATIONS) -> np.ndarray:
+    """Each run's mean over its last `last` evaluations: history [E, runs, tasks] -> [runs, tasks]."""
+    history = np.asarray(history, np.float64)
+    return history[-min(last, history.shape[0]) :].mean(axis=0)
+
+
+def runs_from_interval(estimate: Sequence[float], num_runs: int) -> Optional[np.ndarray]:
+    """The runs' scores of ONE task, sorted, read back from the IQM (their mean: with n <= 3 nothing is
+    trimmed) and its 95% percentile interval, or None where they cannot be: the resample that repeats the
+    lowest run n times has probability n^-n, above 2.5% for n <= 3, so the interval's ends are the lowest
+    and the highest run, and the middle one of three is 3 x mean - lowest - highest. The caller checks the
+    result by recomputing the interval."""
+    point, low, high = (float(v) for v in estimate)
+    if num_runs == 1:
+        return np.array([point])
+    if num_runs == 2:
+        return np.array([low, high])
+    if num_runs == 3:
+        return np.array([low, 3 * point - low - high, high])
+    return None
 
 
 def final_scores(results: Sequence[dict]) -> np.ndarray:
@@ -78,10 +169,93 @@ def data_returns(runs) -> dict:
     return {r["env_id"]: r["data"]["mean_return"] for r in runs if "mean_return" in r["data"]}
 
 
+def per_seed(results: Sequence[dict]) -> dict:
+    """Every run's return per seed at every evaluation and at the end, one configuration's runs (one
+    results.json per task): {"steps": [E], "returns": {env_id: [E][seeds]}, "final_returns": {env_id: [seeds]},
+    "aligned": True} (aligned: seed i is the same run at every evaluation, so per-seed averages over
+    evaluations can be taken)."""
+    steps = [tuple(r["eval_history"]["steps"]) for r in results]
+    if len(set(steps)) != 1:
+        raise ValueError(f"runs of one configuration were evaluated at different steps: {sorted(set(steps))}")
+    return {
+        "steps": list(steps[0]),
+        "returns": {r["env_id"]: [list(map(float, row)) for row in r["eval_history"]["returns"]] for r in results},
+        "final_returns": {r["env_id"]: list(map(float, r["final_returns"])) for r in results},
+        "aligned": True,
+    }
+
+
+def seed_scores(seeds: dict, which: str = "final") -> Optional[np.ndarray]:
+    """Normalised scores [seeds, tasks] of a configuration's `per_seed` record: at the end ("final"), at the
+    first evaluation ("first"), or each seed's late average ("late"; None where the evaluations of a seed
+    cannot be told apart, i.e. not `aligned`)."""
+    from common.scores import normalized_score
+
+    envs = list(seeds["returns"])
+    if which == "final":
+        return np.array([[normalized_score(e, v) for v in seeds["final_returns"][e]] for e in envs]).T
+    if which == "late" and not seeds["aligned"]:
+        return None
+    history = np.array([[[normalized_score(e, v) for v in row] for row in seeds["returns"][e]] for e in envs])
+    history = history.transpose(1, 2, 0)  # [tasks, evaluations, seeds] -> [evaluations, seeds, tasks]
+    if which == "first":
+        return history[0]
+    if which == "late":
+        return late_average(history)
+    raise ValueError(f"which must be 'final', 'first' or 'late', got {which!r}")
+
+
+def late_summary(seeds: dict, reps: int) -> dict:
+    """The late average of a configuration: its evaluations ([first, last] step), per task the mean and std
+    over seeds of each seed's mean return over them (std None where the seeds are not `aligned`), and the IQM
+    of the normalised late averages with its interval (no interval where the seeds are not aligned: then
+    only the mean over seeds of the IQM curve's last points, which is the IQM when it trims nothing)."""
+    from common.scores import normalized_score
+
+    steps = seeds["steps"][-min(LATE_EVALUATIONS, len(seeds["steps"])) :]
+    late = {e: np.asarray(v, np.float64)[-len(steps) :] for e, v in seeds["returns"].items()}  # [L, seeds]
+    if seeds["aligned"]:
+        returns = {e: (float(v.mean(axis=0).mean()), float(v.mean(axis=0).std())) for e, v in late.items()}
+        estimate = iqm_with_ci(seed_scores(seeds, "late"), reps)
+    else:
+        returns = {e: (float(v.mean()), None) for e, v in late.items()}
+        scores = np.array([[[normalized_score(e, x) for x in row] for row in v] for e, v in late.items()])
+        if scores.shape[0] * scores.shape[2] >= 4:  # the IQM of the late averages would trim: not the mean
+            return {"steps": [steps[0], steps[-1]], "returns": returns, "iqm": None}
+        estimate = (float(scores.mean()), None, None)
+    return {"steps": [steps[0], steps[-1]], "returns": returns, "iqm": list(estimate)}
+
+
+def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
+    """The row of one configuration (series, x) from its finished runs (one results.json per task): mean and
+    std of the final return per task, the final IQM with its interval, every seed's returns, the late average,
+    and the IQM curve over updates and wall-clock time."""
+    curve = curves(runs)
+    seeds = per_seed(runs)
+    return {
+        "series": series,
+        "x": x,
+        "missing": False,
+        "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs},
+        "data_returns": data_returns(runs),
+        "iqm": iqm_with_ci(final_scores(runs), reps),
+        "late": late_summary(seeds, reps),
+        "per_seed": seeds,
+        "curve": {
+            "steps": curve["steps"].tolist(),
+            "wall_clock_s": curve["wall_clock_s"].tolist(),
+            "iqm": curve_iqm(curve["scores"], reps).tolist(),
+        },
+        "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
+        "devices": list(dict.fromkeys(d for r in runs for d in r.get("devices", []))),
+        "runs": [r["run_dir"] for r in runs],
+    }
+
+
 def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -> List[Dict]:
     """One row per (series, x) of the configurations (common_bench.Config, in order) and their results
-    (None: not run): mean and std of the final return per task, the final IQM with its interval, and
-    the IQM curve over updates and wall-clock time."""
+    (None: not run), as `summarise_runs` makes it; a configuration with a task not run has the finished
+    tasks' returns only."""
     rows = []
     keys = list(dict.fromkeys((c.series, c.x) for c in configs))
     for series, x in keys:
@@ -101,26 +275,7 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                 }
             )
             continue
-        curve = curves(runs)
-        rows.append(
-            {
-                "series": series,
-                "x": x,
-                "missing": False,
-                "returns": {
-                    r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs
-                },
-                "data_returns": data_returns(runs),
-                "iqm": iqm_with_ci(final_scores(runs), reps),
-                "curve": {
-                    "steps": curve["steps"].tolist(),
-                    "wall_clock_s": curve["wall_clock_s"].tolist(),
-                    "iqm": curve_iqm(curve["scores"], reps).tolist(),
-                },
-                "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
-                "runs": [r["run_dir"] for r in runs],
-            }
-        )
+        rows.append(summarise_runs(series, x, runs, reps))
     return rows
 
 
@@ -183,8 +338,39 @@ def plot_curves(path, title: str, series: Dict[str, Dict[str, np.ndarray]]) -> N
     plt.close(fig)
 
 
-def fmt_ci(estimate: Optional[Sequence[float]]) -> str:
+def plot_profiles(
+    path, title: str, profiles: Dict[str, Tuple[Sequence[float], np.ndarray]], xlabel: str = "normalised score tau"
+) -> None:
+    """Performance profiles (score distributions) with their bands: profiles[name] = (taus, [len(taus), 3] of
+    the fraction of runs above tau, lower, upper), as performance_profile_with_ci returns them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, (taus, est) in profiles.items():
+        est = np.asarray(est)
+        ax.step(taus, est[:, 0], where="post", label=name)
+        ax.fill_between(taus, est[:, 1], est[:, 2], step="post", alpha=0.15)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def fmt_ci(estimate: Optional[Sequence[float]], signed: bool = False) -> str:
+    """'point [low, high]' (signed: with signs and 4 decimals, for a difference); '-' for no estimate,
+    'point [no interval]' for one without."""
     if estimate is None:
         return "-"
     point, low, high = estimate
-    return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+    f = "{:+.4f}" if signed else "{:.3f}"
+    if low is None:
+        return f"{f.format(point)} [no interval]"
+    return f"{f.format(point)} [{f.format(low)}, {f.format(high)}]"

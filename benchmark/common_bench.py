@@ -98,7 +98,7 @@ BOOKKEEPING = {
 
 
 # Flags that only the Atari networks read.
-ATARI_ONLY = {"compute_dtype", "downsample"}
+ATARI_ONLY = {"compute_dtype", "downsample", "network_size"}
 
 
 @dataclass
@@ -227,7 +227,7 @@ def keep_record(results: dict, records: Path = RECORDS) -> None:
 
 def find_unfinished(algo: str, flags: List[str], runs_dir: Path) -> Optional[Path]:
     """The newest run directory under `runs_dir` of `algo` with the arguments of FLAGS (bookkeeping aside)
-    that stopped before its end ('running' or 'interrupted' in results.json) and kept a checkpoint: the run
+    that stopped before its end ('running', 'interrupted' or 'failed' in results.json) and kept a checkpoint: the run
     that `--resume` continues instead of starting again."""
     want = comparable_args(algo, flags)
     defaults = script_defaults(algo)
@@ -240,7 +240,7 @@ def find_unfinished(algo: str, flags: List[str], runs_dir: Path) -> Optional[Pat
         run_dir = Path(path).parent
         if (
             results.get("algo") == algo
-            and results.get("status") in ("running", "interrupted")
+            and results.get("status") in ("running", "interrupted", "failed")
             and (run_dir / "checkpoint.msgpack").is_file()
             and not (run_dir / RESUME_FAILED).exists()
             and set(want) <= set(results["args"])  # made before a flag existed: --resume would fill today's default

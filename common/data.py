@@ -5,9 +5,9 @@ the list of both). `load_offline_data` reads (or, for BSuite, generates on first
 dataset whole, checks its observations, actions and the batch size, and returns its store
 (common/replay.py, in host memory), the environment's action count, the shape and dtype of one
 observation as the networks see it, and a small dict describing the data for results.json. For an
-Atari game it decodes nothing: it checks the request (game, run, local shards) and returns the
-same shapes and where the data are, because how they are held depends on the device memory and on
-the compiled update.
+Atari game it decodes nothing: it checks the request (game, run, local shards, or that the first
+remote shard answers) and returns the same shapes and where the data are, because how they are held
+depends on the device memory and on the compiled update.
 
 `open_feed(data, state, train_chunk, store, device_memory_gb, capacity_steps)` then chooses the
 store (`--store {auto,device,stream}`) before the run restores its state:
@@ -39,6 +39,7 @@ from common import atari_data, bsuite_data
 from common.bsuite_env import BSUITE_ENVS, make_env
 from common.episodes import process_part
 from common.errors import DataError, UsageError
+from common.http_source import object_version
 from common.replay import Store, check_batch_size, make_store
 
 ATARI_FRAME_STACK = 4
@@ -201,8 +202,9 @@ def _describe(episodes, source, data_fraction: float, process: int, num_processe
 
 def _atari_source(game: str, run: int, data_dir: Optional[str], data_fraction: float, process: tuple) -> AtariSource:
     """The request checked without reading the data: game, run, and for a local directory that it is a
-    directory holding this process's shards, unless a decoded cache of the request is there (it serves
-    the device store without them). DataError with the fix otherwise."""
+    directory holding this process's shards, for a URL that its first shard answers (one HEAD request: a
+    wrong address fails here, in one line, before any network is built), unless a decoded cache of the
+    request is there (it serves the device store without them). DataError with the fix otherwise."""
     from common.stream import shard_locations
 
     atari_data.check_game(game)
@@ -218,7 +220,9 @@ def _atari_source(game: str, run: int, data_dir: Optional[str], data_fraction: f
         if manifest and manifest.get("source") == expected and manifest.get("data_fraction") == float(data_fraction):
             cached = int(manifest["steps"])
     if cached is None:
-        shard_locations(game, run, data_dir, process=process)  # a missing local directory or shard: DataError now
+        first = shard_locations(game, run, data_dir, process=process)[0]  # a missing local directory or shard: DataError
+        if atari_data.is_remote(first):
+            object_version(atari_data.to_url(first))  # a host that does not resolve, HTTP 404, ...: DataError now
     return AtariSource(game, run, data_dir, float(data_fraction), tuple(process), cached)
 
 

@@ -14,6 +14,11 @@ and what it refuses:
   a 206 answer must carry `Content-Range: bytes OFFSET-(SIZE-1)/SIZE`; a 200 answer (a server
   that ignores ranges) resends the whole object, whose first OFFSET bytes are passed over after
   checking that their CRC32C equals that of the bytes already delivered.
+- Failures that retrying cannot fix end at once (a one-line DataError naming the URL and the
+  local way out, --data-dir): any HTTP 4xx but 408 and 429, and, before the server has answered
+  this request once, a host name that does not resolve (Name or service not known; a temporary
+  resolver failure is retried), a refused connection or an unreachable host or network. Once the
+  server has answered, such an error while resuming is transient (a restart) and is retried.
 - A changed object: every reopening asks for the pinned version (If-Match with a strong ETag,
   x-goog-if-generation-match for Cloud Storage) and compares the answer's ETag, generation,
   Last-Modified and size with the first answer's; a difference or a 412 is an error, never a
@@ -29,8 +34,10 @@ nothing of the data format; common/atari_data.py splits the stream into records.
 from __future__ import annotations
 
 import email.utils
+import errno
 import http.client
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +59,14 @@ class RetryPolicy(NamedTuple):
 
 
 DEFAULT_RETRY = RetryPolicy()
+# What a failure that retrying cannot fix suggests besides checking the address.
+LOCAL_COPY = "or download the shards (gsutil -m cp) and pass their directory as --data-dir"
+# Connection errors that say the address is wrong when the server has never answered (not a busy server).
+UNREACHABLE = {
+    errno.ECONNREFUSED: "the connection was refused",
+    errno.EHOSTUNREACH: "the host is unreachable",
+    errno.ENETUNREACH: "the network is unreachable",
+}
 
 
 class ObjectVersion(NamedTuple):
@@ -127,10 +142,27 @@ def _changed(url: str, what: str) -> DataError:
 
 def _status_error(url: str, code: int, reason: str) -> DataError:
     if code == 404:
-        return DataError(f"no object at {url} (HTTP 404); check the data directory, the game, the run and the shard count")
+        return DataError(
+            f"no object at {url} (HTTP 404); check the data directory, the game, the run and the shard count, {LOCAL_COPY}"
+        )
     if code in (401, 403):
-        return DataError(f"{url}: HTTP {code} {reason}; check the data directory and that it is public")
-    return DataError(f"{url}: HTTP {code} {reason}; check the data directory")
+        return DataError(f"{url}: HTTP {code} {reason}; check the data directory and that it is public, {LOCAL_COPY}")
+    return DataError(f"{url}: HTTP {code} {reason}; check the data directory, {LOCAL_COPY}")
+
+
+def unreachable(error: BaseException) -> str | None:
+    """Why `error` (of opening a connection) says the address is wrong, in words; None for a transient failure.
+
+    A host name the resolver does not know (socket.gaierror, but for EAI_AGAIN, "temporary failure"), a refused
+    connection, an unreachable host or network."""
+    reason = getattr(error, "reason", None) or error  # urllib wraps the socket's error in a URLError
+    if isinstance(reason, socket.gaierror):
+        if reason.errno == socket.EAI_AGAIN:
+            return None
+        return f"its host name does not resolve ({reason.strerror or reason})"
+    if isinstance(reason, OSError) and reason.errno in UNREACHABLE:
+        return UNREACHABLE[reason.errno]
+    return None
 
 
 class _Failures:
@@ -139,6 +171,7 @@ class _Failures:
     def __init__(self, url: str, policy: RetryPolicy, cancelled: Callable[[], bool], sleep: Callable[[float], None]):
         self.url, self.policy, self.cancelled, self.sleep = url, policy, cancelled, sleep
         self.count, self.since, self.rng = 0, 0.0, random.Random()
+        self.answered = False  # the server has answered one of these requests (a later refusal is a restart)
 
     def reset(self) -> None:
         self.count = 0
@@ -155,8 +188,8 @@ class _Failures:
         spent = now - self.since
         if self.count >= self.policy.attempts or spent + delay > self.policy.deadline_s:
             raise DataError(
-                f"cannot read {self.url}: {what}, {self.count} tries in {spent:.0f} s; check the network or the "
-                "server, or download the shards (gsutil -m cp) and pass their directory as --data-dir"
+                f"cannot read {self.url}: {what}, {self.count} tries in {spent:.0f} s; "
+                f"check the network or the server, {LOCAL_COPY}"
             )
         end = now + delay
         while not self.cancelled() and time.monotonic() < end:
@@ -177,8 +210,11 @@ def _try_open(url: str, headers: dict, method: str, failures: _Failures):
     """One response for a request, retrying transient failures; DataError for any other failure."""
     while True:
         try:
-            return _open(url, headers, method, failures.policy.timeout_s)
+            response = _open(url, headers, method, failures.policy.timeout_s)
+            failures.answered = True
+            return response
         except urllib.error.HTTPError as error:
+            failures.answered = True
             code, error_headers = error.code, error.headers
             error.close()
             if code == 412:
@@ -187,6 +223,9 @@ def _try_open(url: str, headers: dict, method: str, failures: _Failures):
                 raise _status_error(url, code, str(error.reason)) from None
             failures.record(f"HTTP {code} {error.reason}", retry_after_seconds(error_headers.get("Retry-After")))
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            wrong = None if failures.answered else unreachable(error)
+            if wrong:
+                raise DataError(f"cannot reach {url}: {wrong}; check the address, {LOCAL_COPY}") from None
             failures.record(_describe(error))
 
 

@@ -9,16 +9,29 @@ state, the evaluation history so far and the same run id (for wandb) come back. 
 written through a uniquely named temporary file renamed into place, so an interrupted write
 never destroys the last good one, and results.json is strict JSON (null, never NaN).
 
+One process at a time owns a run directory: the run holds an exclusive lock (`fcntl.flock`) on
+`runs/{run_name}/lock`, which names its process id and host, from the moment the directory is
+created (or, for --resume, opened) until the process ends; --eval-only holds the lock of the
+directory it writes eval.json to. A second process that asks for it stops at once with a one-line
+error naming the holder. The kernel drops the lock of a process that died, and the next process
+takes it over and writes its own id into the file. A run whose process ends any other way than
+through `finish` (an exception, an error exit, a Ctrl-C before the training loop) is marked
+"failed" (or "interrupted") in results.json as the process exits, never left "running".
+
 The training loop, TensorBoard/wandb logging, the evaluation schedule, the progress bar and the
 NaN stop are the scripts' own; this module does no training and no logging. Under
 jax.distributed only process 0 writes: on the others every write here does nothing.
 """
 
+import atexit
 import dataclasses
+import fcntl
 import json
 import math
 import os
 import secrets
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Tuple
@@ -39,6 +52,10 @@ EVAL_IGNORED = ("checkpoint", "eval_only", "data_dir", "generate_data")  # accep
 # Flags added after runs were saved, with what such a run computed where that is not today's default: --resume
 # of an older run fills them in from here (the noisy BSuite data of earlier runs had its noise in the behaviour).
 EARLIER_VALUES = {"noise_in": "behaviour"}
+LOCK_FILE = "lock"  # in a run directory: the process that owns it (see `hold_directory`)
+# The scripts' progress bar: tqdm's without its own rate (which counts the first dispatch's compile); the scripts
+# show the training rate as ups= beside the evaluation return.
+PROGRESS_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
 class CheckpointData(NamedTuple):
@@ -93,6 +110,36 @@ def wandb_mode() -> str:
     netrc = Path.home() / ".netrc"
     has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
     return "online" if has_key else "offline"
+
+
+def hold_directory(path: Path) -> Optional[Any]:
+    """An exclusive lock on the directory `path` for as long as this process lives (or the returned file stays
+    open): `fcntl.flock` on `path`/lock, which then names this process and host. Held by another live process:
+    a one-line UsageError naming it. A lock left by a process that died is free (the kernel released it) and
+    is taken over. Returns the open lock file, or None when this process holds the lock already."""
+    handle = open(Path(path) / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        text = handle.read()
+        handle.close()
+        try:
+            holder = json.loads(text)
+            pid, host = int(holder["pid"]), str(holder["host"])
+        except (ValueError, KeyError, TypeError):  # the holder has not written its name yet
+            raise UsageError(f"{path} is in use by another process; wait for it to end or stop it") from None
+        if pid == os.getpid() and host == socket.gethostname():
+            return None  # this process holds it (a second Run of the same directory in one process)
+        raise UsageError(
+            f"{path} is in use by process {pid} on {host} (one process per run directory); "
+            f"wait for it to end or stop it (kill {pid} on {host})"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}) + "\n")
+    handle.flush()
+    return handle
 
 
 def check_exp_name(exp_name: str) -> None:
@@ -173,8 +220,10 @@ class Run:
     wrong one fails before any data is read. `restore` creates the new run directory (after the
     data loaded, so a data error leaves none behind) and gives the state to train and its step;
     `record` keeps an evaluation (history, checkpoint, results.json); `save` writes the checkpoint
-    alone; `write` writes results.json with a status ("running", "finished", "interrupted" or
-    "diverged"); `finish` writes the final results and drops the checkpoint unless --save-model.
+    alone; `write` writes results.json with a status ("running", "finished", "interrupted",
+    "diverged" or "failed"); `finish` writes the final results and drops the checkpoint unless
+    --save-model; `summary` is the final line the scripts print. The directory's lock is taken in
+    `__init__` (--resume, --eval-only) or `restore` (a new run).
     """
 
     @staticmethod
@@ -252,19 +301,25 @@ class Run:
         self.data_info: Dict[str, Any] = {}
         self.updates_per_s = float("nan")
         self.devices: list = []  # where the run trained, one entry per change of machine across resumes
+        self.status, self.step, self.lock = None, 0, None  # as results.json last said; the directory's lock
+        atexit.register(self._mark_unfinished)
         elapsed = 0.0
         if args.resume:
             if args.checkpoint:
                 raise UsageError("--resume continues a run from its own checkpoint; drop --checkpoint")
             self.dir = Path(args.resume)
+            if self.main:
+                self.lock = hold_directory(self.dir)  # before anything is read: a second process stops here
             previous = self._read_results()
             if previous.get("algo") != algo:
                 raise UsageError(
                     f"--resume {self.dir} is a {previous.get('algo')} run; resume it with {previous.get('algo')}.py"
                 )
             if previous.get("status") == "finished":
+                kept = self.checkpoint_path.is_file()  # only with --save-model
                 raise UsageError(
-                    f"--resume {self.dir}: this run has finished; start a new run (or --checkpoint its checkpoint.msgpack)"
+                    f"--resume {self.dir}: this run has finished; start a new run"
+                    + (f" (or start one from its agent with --checkpoint {self.checkpoint_path})" if kept else "")
                 )
             self.id = previous.get("run_id") or secrets.token_hex(8)
             self.history = previous.get("eval_history", self.history)
@@ -274,6 +329,8 @@ class Run:
             check_exp_name(args.exp_name)
             if args.checkpoint:
                 self.checkpoint_meta = read_checkpoint(Path(args.checkpoint), self.meta)[1]
+            if getattr(args, "eval_only", False) and self.main:  # eval.json is written beside the checkpoint
+                self.lock = hold_directory(Path(args.checkpoint).parent)
             self.dir, self.id = None, secrets.token_hex(8)  # created by `restore`, once the data has loaded
         self.start_time = time.time() - elapsed  # wall-clock seconds count on across a resume
 
@@ -344,6 +401,7 @@ class Run:
                 return path
             try:
                 path.mkdir(parents=True, exist_ok=False)
+                self.lock = hold_directory(path)
                 return path
             except FileExistsError:
                 continue
@@ -413,6 +471,7 @@ class Run:
 
     def write(self, status: str, step: int) -> Dict[str, Any]:
         """results.json with `status`; the final returns are those of the last evaluation."""
+        self.status, self.step = status, step
         final = self.history["returns"][-1] if self.history["returns"] else [None] * len(self.seeds)
         finite = [r for r in final if r is not None and math.isfinite(r)]
         results = {
@@ -444,3 +503,33 @@ class Run:
         if self.main and status == "finished" and not self.args.save_model and self.checkpoint_path.exists():
             self.checkpoint_path.unlink()
         return self.write(status, step)
+
+    def summary(self, updates_per_s: float, default_steps: int) -> str:
+        """The line a finished run ends with: the final mean return beside the data's (when the data were read
+        whole), per seed, the training rate and where the results are. A run of fewer than half the script's
+        default budget (`default_steps` updates) that ends below the data's mean return gets a second line
+        saying it was short."""
+        final = np.asarray(self.history["returns"][-1], np.float64)  # [num_seeds]
+        data_mean = self.data_info.get("mean_return")
+        beside = f"data's mean {data_mean:.3f}; " if data_mean is not None else ""
+        line = (
+            f"final mean return {final.mean():.3f} ({beside}per seed: {', '.join(f'{r:.3f}' for r in final)}); "
+            f"{updates_per_s:.0f} updates/s x {len(self.seeds)} seeds; results in {self.dir / 'results.json'}"
+        )
+        if data_mean is not None and final.mean() < data_mean and self.step < default_steps / 2:
+            line += (
+                f"\nthis was a short run ({self.step:,} updates; {default_steps:,} by default): an agent below the "
+                "data's mean return has not finished learning"
+            )
+        return line
+
+    def _mark_unfinished(self) -> None:
+        """At exit: a run whose results.json still says "running" did not reach `finish`; it is marked
+        "interrupted" after a Ctrl-C, else "failed" (an exception or an error exit)."""
+        if self.status != "running" or self.dir is None:
+            return
+        ended_by = getattr(sys, "last_value", None)  # set when an exception went unhandled
+        try:
+            self.write("interrupted" if isinstance(ended_by, KeyboardInterrupt) else "failed", self.step)
+        except OSError:  # the directory is gone: nothing to mark
+            pass

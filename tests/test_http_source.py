@@ -2,20 +2,31 @@
 Retry-After, connections dropped half-way, servers that ignore ranges, objects that change between
 requests and malformed answers; then the same faults under load_atari on a recorded fixture."""
 
+import errno
 import random
 import socket
 import threading
 import time
+import urllib.error
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from scripts import one_line_error, run_script
 
 from common import atari_data
 from common.atari_fixture import write_fixture
 from common.episodes import DataError
-from common.http_source import RetryPolicy, backoff_delay, object_version, retry_after_seconds, stream_blocks
+from common.http_source import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    backoff_delay,
+    object_version,
+    retry_after_seconds,
+    stream_blocks,
+    unreachable,
+)
 
 FAST = RetryPolicy(attempts=5, base_delay_s=0.001, max_delay_s=0.01, deadline_s=30.0, timeout_s=10.0)
 BODY = bytes(random.Random(0).getrandbits(8) for _ in range(50_000))
@@ -24,7 +35,7 @@ BODY = bytes(random.Random(0).getrandbits(8) for _ in range(50_000))
 class Scripted:
     """The objects a server holds and what it does to each GET, in order (then "ok").
 
-    Faults: "503" (Retry-After: retry_after), "drop" (headers, then half the body, then the
+    Faults: "503" (Retry-After: retry_after; likewise "408", "429" and "403"), "drop" (headers, then half the body, then the
     connection closes), "change" (the object is replaced, then served), "bad-length"
     (Content-Length: 12abc), "two-lengths", "bad-range" (206 with a wrong Content-Range).
     """
@@ -76,8 +87,8 @@ def make_handler(script: Scripted):
             if body is None:
                 self.send_error(404)
                 return
-            if fault == "503":
-                self.send_response(503)
+            if fault in ("503", "408", "429", "403"):
+                self.send_response(int(fault))
                 self.send_header("Retry-After", script.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -217,6 +228,88 @@ def test_retries_stop_after_the_policy_attempts_and_404_is_not_retried(serve):
         read_all(serve(missing) + "/nothing")
     assert "HTTP 404" in one_line(excinfo) and len(missing.requests) == 1
     assert object_version(serve(Scripted({"/shard": BODY})) + "/shard").size == len(BODY)
+
+
+def test_errors_that_retrying_cannot_fix_are_told_from_transient_ones():
+    assert "does not resolve (Name or service not known)" in unreachable(
+        urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    )
+    assert unreachable(urllib.error.URLError(socket.gaierror(socket.EAI_AGAIN, "Temporary failure"))) is None
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    assert unreachable(urllib.error.URLError(refused)) == "the connection was refused"
+    assert unreachable(OSError(errno.ENETUNREACH, "Network is unreachable")) == "the network is unreachable"
+    for transient in (TimeoutError("timed out"), ConnectionResetError(errno.ECONNRESET, "reset"), socket.timeout()):
+        assert unreachable(urllib.error.URLError(transient)) is None and unreachable(transient) is None
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fails_fast(url: str, words: str):
+    """Reading `url` with the default retry policy (1 s, 2 s, ... between tries) ends within 5 s in one line
+    naming the URL, `words` and the --data-dir way out."""
+    start = time.monotonic()
+    with pytest.raises(DataError) as excinfo:
+        read_all(url, policy=DEFAULT_RETRY)
+    assert time.monotonic() - start < 5
+    message = one_line(excinfo)
+    assert url in message and words in message and "--data-dir" in message, message
+    return message
+
+
+def test_a_host_that_does_not_resolve_fails_at_once():
+    try:
+        socket.getaddrinfo("nonexistent.invalid", 80)
+    except socket.gaierror as error:
+        if error.errno == socket.EAI_AGAIN:
+            pytest.skip("this machine's resolver gives no answer at all (a temporary failure, retried)")
+    fails_fast("http://nonexistent.invalid/shard", "does not resolve")
+
+
+def test_a_refused_connection_fails_at_once():
+    fails_fast(f"http://127.0.0.1:{free_port()}/shard", "the connection was refused")
+
+
+@pytest.mark.parametrize("fault,words", [("404", "HTTP 404"), ("403", "HTTP 403")])
+def test_a_client_error_is_not_retried_and_names_the_local_way_out(serve, fault, words):
+    script = Scripted({"/shard": BODY} if fault != "404" else {}, faults=[fault])
+    fails_fast(serve(script) + "/shard", words)
+    assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize("fault", ["408", "429", "503"])
+def test_timeouts_and_rate_limits_are_retried(serve, fault):
+    script = Scripted({"/shard": BODY}, faults=[fault, fault])
+    assert read_all(serve(script) + "/shard")[1] == BODY
+    assert len(script.requests) == 3
+
+
+def test_a_script_given_an_address_that_cannot_work_stops_within_seconds_in_one_line(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/rl_unplugged"
+    start = time.monotonic()
+    line = one_line_error(run_script(["--env-id", "Pong", "--data-dir", url], tmp_path, script="bc.py"))
+    assert time.monotonic() - start < 60  # checked before any network is built or compiled (about 4 s)
+    assert f"cannot reach {url}/Pong/run_1-00000-of-00050: the connection was refused" in line and "--data-dir" in line
+
+
+def test_a_refusal_after_the_server_answered_is_a_restart_and_retried(serve, monkeypatch):
+    from common import http_source
+
+    real, calls = http_source._open, []
+
+    def open_refused_once_after_the_first(url, headers, method, timeout_s):
+        calls.append(headers.get("Range"))
+        if len(calls) == 2:  # reopening after the drop: the server is restarting
+            raise urllib.error.URLError(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
+        return real(url, headers, method, timeout_s)
+
+    monkeypatch.setattr(http_source, "_open", open_refused_once_after_the_first)
+    assert read_all(serve(Scripted({"/shard": BODY}, faults=["drop"])) + "/shard")[1] == BODY
+    assert len(calls) == 3 and calls[0] is None and calls[2].startswith("bytes=")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -203,31 +203,82 @@ def test_a_study_whose_code_changed_under_it_stops_with_one_line_saying_to_run_i
     assert "run the study again: it reuses finished runs and continues unfinished ones" in message
 
 
+def row(series, x, returns, env_id="catch"):
+    """A measured row of a study on one task with each seed's final return `returns` (None: not run)."""
+    if returns is None:
+        return {"series": series, "x": x, "missing": True}
+    seeds = {"steps": [10], "returns": {env_id: [list(returns)]}, "final_returns": {env_id: list(returns)}, "aligned": True}
+    return {"series": series, "x": x, "missing": False, "iqm": (float(np.mean(returns)),) * 3, "per_seed": seeds}
+
+
 def test_a_claim_about_the_spread_over_a_study_waits_until_every_point_is_measured():
     # With only MZU's noise-0 run finished its spread is 0, which would read as "MZU is steadier": the verdict
-    # must be "not measured" until all four noise levels of both series are in, then the spreads decide.
+    # must be "not measured" until all four noise levels of both series are in, then the interval decides.
     import reproduce
 
-    def row(series, x, iqm):
-        return {
-            "series": series,
-            "x": x,
-            "missing": iqm is None,
-            "iqm": None if iqm is None else (iqm, iqm - 0.01, iqm + 0.01),
-        }
-
     noises = (0.0, 0.1, 0.3, 0.5)
-    rosmo = [row("rosmo", x, v) for x, v in zip(noises, (0.99, 0.98, 0.97, 0.96))]
-    args = reproduce.Args(study="noise", noises=noises)
-    partial = rosmo + [row("mzu", x, v) for x, v in zip(noises, (1.0, None, None, None))]
+    rosmo = [row("rosmo", x, [v - 0.01, v, v + 0.01]) for x, v in zip(noises, (0.7, 0.68, 0.67, 0.66))]
+    args = reproduce.Args(study="noise", noises=noises, bootstrap_reps=500)
+    partial = rosmo + [row("mzu", x, v) for x, v in zip(noises, ([1.0] * 3, None, None, None))]
     steadier, above = reproduce.claims("noise", partial, args)
     assert steadier[1:] == ("-", "not measured") and above[2] == "not measured"
-    complete = rosmo + [row("mzu", x, v) for x, v in zip(noises, (1.0, 0.9, 0.7, 0.5))]
-    steadier, above = reproduce.claims("noise", complete, args)
-    assert steadier[1:] == ("spread rosmo 0.030 vs mzu 0.500", "holds")
-    assert above[2] == "partly holds"  # below MZU at noise 0, above at the three noisy levels
-    flat = rosmo + [row("mzu", x, 1.0) for x in noises]
-    assert reproduce.claims("noise", flat, args)[0][2] == "does not hold"
+    mzu = [row("mzu", x, [v - 0.01, v, v + 0.01]) for x, v in zip(noises, (0.98, 0.4, 0.0, -0.4))]
+    steadier, above = reproduce.claims("noise", rosmo + mzu, args)
+    assert steadier[2] == "holds" and steadier[1].startswith("spread rosmo ")
+    # ROSMO is below MZU at noise 0 (every seed) and above at the noisy levels: one comparison against the claim.
+    assert above[2] == "does not hold"
+    varying = [row("rosmo", x, [v - 0.01, v, v + 0.01]) for x, v in zip(noises, (0.9, 0.6, 0.3, 0.0))]
+    flat = varying + [row("mzu", x, [0.98] * 3) for x in noises]
+    assert reproduce.claims("noise", flat, args)[0][2] == "does not hold"  # ROSMO's spread is the larger, surely
+
+
+def test_a_claim_whose_intervals_overlap_is_inconclusive_never_holds():
+    # The point estimates order as claimed (MZU-Q's mean return 0.60 above MZU's 0.50), but the seeds overlap: the interval of
+    # the difference contains 0, so the verdict is "inconclusive"; separated seeds make it "holds", and the
+    # reverse order "does not hold".
+    import reproduce
+
+    args = reproduce.Args(study="ablation_sampling", bootstrap_reps=1000)
+    rosmo = row("ROSMO sampled (N=4)", None, [0.9, 0.9, 0.9])
+
+    def verdict(mzu_q, mzu):
+        rows = [rosmo, row("MZU (N=4)", None, mzu), row("MZU-Q (N=4)", None, mzu_q)]
+        return reproduce.claims("ablation_sampling", rows, args)[0]
+
+    claim, measured, overlap = verdict([0.0, 0.9, 0.9], [0.5, 0.5, 0.5])  # catch returns; normalised: / 1.667
+    assert overlap == "inconclusive" and "difference +0.0600 [" in measured and "P(mzu_q > mzu) 0.667 [" in measured
+    assert verdict([0.8, 0.9, 1.0], [0.1, 0.2, 0.3])[2] == "holds"
+    assert verdict([0.1, 0.2, 0.3], [0.8, 0.9, 1.0])[2] == "does not hold"
+    assert verdict([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])[2] == "inconclusive"  # a tie is no effect either way
+    assert reproduce.from_interval((-0.1, -0.2, -1e-15)) == "inconclusive"  # rounding in the sums is no effect
+    assert reproduce.from_interval((0.1, 0.0, 0.2), at_least=True) == "holds"  # an "at least as good" claim
+    assert all(v in (*reproduce.VERDICTS, "not measured") for _, _, v in reproduce.claims("ablation_sampling", [rosmo], args))
+
+
+def test_verdicts_read_each_seeds_late_average_when_every_row_has_its_history():
+    # MZU-Q ends above MZU in every seed, but over the last five evaluations it is below in every seed: with
+    # the histories kept the verdict reads the late average; without them (rows read back, not aligned) the final.
+    import reproduce
+
+    def history_row(series, late, final):
+        seeds = {
+            "steps": [1, 2, 3, 4, 5],
+            "returns": {"catch": [late] * 4 + [final]},
+            "final_returns": {"catch": final},
+            "aligned": True,
+        }
+        return {"series": series, "x": None, "missing": False, "iqm": (0.0, 0.0, 0.0), "per_seed": seeds}
+
+    rows = [
+        history_row("MZU-Q (N=4)", [0.0, 0.0, 0.1], [1.0, 1.0, 0.9]),
+        history_row("MZU (N=4)", [0.5, 0.6, 0.6], [0.2, 0.1, 0.0]),
+    ]
+    args = reproduce.Args(study="ablation_sampling", bootstrap_reps=500)
+    assert reproduce.verdict_measure(rows) == "late"
+    assert reproduce.claims("ablation_sampling", rows, args)[0][2] == "does not hold"
+    assert reproduce.claims("ablation_sampling", rows, args, measure="final")[0][2] == "holds"
+    rows[0]["per_seed"]["aligned"] = False
+    assert reproduce.verdict_measure(rows) == "final"
 
 
 def test_table2_claims_wait_for_every_row_and_do_not_rank_rosmo_against_its_own_variant():
@@ -235,14 +286,38 @@ def test_table2_claims_wait_for_every_row_and_do_not_rank_rosmo_against_its_own_
     # Eq. 11's data advantage) is not one of the methods ROSMO is ranked against.
     import reproduce
 
-    def row(series, iqm):
-        missing = iqm is None
-        return {"series": series, "x": None, "missing": missing, "iqm": None if missing else (iqm, iqm - 0.01, iqm + 0.01)}
-
-    args = reproduce.Args(study="table2")
-    done = [row("rosmo", 0.98), row("rosmo-data", 0.99), row("crr", 0.9), row("bc", 0.7)]
-    best, beats_bc, eq11 = reproduce.claims("table2", [*done, row("mzu", None)], args)
+    args = reproduce.Args(study="table2", bootstrap_reps=500)
+    done = [row("rosmo", None, [0.97, 0.98, 0.99]), row("rosmo-data", None, [1.0] * 3), row("crr", None, [0.5, 0.6, 0.7])]
+    done.append(row("bc", None, [0.0, 0.1, 0.2]))
+    best, beats_bc, eq11 = reproduce.claims("table2", [*done, row("mzu", None, None)], args)
     assert best[2] == "not measured" and beats_bc[2] == "not measured" and "mzu -" in best[1]
     assert eq11[2] == "does not hold"  # the Eq. 11 comparison needs only its two rows
-    best, beats_bc, _ = reproduce.claims("table2", [*done, row("mzu", 0.5)], args)
-    assert best[2] == "holds" and beats_bc[2] == "partly holds"  # rosmo-data's 0.99 does not count against ROSMO
+    best, beats_bc, _ = reproduce.claims("table2", [*done, row("mzu", None, [-1.0, 0.9, 0.9])], args)
+    assert best[2] == "holds"  # rosmo-data's 1.0 does not count against ROSMO; the MZU comparison overlaps only bc's
+    assert beats_bc[2] == "inconclusive"  # MZU's seeds straddle BC's
+
+
+def test_a_report_regenerated_without_its_runs_takes_them_from_its_kept_json_and_never_drops_them(tmp_path):
+    import json
+
+    import reproduce
+
+    args = reproduce.Args(study="ablation_sampling", envs=["catch"], num_seeds=3, total_steps=100, eval_every=50)
+    args.out_dir = str(tmp_path)
+    stem = reproduce.report_stem("ablation_sampling", args, ["catch"])
+    kept = [row("ROSMO sampled (N=4)", None, [0.9, 1.0, 1.0]), row("MZU (N=4)", None, [0.1, 0.2, 0.3])]
+    stem.with_suffix(".json").write_text(
+        json.dumps({"study": "ablation_sampling", "settings": vars(args), "envs": ["catch"], "rows": kept})
+    )
+    # No run found on this machine: each configuration the kept report measured comes back from it.
+    now = [row("ROSMO sampled (N=4)", None, None), row("MZU (N=4)", None, None), row("MZU-Q (N=4)", None, None)]
+    merged = reproduce.keep_measured(now, stem, args, ["catch"])
+    assert [r["missing"] for r in merged] == [False, False, True]
+    assert merged[0]["per_seed"] == kept[0]["per_seed"] and merged[1]["per_seed"] == kept[1]["per_seed"]
+    # A report of other settings (here 5 seeds) that would show them as not run stops instead and writes nothing.
+    other = reproduce.Args(**{**vars(args), "num_seeds": 5})
+    with pytest.raises(SystemExit, match="measures 2 configuration.* nothing written"):
+        reproduce.keep_measured(now, stem, other, ["catch"])
+    # ... as does a report that leaves a measured configuration out.
+    with pytest.raises(SystemExit, match=r"MZU \(N=4\)"):
+        reproduce.keep_measured(now[:1], stem, args, ["catch"])

@@ -1,0 +1,108 @@
+"""Every figure of the reports comes from a kept file: the paths the pages name exist, each committed study
+report is recomputed from what it keeps, and every verdict is one of holds / inconclusive / does not hold."""
+
+import json
+import re
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from scripts import ROOT
+
+sys.path.append(str(ROOT / "benchmark"))
+import aggregate as agg  # noqa: E402
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "benchmark" / "results").glob("*.md"))]
+# A run file or a results file named in a page: runs/..., benchmark/results/... (also as ../benchmark/results/...).
+PATH = re.compile(r"(?<![\w./-])((?:\.\./)*(?:benchmark/results|runs)/[^\s`'\"),;|\]]*)")
+STUDY_REPORTS = [p for p in sorted((ROOT / "benchmark" / "results").glob("*.json")) if "study" in json.loads(p.read_text())]
+VERDICT_WORDS = ("holds", "inconclusive", "does not hold", "not measured")
+
+
+def named_paths(page):
+    """The concrete paths of run and results files a page names (templates such as runs/<run_name> or
+    runs/.../results.json left out)."""
+    for match in PATH.finditer(page.read_text()):
+        path = match.group(1).rstrip(".:")
+        if not re.search(r"[<>{}*]|\.\.\.", path):
+            yield path
+
+
+def test_every_run_or_results_file_a_page_names_exists():
+    missing = [
+        f"{page.relative_to(ROOT)} -> {path}"
+        for page in PAGES
+        for path in named_paths(page)
+        if not ((page.parent if path.startswith("..") else ROOT) / path).exists()
+    ]
+    assert not missing, "pages name files the repository does not have: " + "; ".join(missing)
+
+
+def test_the_path_finder_sees_paths_in_prose_code_and_links_but_not_templates(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "see `runs/catch__x__0__1/results.json`, [t](../benchmark/results/t.md) and benchmark/results/a.md. "
+        "Not runs/<run_name>/checkpoint.msgpack, runs/.../results.json nor benchmark/results/{study}_{budget}."
+    )
+    assert list(named_paths(page)) == [
+        "runs/catch__x__0__1/results.json",
+        "../benchmark/results/t.md",
+        "benchmark/results/a.md",
+    ]
+
+
+@pytest.mark.parametrize("report", STUDY_REPORTS, ids=lambda p: p.stem)
+def test_a_study_report_is_recomputed_from_the_files_it_keeps(report):
+    # Rows with every seed's history: the runs they name are kept files that give the stored final IQM again.
+    # Rows read back from their intervals: recomputing every stored interval from the seeds gives it again.
+    kept = json.loads(report.read_text())
+    reps = kept["settings"]["bootstrap_reps"]
+    for row in (r for r in kept["rows"] if not r["missing"]):
+        seeds = row["per_seed"]
+        if seeds["aligned"]:
+            runs = [
+                json.loads(
+                    ((ROOT / f"{run}.json") if (ROOT / f"{run}.json").is_file() else ROOT / run / "results.json").read_text()
+                )
+                for run in row["runs"]
+            ]
+            assert agg.iqm_with_ci(agg.final_scores(runs), reps) == pytest.approx(row["iqm"], abs=1e-12)
+            assert {r["env_id"]: r["final_returns"] for r in runs} == seeds["final_returns"]
+        else:
+            assert seeds["source"].startswith("read back") and len(kept["envs"]) == 1
+            scores = np.array(agg.seed_scores(seeds, "final"))
+            assert agg.iqm_with_ci(scores, reps) == pytest.approx(row["iqm"], abs=1e-9)
+            assert agg.iqm_with_ci(agg.seed_scores(seeds, "first"), reps) == pytest.approx(row["curve"]["iqm"][0], abs=1e-9)
+        assert all(c["verdict"] in VERDICT_WORDS for c in kept["claims"])
+
+
+def claim_verdicts(page):
+    """The verdict column of every claims table of a page (a table whose header ends in '| verdict |')."""
+    verdicts, in_table = [], False
+    for line in page.read_text().splitlines():
+        if line.startswith("|") and line.rstrip().endswith("| verdict |"):
+            in_table = True
+        elif in_table and line.startswith("|") and not line.startswith("|---"):
+            verdicts.append(line.rstrip().rstrip("|").rsplit("|", 1)[1].strip())
+        elif not line.startswith("|"):
+            in_table = False
+    return verdicts
+
+
+def test_every_verdict_in_the_reports_and_docs_is_holds_inconclusive_or_does_not_hold():
+    pages = [ROOT / "docs" / "reproduction.md", *sorted((ROOT / "benchmark" / "results").glob("*.md"))]
+    found = {page.name: claim_verdicts(page) for page in pages}
+    assert found["reproduction.md"] and found["table2_50k.md"]
+    odd = [f"{name}: {v}" for name, verdicts in found.items() for v in verdicts if v.strip("*") not in VERDICT_WORDS]
+    assert not odd, "verdicts outside holds / inconclusive / does not hold: " + "; ".join(odd)
+
+
+@pytest.mark.parametrize("name", ["table2_10k", "lr_decay_50k"])
+def test_regenerating_a_committed_report_from_its_json_gives_it_again(name, tmp_path):
+    # One report read back from its intervals (no run files kept) and one recomputed from its kept run records.
+    import reproduce
+
+    shutil.copy(ROOT / "benchmark" / "results" / f"{name}.json", tmp_path)
+    reproduce.rewrite_from_json(str(tmp_path / f"{name}.json"))
+    assert (tmp_path / f"{name}.md").read_text() == (ROOT / "benchmark" / "results" / f"{name}.md").read_text()
