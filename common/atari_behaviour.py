@@ -36,7 +36,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path

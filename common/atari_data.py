@@ -35,8 +35,8 @@ that stops before the gzip trailer never sees the stream's own CRC32). Every kep
 have as many frames as actions, rewards and discounts, finite clipped rewards summing to its
 `clipped_episode_return`, discounts in [0, 1] and actions in the game's minimal action set;
 a violation is a one-line DataError naming the shard and the episode. The Example protobuf is
-decoded by a small wire-format reader here, so reading imports no TensorFlow (nothing can take
-accelerator memory from JAX).
+decoded by the small wire-format reader of common/tfrecord.py, so reading imports no TensorFlow (nothing
+can take accelerator memory from JAX).
 
 The cache: the decoded subset is kept as .npy arrays (observations uint8) in
 `{cache root}/atari/{Game}_run_{r}_{fraction}` (cache root: the `cache_dir` argument, else
@@ -87,6 +87,7 @@ import numpy as np
 
 from common.episodes import DataError, Episodes, check_data_fraction, check_values, validate_episodes
 from common.http_source import DEFAULT_RETRY, RetryPolicy, object_version, stream_blocks
+from common.tfrecord import masked_crc32c, parse_example
 
 # The 46 games of RL Unplugged Atari, spelled as in the bucket (and in ALE's v5 ids).
 GAMES = (
@@ -186,132 +187,6 @@ def stream_command(game: str, run: int, data_fraction: float, data_dir: str | No
     """The shell command that reads a subset (streamed, no download of whole shards) into the cache."""
     command = f"python -m common.atari_data --game {game} --run {run} --fraction {fraction_tag(data_fraction)}"
     return command + (f" --data-dir {shlex.quote(data_dir)}" if data_dir else "")
-
-
-# ----------------------------------------------------------------------------------------------
-# TFRecord framing and the tf.train.Example wire format
-# ----------------------------------------------------------------------------------------------
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), the checksum of TFRecord framing (C implementation, several GB/s)."""
-    return google_crc32c.value(bytes(data))
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC: rotate right by 15 bits, add a constant."""
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result, shift = 0, 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
-    """(field number, wire type, value) of every field of one protobuf message."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = buf[pos : pos + 8], pos + 8
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos : pos + size], pos + size
-        elif wire == 5:
-            value, pos = buf[pos : pos + 4], pos + 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise ValueError("a field runs past the end of its message")
-        yield field, wire, value
-
-
-def _packed_varints(buf: memoryview) -> np.ndarray:
-    """A packed repeated int64 field -> int64 array (vectorised; two's complement for negatives)."""
-    raw = np.frombuffer(buf, np.uint8)
-    if raw.size == 0 or raw.max() < 0x80:
-        return raw.astype(np.int64)
-    ends = np.flatnonzero(raw < 0x80)
-    if ends.size == 0 or ends[-1] != raw.size - 1:
-        raise ValueError("truncated packed varints")
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
-    if lengths.max() > 10:
-        raise ValueError("varint longer than 10 bytes")
-    values = np.zeros(ends.size, np.uint64)
-    for k in range(int(lengths.max())):
-        sel = lengths > k
-        values[sel] |= (raw[starts[sel] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-    return values.view(np.int64)
-
-
-def _feature_values(feature: memoryview) -> list | np.ndarray:
-    """One tf.train.Feature: a list of byte strings, a float32 array or an int64 array."""
-    kind, parts = None, []
-    for field, wire, value in _fields(feature):
-        if field not in (1, 2, 3) or wire != 2:
-            continue
-        kind = field
-        for inner, inner_wire, item in _fields(value):
-            if inner != 1:
-                continue
-            if field == 1 and inner_wire == 2:  # BytesList
-                parts.append(item)
-            elif field == 2 and inner_wire == 2:  # FloatList, packed
-                if len(item) % 4:
-                    raise ValueError("packed floats of a length not a multiple of 4")
-                parts.append(np.frombuffer(item, "<f4"))
-            elif field == 2 and inner_wire == 5:
-                parts.append(np.frombuffer(item, "<f4"))
-            elif field == 3 and inner_wire == 2:  # Int64List, packed
-                parts.append(_packed_varints(item))
-            elif field == 3 and inner_wire == 0:
-                parts.append(np.asarray([item], np.uint64).view(np.int64))
-            else:
-                raise ValueError(f"wire type {inner_wire} in a feature list")
-    if kind == 1 or kind is None:
-        return parts
-    dtype = np.float32 if kind == 2 else np.int64
-    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-
-def parse_example(record: bytes | memoryview) -> dict[str, list | np.ndarray]:
-    """A serialized tf.train.Example -> {feature name: list of bytes | float32 array | int64 array}.
-
-    Byte strings are memoryviews into `record` (no copies). Raises ValueError on malformed input.
-    """
-    features: dict[str, list | np.ndarray] = {}
-    for field, wire, value in _fields(memoryview(record)):
-        if field != 1 or wire != 2:
-            continue
-        for entry_field, entry_wire, entry in _fields(value):
-            if entry_field != 1 or entry_wire != 2:
-                continue
-            name, feature = None, memoryview(b"")
-            for part, part_wire, part_value in _fields(entry):
-                if part == 1 and part_wire == 2:
-                    name = bytes(part_value).decode("utf-8")
-                elif part == 2 and part_wire == 2:
-                    feature = part_value
-            if name is None:
-                raise ValueError("a feature without a name")
-            features[name] = _feature_values(feature)
-    return features
 
 
 # ----------------------------------------------------------------------------------------------

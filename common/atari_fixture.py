@@ -12,7 +12,7 @@ d_0..d_T where d_i is the discount on arriving at o_i: 1, except d_T = 0 when o_
 clipped to [-1, 1]; `unclipped_rewards` and `episode_return` hold the raw game rewards (in the
 public data both hold clipped values). Shard i is checkpoint i; episode_idx counts from 0 within
 a shard. Everything follows from `seed`, `run` and the shard index. Records are written by the
-small encoder here (protobuf wire format, TFRecord framing with CRC32C, gzip); TFDS's own parser
+small encoder of common/tfrecord.py (protobuf wire format, TFRecord framing with CRC32C, gzip); TFDS's own parser
 reads them back unchanged (tests/test_atari_data.py). Command line: `python -m common.atari_fixture
 --game Pong --run 1 --num-shards 2 --episodes-per-shard 2 --max-steps 120 --out DIR [--seed 0]`.
 """
@@ -20,74 +20,20 @@ reads them back unchanged (tests/test_atari_data.py). Command line: `python -m c
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
-import struct
 import sys
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from common.atari_data import check_game, check_run, masked_crc32c, shard_name
+from common.atari_data import check_game, check_run, shard_name
 from common.atari_env import make_single_frame_env, num_actions
+from common.tfrecord import bytes_feature, encode_example, float_feature, int64_feature, write_tfrecord_gzip
 
 # ----------------------------------------------------------------------------------------------
-# Encoding: tf.train.Example protobuf wire format and GZIP TFRecord files
+# Encoding frames
 # ----------------------------------------------------------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negative int64
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def bytes_feature(values: Iterable[bytes]) -> bytes:
-    """A tf.train.Feature holding a BytesList."""
-    return _length_delimited(1, b"".join(_length_delimited(1, bytes(v)) for v in values))
-
-
-def float_feature(values: Sequence[float]) -> bytes:
-    """A tf.train.Feature holding a (packed) FloatList."""
-    packed = np.asarray(values, "<f4").tobytes()
-    return _length_delimited(2, _length_delimited(1, packed) if packed else b"")
-
-
-def int64_feature(values: Sequence[int]) -> bytes:
-    """A tf.train.Feature holding a (packed) Int64List."""
-    packed = b"".join(_varint(int(v)) for v in values)
-    return _length_delimited(3, _length_delimited(1, packed) if packed else b"")
-
-
-def encode_example(features: dict[str, bytes]) -> bytes:
-    """A serialized tf.train.Example from {name: encoded Feature} (map entries in name order)."""
-    entries = b"".join(
-        _length_delimited(1, _length_delimited(1, name.encode("utf-8")) + _length_delimited(2, feature))
-        for name, feature in sorted(features.items())
-    )
-    return _length_delimited(1, entries)
-
-
-def write_tfrecord_gzip(path: str | os.PathLike, records: Iterable[bytes]) -> None:
-    """A GZIP-compressed TFRecord file (written to a temporary name, then moved into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    with open(partial, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-        for record in records:
-            length = struct.pack("<Q", len(record))
-            out.write(length + struct.pack("<I", masked_crc32c(length)))
-            out.write(record + struct.pack("<I", masked_crc32c(record)))
-    os.replace(partial, path)
 
 
 def encode_png(frame: np.ndarray) -> bytes:

@@ -1,6 +1,6 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never a part. Shared by the run
-files (common/runs.py: results.json, checkpoints) and the decoded copy of a BSuite dataset
-(common/bsuite_data.py); no JAX here, so the data modules can use it."""
+files (common/runs.py: results.json, checkpoints) and the data modules (common/atari_behaviour.py); no JAX
+here, so any data module can use it."""
 
 import os
 import secrets

@@ -104,10 +104,10 @@ def http_server():
 
 
 def test_fixture_shards_parse_unchanged_with_tfds_atari_utils(shards, tmp_path):
-    from common.bsuite_data import _import_tf
+    atari_utils = pytest.importorskip("tensorflow_datasets.rl_unplugged.atari_utils")  # requirements-dev.txt
+    import tensorflow as tf
 
-    tf, _ = _import_tf()  # every GPU hidden from TensorFlow
-    from tensorflow_datasets.rl_unplugged import atari_utils
+    tf.config.set_visible_devices([], "GPU")  # TensorFlow takes no accelerator memory from JAX
 
     out, recorded = shards
     image = atari_utils.features_dict()["steps"].feature["observation"]

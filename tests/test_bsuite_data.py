@@ -1,6 +1,5 @@
 """Tests of the BSuite dataset generator, its TFDS storage and the reader (tiny budgets)."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import bsuite_data, files
+from common import bsuite_data, tfds_files
 from common.episodes import DataError, Episodes, subset_episode_indices, take_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +25,20 @@ CATCH_EPISODES = 30
 
 
 def _tfds():
-    _, tfds = bsuite_data._import_tf()
+    """TFDS (requirements-dev.txt), or the test is skipped; TensorFlow sees no GPU."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
     return tfds
 
 
 def _read_raw(path: Path) -> list[dict]:
+    """Every episode as stored, read by common/tfds_files.py (no TensorFlow)."""
+    return list(tfds_files.read_examples(path))
+
+
+def _read_raw_with_tfds(path: Path) -> list[dict]:
     """Every episode as numpy, read with plain TFDS (nested steps stacked per episode)."""
     tfds = _tfds()
     ds = tfds.builder_from_directory(str(path)).as_dataset(split="all")
@@ -117,24 +125,21 @@ def test_episode_to_rlds_pads_the_last_step():
     assert not truncated["is_terminal"].any()
 
 
-def test_catch_dataset_reads_with_tfds_in_rlds_layout(catch_root):
+def test_catch_dataset_is_a_tfds_directory_of_rlds_episodes(catch_root):
     root, stats = catch_root
     path = bsuite_data.builder_dir(root, "catch", 0.1, CATCH_EPISODES)
     assert (path / "dataset_info.json").is_file()
     assert stats["path"] == path
     assert list((root / "bsuite").iterdir()) == [root / "bsuite" / "catch_0.1_episodes30"]  # no scratch left behind
-
-    tfds = _tfds()
-    builder = tfds.builder_from_directory(str(path))
-    assert list(builder.info.splits.keys()) == ["train"]
-    assert '"seed": 0' in builder.info.description and '"noise": 0.1' in builder.info.description
-    spec = builder.as_dataset(split="all").element_spec
-    assert set(spec.keys()) == {"episode_id", "episode_return", "steps"}
-    assert spec["episode_id"].dtype.as_numpy_dtype == np.int64
-    assert spec["episode_return"].dtype.as_numpy_dtype == np.float32
-    step_spec = spec["steps"].element_spec
-    assert {name: s.dtype.as_numpy_dtype for name, s in step_spec.items()} == STEP_DTYPES
-    assert tuple(step_spec["observation"].shape) == (10, 5)
+    assert sorted(p.name for p in path.iterdir()) == [
+        "bsuite_catch-train.tfrecord-00000-of-00001",
+        "dataset_info.json",
+        "features.json",
+    ]
+    info = tfds_files.read_info(path)
+    assert [split["name"] for split in info["splits"]] == ["train"]
+    assert '"seed": 0' in info["description"] and '"noise": 0.1' in info["description"]
+    assert tfds_files.read_features(path) == bsuite_data.rlds_features((10, 5))
 
     episodes = _read_raw(path)
     assert len(episodes) == CATCH_EPISODES == stats["episodes"]
@@ -156,6 +161,28 @@ def test_catch_dataset_reads_with_tfds_in_rlds_layout(catch_root):
     returns = [float(e["episode_return"]) for e in episodes]
     assert stats["transitions"] == 9 * CATCH_EPISODES
     assert stats["mean_return"] == pytest.approx(np.mean(returns))
+
+
+def test_tfds_reads_the_catch_dataset_as_written(catch_root):
+    _, stats = catch_root
+    tfds = _tfds()
+    builder = tfds.builder_from_directory(str(stats["path"]))
+    assert list(builder.info.splits.keys()) == ["train"]
+    assert builder.info.description == tfds_files.read_info(stats["path"])["description"]
+    spec = builder.as_dataset(split="all").element_spec
+    assert set(spec.keys()) == {"episode_id", "episode_return", "steps"}
+    assert spec["episode_id"].dtype.as_numpy_dtype == np.int64
+    assert spec["episode_return"].dtype.as_numpy_dtype == np.float32
+    step_spec = spec["steps"].element_spec
+    assert {name: s.dtype.as_numpy_dtype for name, s in step_spec.items()} == STEP_DTYPES
+    assert tuple(step_spec["observation"].shape) == (10, 5)
+    theirs, ours = _read_raw_with_tfds(stats["path"]), _read_raw(stats["path"])
+    assert len(theirs) == len(ours) == CATCH_EPISODES
+    for a, b in zip(theirs, ours):
+        assert a["episode_id"] == b["episode_id"] and a["episode_return"] == b["episode_return"]
+        for name, dtype in STEP_DTYPES.items():
+            assert a["steps"][name].dtype == b["steps"][name].dtype == dtype
+            np.testing.assert_array_equal(a["steps"][name], b["steps"][name])
 
 
 @pytest.mark.parametrize("env_id, obs_shape, count", [("mountain_car", (1, 3), 2), ("cartpole", (1, 6), 3)])
@@ -204,58 +231,37 @@ def test_data_fraction_keeps_the_uniform_subset_in_order(catch_root, catch_full)
                 np.testing.assert_array_equal(a, b)
 
 
-def test_a_second_read_takes_the_decoded_copy_without_tensorflow_until_a_file_changes(
-    tmp_path, catch_root, catch_full, monkeypatch
-):
-    _, stats = catch_root
-    copy = tmp_path / "copy"
-    shutil.copytree(stats["path"], copy)  # with the decoded copy the module's first read kept
-    decoded = copy / bsuite_data.DECODED_NAME
-    assert decoded.is_file()
-
-    def assert_same(a, b):
-        for x, y in zip(a, b):
-            np.testing.assert_array_equal(x, y)
-
-    # A new process takes it without importing TensorFlow, and gets the episodes the records give.
+def test_generating_and_reading_a_dataset_needs_no_tensorflow(tmp_path, catch_full):
+    """In a process where importing TensorFlow or TFDS fails, a dataset is generated and read (as a script loads
+    it), and gives the episodes this process reads."""
     code = (
-        "import sys, numpy as np; from common import bsuite_data; e = bsuite_data.read_episodes(sys.argv[1], 0.5); "
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; np.savez(sys.argv[2], *e)"
+        "import sys, numpy as np; sys.modules.update(dict.fromkeys(['tensorflow', 'tensorflow_datasets'])); "
+        "from common import bsuite_data; bsuite_data.NUM_EPISODES['catch'] = 30; "
+        "e, _ = bsuite_data.load_bsuite('catch', 0.1, sys.argv[1], data_fraction=0.5, generate_data=True); "
+        "assert not [m for m, v in sys.modules.items() if m.startswith('tensorflow') and v is not None]; "
+        "np.savez(sys.argv[2], *e)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(copy), str(tmp_path / "half.npz")], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-c", code, str(tmp_path / "root"), str(tmp_path / "half.npz")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     with np.load(tmp_path / "half.npz") as got:
         half = [got[f"arr_{i}"] for i in range(len(Episodes._fields))]
-    assert_same(half, take_episodes(catch_full, subset_episode_indices(CATCH_EPISODES, 0.5)))
+    for a, b in zip(half, take_episodes(catch_full, subset_episode_indices(CATCH_EPISODES, 0.5))):
+        np.testing.assert_array_equal(a, b)
 
-    # A file of the directory changed (here only its modification time): the copy is stale, the records are
-    # read again and the copy replaced.
-    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is not None
-    info = copy / "dataset_info.json"
-    os.utime(info, ns=(info.stat().st_atime_ns, info.stat().st_mtime_ns + 1_000_000))
-    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is None
-    assert_same(bsuite_data.read_episodes(copy), catch_full)
-    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is not None
 
-    # A damaged copy (one byte of the arrays flipped) is refused and replaced.
-    data = bytearray(decoded.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    decoded.write_bytes(bytes(data))
-    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is None
-    assert_same(bsuite_data.read_episodes(copy), catch_full)
-    assert bsuite_data.read_decoded(copy, bsuite_data._fingerprint(copy)) is not None
-
-    # A directory that cannot be written keeps no copy, and reads all the same.
-    decoded.unlink()
-
-    def no_space(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(files.os, "replace", no_space)  # the temporary file is written, then cannot be renamed
-    assert_same(bsuite_data.read_episodes(copy), catch_full)
-    assert not decoded.exists() and not list(copy.glob(".*"))
+def test_a_script_starts_without_importing_tensorflow():
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "rosmo.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")]
+    assert "common.bsuite_data" in imported and "jax" in imported
+    assert not [name for name in imported if name.split(".")[0] in ("tensorflow", "tensorflow_datasets")]
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path, catch_full):
@@ -355,50 +361,10 @@ def test_an_explicit_data_dir_must_exist_unless_generation_is_asked_for(tmp_path
         bsuite_data.load_bsuite("catch", 0.0, tmp_path / "file")
 
 
-def test_reader_fills_in_fields_that_other_rlds_data_may_lack(tmp_path):
-    """An RLDS directory without episode_id, episode_return, discount and is_terminal, stored
-    with a compressed observation (so it takes the reader's fully decoding path)."""
-    tfds = _tfds()
-    scalar = tfds.features.Scalar
-    features = tfds.features.FeaturesDict(
-        {
-            "steps": tfds.features.Dataset(
-                {
-                    "observation": tfds.features.Tensor(shape=(1, 3), dtype=np.float32, encoding="zlib"),
-                    "action": scalar(dtype=np.int64),
-                    "reward": scalar(dtype=np.float32),
-                    "is_first": scalar(dtype=np.bool_),
-                    "is_last": scalar(dtype=np.bool_),
-                }
-            )
-        }
-    )
-    lengths = (3, 5)  # steps per episode
-
-    def examples():
-        for index, length in enumerate(lengths):
-            yield (
-                index,
-                {
-                    "steps": {
-                        "observation": np.arange(length * 3, dtype=np.float32).reshape(length, 1, 3) + 100 * index,
-                        "action": np.full(length, 2, np.int64),  # the last step is not padded here
-                        "reward": np.full(length, -1.0, np.float32),
-                        "is_first": np.arange(length) == 0,
-                        "is_last": np.arange(length) == length - 1,
-                    }
-                },
-            )
-
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name="other_rlds",
-        version="1.0.0",
-        features=features,
-        split_datasets={"train": examples()},
-        data_dir=str(tmp_path),
-        disable_shuffling=True,
-    )
-    path = tmp_path / "other_rlds" / "1.0.0"
+def test_reader_fills_in_fields_that_other_rlds_data_may_lack():
+    """A directory TFDS wrote (tests/data/other_rlds, see tests/test_tfds_files.py) of RLDS episodes without
+    episode_id, episode_return, discount and is_terminal, with a zlib-compressed observation and float64 rewards."""
+    path = ROOT / "tests" / "data" / "other_rlds" / "1.0.0"
     episodes = bsuite_data.read_episodes(path)
     np.testing.assert_array_equal(episodes.discount, [1, 0, 0, 1, 1, 1, 0, 0])
     np.testing.assert_array_equal(episodes.is_terminal, episodes.is_last)

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("rosmo", "mzu", "mzu_q", "crr", "cql", "bc")
 COMMON = sorted(p.stem for p in (ROOT / "common").glob("*.py") if p.stem != "__init__")
-DATA_MODULES = ("data", "replay", "episodes", "atari_data", "bsuite_data", "stream", "http_source")
+DATA_MODULES = ("data", "replay", "episodes", "atari_data", "bsuite_data", "stream", "http_source", "tfds_files", "tfrecord")
 
 
 def imports_of(path: Path):

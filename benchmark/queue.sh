@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The current evidence queue on a 2-core CPU, in order of importance; every step resumes (finished runs are reused,
+# unfinished ones continue from their checkpoints), so rerun this after any interruption. Start it twice: two
+# copies share the work (a configuration one copy is running is left for later by the other, then reused).
+#
+#   nice -n 1 bash benchmark/queue.sh > queue_1.log 2>&1 &
+#   nice -n 1 bash benchmark/queue.sh > queue_2.log 2>&1 &
+#
+# 1. The six methods on Atari with the small networks and behaviour data (benchmark/results/atari_small_10k.md).
+# 2. The paper's 5 seeds for Table 2 on cartpole and mountain_car at 50k updates (the 3-seed rows on catch stand:
+#    every method but BC is at the maximum there), and Table 1 on catch with the paper's environment noise.
+# 3. The low-budget search study: MZU with 2 and 4 simulations, MuZero's search and Gumbel's, against ROSMO.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+
+$PY reproduce.py --study atari_small
+$PY time_to_score.py results/atari_small_10k.json
+
+BSUITE=(--num-seeds 5 --total-steps 50000 --lr-decay-steps 25000)
+$PY reproduce.py --study table2 --envs cartpole mountain_car "${BSUITE[@]}" \
+    --algos rosmo mzu mzu_q cql crr bc bc-greedy rosmo-data
+$PY time_to_score.py results/table2_cartpole_mountain_car_50k.json
+$PY reproduce.py --study noise --envs catch "${BSUITE[@]}"
+
+$PY reproduce.py --study search_budget --envs cartpole mountain_car --num-seeds 3 --total-steps 50000 \
+    --lr-decay-steps 25000 --searches muzero gumbel --simulations 2 4 --depths 0
