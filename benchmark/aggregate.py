@@ -229,9 +229,11 @@ def late_summary(seeds: dict, reps: int) -> dict:
 def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
     """The row of one configuration (series, x) from its finished runs (one results.json per task): mean and
     std of the final return per task, the final IQM with its interval, every seed's returns, the late average,
-    and the IQM curve over updates and wall-clock time."""
+    the IQM curve over updates and wall-clock time, and the mean over the runs of their training-loop updates
+    per second (`updates_per_s` of results.json, every vmapped seed advancing; None where a run lacks it)."""
     curve = curves(runs)
     seeds = per_seed(runs)
+    speeds = [r.get("updates_per_s") for r in runs]
     return {
         "series": series,
         "x": x,
@@ -247,6 +249,7 @@ def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
             "iqm": curve_iqm(curve["scores"], reps).tolist(),
         },
         "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
+        "updates_per_s": None if None in speeds else float(np.mean(speeds)),
         "devices": list(dict.fromkeys(d for r in runs for d in r.get("devices", []))),
         "runs": [r["run_dir"] for r in runs],
     }
@@ -286,8 +289,10 @@ def plot_lines(
     lines: Dict[str, Tuple[List, np.ndarray]],
     categorical: bool = False,
     ylabel: str = "IQM normalised score",
+    references: Optional[Dict[str, Sequence[float]]] = None,
 ) -> None:
-    """One line (with its confidence band) per series: lines[name] = (x values, [len(x), 3] of point, low, high)."""
+    """One line (with its confidence band) per series: lines[name] = (x values, [len(x), 3] of point, low, high);
+    a configuration off the x axis as a dashed horizontal line with its band: references[name] = (point, low, high)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,6 +306,9 @@ def plot_lines(
         ax.fill_between(pos, est[:, 1], est[:, 2], alpha=0.2)
         if categorical:
             ax.set_xticks(pos, [str(x) for x in xs])
+    for name, (point, low, high) in (references or {}).items():
+        ax.axhline(point, color="0.3", linestyle="--", label=name)
+        ax.axhspan(low, high, color="0.3", alpha=0.1)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

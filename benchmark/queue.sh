@@ -6,7 +6,7 @@
 #   nice -n 1 bash benchmark/queue.sh > queue_1.log 2>&1 &
 #   nice -n 1 bash benchmark/queue.sh > queue_2.log 2>&1 &
 #
-# 1. The six methods on Atari with the small networks and behaviour data (benchmark/results/atari_small_10k.md).
+# 1. The six methods on Atari with the small networks and behaviour data (benchmark/results/atari_small_2k.md).
 # 2. The paper's 5 seeds for Table 2 on cartpole and mountain_car at 50k updates (the 3-seed rows on catch stand:
 #    every method but BC is at the maximum there), and Table 1 on catch with the paper's environment noise.
 # 3. The low-budget search study: MZU with 2 and 4 simulations, MuZero's search and Gumbel's, against ROSMO.
@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python}
 
 $PY reproduce.py --study atari_small
-$PY time_to_score.py results/atari_small_10k.json
+$PY time_to_score.py results/atari_small_2k.json
 
 BSUITE=(--num-seeds 5 --total-steps 50000 --lr-decay-steps 25000)
 $PY reproduce.py --study table2 --envs cartpole mountain_car "${BSUITE[@]}" \

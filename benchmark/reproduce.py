@@ -13,7 +13,8 @@ process, `--num-seeds`):
   data_fraction            Hypothesis 1 (Fig. 2a): ROSMO vs MZU with 1%, 10%, 100% of the data.
   noise                    Hypothesis 2 (Table 1): ROSMO vs MZU on catch with noise 0, 0.1, 0.3, 0.5.
   model_capacity           Hypothesis 3 (Fig. 2b): dynamics hidden units 32..1024, 10% of the data.
-  search_budget            Hypothesis 4 (Fig. 2c): MZU with N simulations x search depth d.
+  search_budget            Hypothesis 4 (Fig. 2c): MZU with N simulations x search depth d; with
+                           --searches muzero gumbel also Gumbel MuZero's search, and ROSMO as the reference.
   ablation_sampling        Fig. 4b: sampled ROSMO (N=4) vs MZU (4 simulations) vs MZU-Q (4).
   ablation_unroll          Fig. 4c: ROSMO and MZU with unroll K = 1 and K = 5.
   ablation_regularization  Fig. 4d: ROSMO vs OneStep (no behaviour term) vs Behavior (only it).
@@ -71,10 +72,13 @@ STUDIES = [
 ]
 # The Atari study on this project's behaviour data (common/atari_behaviour.py): the games, episodes per shard of
 # their data, and the settings every run shares (the small networks at batch 32, episodes cut at 2,000 agent steps
-# in the data and in evaluation alike).
+# in the data and in evaluation alike, a 200-update warm-up: a tenth of the budget, as 1,000 would be half of it).
+# The budget (3 seeds x 2,000 updates, 10 evaluations of 5 episodes per seed) is what 2 CPU cores do in about 6 hours
+# for the six methods on two games: a 3-seed update of the small networks at batch 32 takes about 1.0 s (ROSMO),
+# 1.3 s (MZU, 20 simulations), 0.4 s (CRR, CQL) and 0.13 s (BC) of the whole machine.
 ATARI_SMALL_GAMES = {"Breakout": 2, "Pong": 1}
-ATARI_SMALL_FLAGS = ["--network-size", "small", "--batch-size", "32", "--eval-max-steps", "2000"]
-ATARI_SMALL_DEFAULTS = {"num_seeds": 3, "total_steps": 10_000, "eval_episodes": 5}
+ATARI_SMALL_FLAGS = ["--network-size", "small", "--batch-size", "32", "--eval-max-steps", "2000", "--warmup-steps", "200"]
+ATARI_SMALL_DEFAULTS = {"num_seeds": 3, "total_steps": 2_000, "eval_episodes": 5}
 
 
 @dataclass
@@ -102,7 +106,7 @@ class Args:
     seed: int = 0
     """first seed"""
     total_steps: Optional[int] = None
-    """learner updates per run (default 200k, the paper's; atari_small 10k)"""
+    """learner updates per run (default 200k, the paper's; atari_small 2k)"""
     eval_every: Optional[int] = None
     """updates between evaluations (default total_steps / 10)"""
     eval_episodes: Optional[int] = None
@@ -131,6 +135,8 @@ class Args:
     """search_budget: MZU simulation budgets N"""
     depths: List[int] = field(default_factory=lambda: [1, 2, 0])
     """search_budget: maximum search depths d (0: unlimited, the MZU default)"""
+    searches: List[Literal["muzero", "gumbel"]] = field(default_factory=lambda: ["muzero"])
+    """search_budget: MZU's searches (mzu.py --search); with 'gumbel' the study also runs ROSMO as the reference"""
     bootstrap_reps: int = 2000
     """stratified-bootstrap resamples per confidence interval"""
     workdir: str = str(ROOT)
@@ -151,6 +157,11 @@ def default_envs(study: str) -> List[str]:
     if study == "atari_small":
         return list(ATARI_SMALL_GAMES)
     return ["catch"] if study == "noise" else ["cartpole"] if study in ("lr_decay", "cql_sweep") else list(BSUITE)
+
+
+def search_series(search: str, depth: int) -> str:
+    """The search_budget series of MZU with `search` at maximum depth `depth` (0: unlimited): "d=1", "gumbel d=1"."""
+    return ("" if search == "muzero" else f"{search} ") + f"d={depth or 'unlimited'}"
 
 
 def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
@@ -221,10 +232,14 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
             for width in args.hidden_units:
                 add(algo, algo, width, dynamics_hidden=width, data_fraction=args.capacity_fraction)
     elif study == "search_budget":
-        for depth in args.depths:
-            for n in args.simulations:
-                depth_flag = {} if depth == 0 else {"max_depth": depth}
-                add("mzu", f"d={depth or 'unlimited'}", n, num_simulations=n, **depth_flag)
+        for search in args.searches:
+            search_flag = {} if search == "muzero" else {"search": search}  # muzero: the runs made before the flag
+            for depth in args.depths:
+                for n in args.simulations:
+                    depth_flag = {} if depth == 0 else {"max_depth": depth}
+                    add("mzu", search_series(search, depth), n, num_simulations=n, **search_flag, **depth_flag)
+        if "gumbel" in args.searches:
+            add("rosmo", "rosmo")  # the reference: Table 2's ROSMO runs at the same budget
     elif study == "ablation_sampling":
         add("rosmo", "ROSMO sampled (N=4)", num_samples=4)
         add("mzu", "MZU (N=4)", num_simulations=4)
@@ -324,6 +339,16 @@ def _rosmo_above_mzu(rows, xs, claim: str, measure: str, reps: int) -> tuple:
     """(claim, measured, verdict): ROSMO's IQM above MZU's at every x of the study."""
     checks = [_compare(rows, ("rosmo", x), ("mzu", x), measure, reps) for x in xs]
     return claim, "; ".join(f"{x:g}: {text}" for x, (_, text) in zip(xs, checks)), combine([v for v, _ in checks])
+
+
+def _rosmo_above_search(rows, search: str, simulations: List[int], measure: str, reps: int) -> tuple:
+    """(claim, measured, verdict) of search_budget: the ROSMO reference's IQM above MZU's with `search` at
+    unlimited depth at every budget N of `simulations`."""
+    label = {"muzero": "MuZero", "gumbel": "Gumbel"}[search]
+    series = search_series(search, 0)
+    checks = [_compare(rows, ("rosmo", None), (series, n), measure, reps, names=("rosmo", search)) for n in simulations]
+    claim = f"ROSMO beats MCTS at a low budget ({label} search, unlimited depth, N={', '.join(map(str, simulations))})"
+    return claim, "; ".join(f"N={n}: {text}" for n, (_, text) in zip(simulations, checks)), combine([v for v, _ in checks])
 
 
 def _above_the_data(rows, algos: List[str], measure: str, reps: int, data_returns: Dict[str, float]) -> List[tuple]:
@@ -427,11 +452,22 @@ def claims(study: str, rows: List[Dict], args: Args, measure: Optional[str] = No
     elif study == "search_budget":
         lo, hi = min(args.simulations), max(args.simulations)
         unlimited = "d=unlimited"
-        verdict, text = compare((unlimited, hi), (unlimited, lo), names=(f"N={hi}", f"N={lo}"))
-        out.append((f"MZU fails to learn with a low simulation budget (N={lo} vs N={hi}, unlimited depth)", text, verdict))
-        shallow = f"d={min(d for d in args.depths if d > 0)}" if any(d > 0 for d in args.depths) else None
-        verdict, text = compare((shallow, hi), (unlimited, hi), names=(shallow, "unlimited"))
-        out.append((f"with many simulations (N={hi}) a deep search is worse than a limited depth", text, verdict))
+        if "muzero" in args.searches:
+            if lo < hi:  # one budget alone has no low and high to compare
+                verdict, text = compare((unlimited, hi), (unlimited, lo), names=(f"N={hi}", f"N={lo}"))
+                claim = f"MZU fails to learn with a low simulation budget (N={lo} vs N={hi}, unlimited depth)"
+                out.append((claim, text, verdict))
+            shallow = f"d={min(d for d in args.depths if d > 0)}" if any(d > 0 for d in args.depths) else None
+            if shallow is not None:  # a claim about a limited depth needs one among --depths
+                verdict, text = compare((shallow, hi), (unlimited, hi), names=(shallow, "unlimited"))
+                out.append((f"with many simulations (N={hi}) a deep search is worse than a limited depth", text, verdict))
+        if "gumbel" in args.searches:
+            for search in args.searches:
+                out.append(_rosmo_above_search(rows, search, args.simulations, measure, reps))
+            if "muzero" in args.searches:
+                gumbel, muzero = (search_series("gumbel", 0), lo), (unlimited, lo)
+                verdict, text = compare(gumbel, muzero, names=("gumbel", "muzero"))
+                out.append((f"Gumbel's search beats MuZero's at N={lo} (unlimited depth)", text, verdict))
     elif study == "ablation_sampling":
         s, m, q = ("ROSMO sampled (N=4)", None), ("MZU (N=4)", None), ("MZU-Q (N=4)", None)
         verdict, text = compare(q, m, names=("mzu_q", "mzu"))
@@ -598,6 +634,7 @@ def write_study(
     budget = stem.name.rsplit("_", 1)[1]
     machine = machine or machine_description()
     behaviour_noise = study == "noise" and args.noise_in == "behaviour"
+    searches = study == "search_budget" and args.searches != ["muzero"]  # MZU's searches compared, ROSMO beside
     has_x = any(r["x"] is not None for r in rows)
     command = (
         f"python benchmark/reproduce.py --study {study} --envs {' '.join(envs)} --num-seeds {args.num_seeds} "
@@ -605,6 +642,12 @@ def write_study(
         + (f" --lr-decay-steps {args.lr_decay_steps}" if args.lr_decay_steps is not None else "")
         + (f" --algos {' '.join(args.algos)}" if study == "table2" and args.algos != ROWS else "")
         + (" --noise-in behaviour" if behaviour_noise else "")
+        + (
+            f" --searches {' '.join(args.searches)} --simulations {' '.join(map(str, args.simulations))} "
+            f"--depths {' '.join(map(str, args.depths))}"
+            if searches
+            else ""
+        )
     )
     decay = (
         "the learning-rate schedule its row names"
@@ -630,6 +673,7 @@ def write_study(
         "| configuration | "
         + " | ".join(f"{e} final return | {e} last {agg.LATE_EVALUATIONS} evaluations" for e in envs)
         + f" | IQM final [95% CI] | IQM last {agg.LATE_EVALUATIONS} [95% CI] |"
+        + (" updates/s (ms per update) |" if searches else "")
     )
     lines = [
         f"# {study}: {args.num_seeds} seeds x {args.total_steps} updates",
@@ -677,20 +721,39 @@ def write_study(
             if study == "noise"
             else []
         ),
+        *(
+            [
+                "Searches: `d=...` is MZU with MuZero's search (pUCT, the visit distribution as the policy target), "
+                "`gumbel d=...` MZU with `--search gumbel` (Gumbel MuZero: Sequential Halving, the improved policy of "
+                "completed Q-values as the target), each with N simulations (`@ N`) and maximum depth d; `rosmo` is "
+                "ROSMO with the same settings, the reference. Updates/s: the mean over the configuration's runs (one "
+                "per task) of each run's training-loop rate (every vmapped seed advances; compilation and evaluation "
+                "excluded), and its inverse."
+            ]
+            if searches
+            else []
+        ),
         "",
         head,
-        "|---|" + "---|---|" * len(envs) + "---|---|",
+        "|---|" + "---|---|" * len(envs) + "---|---|" + ("---|" if searches else ""),
     ]
     for r in rows:
         name = r["series"] + (f" @ {r['x']}" if r["x"] is not None else "")
         if r["missing"]:
             partial = r.get("returns", {})
             cells = [f"{_cell(partial[e])} | -" if e in partial else "not run | -" for e in envs]
-            lines.append(f"| {name} | " + " | ".join(cells) + " | - | - |")
+            lines.append(f"| {name} | " + " | ".join(cells) + " | - | - |" + (" - |" if searches else ""))
             continue
         row_late = r.get("late", {})
         cells = [f"{_cell(r['returns'][e])} | {_cell(row_late.get('returns', {}).get(e))}" for e in envs]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {agg.fmt_ci(r['iqm'])} | {agg.fmt_ci(row_late.get('iqm'))} |")
+        speed = r.get("updates_per_s")
+        speed = "-" if speed is None else f"{speed:.1f} ({1000 / speed:.1f})"
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {agg.fmt_ci(r['iqm'])} | {agg.fmt_ci(row_late.get('iqm'))} |"
+            + (f" {speed} |" if searches else "")
+        )
     data = next(
         (r["data_returns"] for r in rows if not r["missing"] and r["x"] in (None, 1.0, 0.0, max(args.hidden_units))), None
     )
@@ -754,6 +817,8 @@ def write_study(
     if has_x:
         lines_by_series: Dict[str, tuple] = {}
         for r in done:
+            if r["x"] is None:  # a configuration off the axis (search_budget's ROSMO) is a reference line
+                continue
             xs, est = lines_by_series.setdefault(r["series"], ([], []))
             xs.append(r["x"])
             est.append(r["iqm"])
@@ -772,6 +837,7 @@ def write_study(
             xlabel,
             {k: (xs, np.array(e)) for k, (xs, e) in lines_by_series.items()},
             categorical=categorical,
+            references={r["series"]: r["iqm"] for r in done if r["x"] is None},
         )
     else:
         agg.plot_lines(

@@ -321,3 +321,135 @@ def test_a_report_regenerated_without_its_runs_takes_them_from_its_kept_json_and
     # ... as does a report that leaves a measured configuration out.
     with pytest.raises(SystemExit, match=r"MZU \(N=4\)"):
         reproduce.keep_measured(now[:1], stem, args, ["catch"])
+
+
+GUMBEL_STUDY = "--envs cartpole mountain_car --num-seeds 3 --total-steps 50000 --lr-decay-steps 25000".split()
+GUMBEL_STUDY += "--searches muzero gumbel --simulations 2 4 --depths 0".split()
+
+
+def test_the_search_budget_study_with_gumbel_runs_both_searches_at_each_budget_and_rosmo_once(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "search_budget", *GUMBEL_STUDY]
+    out = subprocess.run([*cmd, "--workdir", str(tmp_path), "--dry-run"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = [line.split("to run: python ", 1)[1] for line in out.stdout.splitlines() if "to run: python " in line]
+    # 2 searches x 2 budgets x 2 tasks of MZU, and ROSMO on the 2 tasks: 10 runs.
+    assert "== search_budget: 10 runs (3 seeds each) ==" in out.stdout and len(runs) == 10
+    mzu, rosmo = [r for r in runs if r.startswith("mzu.py")], [r for r in runs if r.startswith("rosmo.py")]
+    assert len(mzu) == 8 and len(rosmo) == 2
+    assert sum("--search gumbel" in r for r in mzu) == 4 and not any("--search" in r for r in rosmo)
+    for n in (2, 4):
+        assert sum(r.endswith(f"--num-simulations {n}") for r in mzu) == 2  # MuZero's: no --search flag
+        assert sum(r.endswith(f"--num-simulations {n} --search gumbel") for r in mzu) == 2
+    common = "--num-seeds 3 --seed 0 --total-steps 50000 --eval-every 5000 --eval-episodes 20 --lr-decay-steps 25000"
+    assert all(common in r for r in runs) and not any("--max-depth" in r for r in runs)
+    assert rosmo == [f"rosmo.py --env-id {e} {common}" for e in ("cartpole", "mountain_car")]  # Table 2's ROSMO runs
+
+
+def test_the_search_budget_study_puts_the_gumbel_flag_on_gumbel_configurations_only():
+    import reproduce
+
+    args = reproduce.Args(study="search_budget", simulations=[2, 4], depths=[1, 0], searches=["muzero", "gumbel"])
+    configs = reproduce.study_configs("search_budget", args, ["catch"])
+    series = {(c.series, c.x): c for c in configs}
+    assert list(series) == [
+        *[(s, n) for s in ("d=1", "d=unlimited", "gumbel d=1", "gumbel d=unlimited") for n in (2, 4)],
+        ("rosmo", None),
+    ]
+    for (name, _), c in series.items():
+        gumbel = c.flags[c.flags.index("--search") + 1] == "gumbel" if "--search" in c.flags else False
+        assert gumbel == name.startswith("gumbel") and (c.algo == "rosmo") == (name == "rosmo")
+        assert ("--max-depth" in c.flags) == name.endswith("d=1")
+
+
+def test_the_default_search_budget_study_is_unchanged():
+    # The configurations, series names and claims of the MuZero-only study, as before Gumbel's search was added
+    # (the committed benchmark/results/search_budget_10k.md was made with them).
+    import reproduce
+
+    args = reproduce.Args(study="search_budget", num_seeds=3, total_steps=10_000, eval_every=1000, eval_episodes=20)
+    configs = reproduce.study_configs("search_budget", args, ["catch"])
+    common = ["--env-id", "catch", "--num-seeds", "3", "--seed", "0", "--total-steps", "10000"]
+    common += ["--eval-every", "1000", "--eval-episodes", "20"]
+    expected = [
+        ("mzu", f"d={d or 'unlimited'}", n, [*common, "--num-simulations", str(n), *(["--max-depth", str(d)] if d else [])])
+        for d in (1, 2, 0)
+        for n in (4, 8, 16, 32)
+    ]
+    assert [(c.algo, c.series, c.x, c.flags) for c in configs] == expected
+    found = reproduce.claims("search_budget", [row(s, x, None) for _, s, x, _ in expected], args)
+    assert [c for c, _, _ in found] == [
+        "MZU fails to learn with a low simulation budget (N=4 vs N=32, unlimited depth)",
+        "with many simulations (N=32) a deep search is worse than a limited depth",
+    ]
+    assert [v for _, _, v in found] == ["not measured"] * 2
+
+
+def test_the_gumbel_claims_compare_rosmo_with_each_search_at_every_budget_and_the_searches_at_the_lowest():
+    import reproduce
+
+    args = reproduce.Args(study="search_budget", simulations=[2, 4], depths=[0], searches=["muzero", "gumbel"])
+    args.bootstrap_reps = 500
+
+    def verdicts(muzero, gumbel, rosmo):
+        rows = [
+            row(f"{p}d=unlimited", n, v) for p, values in (("", muzero), ("gumbel ", gumbel)) for n, v in zip((2, 4), values)
+        ]
+        return reproduce.claims("search_budget", [*rows, row("rosmo", None, rosmo)], args)
+
+    # ROSMO's seeds above both searches' at both budgets, Gumbel's above MuZero's at N=2 (catch returns).
+    found = verdicts(([-1.0, -0.9, -0.8], [0.0, 0.1, 0.2]), ([0.2, 0.3, 0.4], [0.3, 0.4, 0.5]), [0.9, 1.0, 1.0])
+    assert [c for c, _, _ in found] == [
+        "MZU fails to learn with a low simulation budget (N=2 vs N=4, unlimited depth)",
+        "ROSMO beats MCTS at a low budget (MuZero search, unlimited depth, N=2, 4)",
+        "ROSMO beats MCTS at a low budget (Gumbel search, unlimited depth, N=2, 4)",
+        "Gumbel's search beats MuZero's at N=2 (unlimited depth)",
+    ]  # no limited depth among --depths: no claim about one
+    assert [v for _, _, v in found] == ["holds"] * 4
+    _, muzero, gumbel, searches = found
+    assert muzero[1].startswith("N=2: rosmo 0.980 vs muzero ") and "; N=4: rosmo 0.980 vs muzero " in muzero[1]
+    assert "P(rosmo > gumbel) 1.000 [" in gumbel[1]
+    assert searches[1].startswith("gumbel ") and "difference +" in searches[1] and "P(gumbel > muzero) 1.000 [" in searches[1]
+    # Gumbel's seeds at N=4 overlap ROSMO's and MuZero's at N=2 overlap Gumbel's: those claims are inconclusive.
+    found = verdicts(([-1.0, 0.3, 0.4], [0.0, 0.1, 0.2]), ([0.2, 0.3, 0.4], [0.5, 0.95, 1.0]), [0.9, 1.0, 1.0])
+    assert [v for _, _, v in found[1:]] == ["holds", "inconclusive", "inconclusive"]
+    # A budget not yet run leaves the claims that need it not measured.
+    rows = [row("d=unlimited", 2, [0.0] * 3), row("gumbel d=unlimited", 2, [0.5] * 3), row("rosmo", None, [1.0] * 3)]
+    found = reproduce.claims("search_budget", rows, args)
+    assert [v for _, _, v in found] == ["not measured", "not measured", "not measured", "holds"]
+
+
+def test_the_gumbel_report_gives_each_configurations_updates_per_second_and_draws_rosmo_as_a_reference(tmp_path):
+    import aggregate as agg
+    import reproduce
+
+    from common.scores import normalized_score
+
+    def results(final, updates_per_s):
+        history = [[r - 0.1 for r in final], list(final)]
+        return {
+            "env_id": "catch",
+            "final_returns": list(final),
+            "normalized_scores": [normalized_score("catch", r) for r in final],
+            "eval_history": {"steps": [5, 10], "returns": history, "wall_clock_s": [1.0, 2.0]},
+            "wall_clock_s": 2.0,
+            "updates_per_s": updates_per_s,
+            "data": {},
+            "run_dir": "runs/catch__x",
+        }
+
+    args = reproduce.Args(study="search_budget", envs=["catch"], num_seeds=3, total_steps=10, eval_every=5, eval_episodes=2)
+    args.simulations, args.depths, args.searches, args.bootstrap_reps = [2], [0], ["muzero", "gumbel"], 100
+    args.out_dir = str(tmp_path)
+    rows = [
+        agg.summarise_runs("d=unlimited", 2, [results([0.0, 0.2, 0.4], 50.0)], 100),
+        agg.summarise_runs("gumbel d=unlimited", 2, [results([0.6, 0.8, 1.0], 40.0)], 100),
+        agg.summarise_runs("rosmo", None, [results([1.0, 1.0, 1.0], 200.0)], 100),
+    ]
+    assert rows[0]["updates_per_s"] == 50.0
+    reproduce.write_study("search_budget", args, ["catch"], rows, machine="test")
+    md = (tmp_path / "search_budget_catch_10.md").read_text()
+    assert "--searches muzero gumbel --simulations 2 --depths 0`" in md
+    assert "| IQM last 5 [95% CI] | updates/s (ms per update) |\n|---|---|---|---|---|---|\n" in md
+    assert "| gumbel d=unlimited @ 2 | 0.80 +- 0.16 |" in md and md.count(" | 40.0 (25.0) |\n") == 1
+    assert " | 200.0 (5.0) |\n" in md and "| Gumbel's search beats MuZero's at N=2 (unlimited depth) |" in md
+    assert (tmp_path / "search_budget_catch_10.png").stat().st_size > 0
