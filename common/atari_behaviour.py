@@ -45,7 +45,7 @@ import numpy as np
 
 from common.atari_data import check_game, check_run, shard_name
 from common.atari_env import make_single_frame_env
-from common.atari_fixture import RecordedEpisode, episode_example, write_tfrecord_gzip
+from common.atari_fixture import RecordedEpisode, episode_example, play_episode, write_tfrecord_gzip
 from common.files import write_atomic
 
 FRAMES_PER_STEP = 4  # the environment's frame skip: one agent step is 4 emulator frames
@@ -85,24 +85,13 @@ def record_behaviour_episode(
 ) -> RecordedEpisode:
     """One episode of the epsilon-mixed planner, until game over or the environment's step cap."""
     ale, action_set = env.unwrapped.ale, env.unwrapped._action_set
-    frame, _ = env.reset()
-    frames, actions, rewards = [frame], [], []
-    while True:
+
+    def choose(actions: list) -> int:
         if rng.random() < epsilon:
-            action = int(rng.integers(len(action_set)))
-        else:
-            action = plan(ale, action_set, rng, depth, life_penalty)
-        frame, reward, terminated, truncated, _ = env.step(action)
-        frames.append(frame)
-        actions.append(action)
-        rewards.append(float(reward))
-        if terminated or truncated:
-            return RecordedEpisode(
-                np.stack(frames).astype(np.uint8),
-                np.asarray(actions, np.int64),
-                np.asarray(rewards, np.float32),
-                bool(terminated),
-            )
+            return int(rng.integers(len(action_set)))
+        return plan(ale, action_set, rng, depth, life_penalty)
+
+    return play_episode(env, choose)
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -79,15 +79,12 @@ def episode_example(checkpoint_idx: int, episode_idx: int, episode: RecordedEpis
     )
 
 
-def record_episode(env, rng: np.random.Generator, action_count: int, repeat_probability: float) -> RecordedEpisode:
-    """Play one episode with the sticky random policy until game over or the env's step cap."""
+def play_episode(env, choose: Callable[[list], int]) -> RecordedEpisode:
+    """Play one episode until game over or the env's step cap; `choose(actions so far)` picks each action."""
     frame, _ = env.reset()
     frames, actions, rewards = [frame], [], []
     while True:
-        if actions and rng.random() < repeat_probability:
-            action = actions[-1]
-        else:
-            action = int(rng.integers(action_count))
+        action = choose(actions)
         frame, reward, terminated, truncated, _ = env.step(action)
         frames.append(frame)
         actions.append(action)
@@ -99,6 +96,17 @@ def record_episode(env, rng: np.random.Generator, action_count: int, repeat_prob
                 np.asarray(rewards, np.float32),
                 bool(terminated),
             )
+
+
+def record_episode(env, rng: np.random.Generator, action_count: int, repeat_probability: float) -> RecordedEpisode:
+    """Play one episode with the sticky random policy until game over or the env's step cap."""
+
+    def choose(actions: list) -> int:
+        if actions and rng.random() < repeat_probability:
+            return actions[-1]
+        return int(rng.integers(action_count))
+
+    return play_episode(env, choose)
 
 
 def write_fixture(

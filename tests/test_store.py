@@ -53,6 +53,7 @@ class TinyMuZero(nn.Module):
     num_bins: int = 601
     dtype: object = jnp.float32
     downsample: str = "paper"
+    size: str = "paper"
 
     def setup(self):
         self.torso, self.transition = nn.Dense(8), nn.Dense(8)  # 1x1 convolutions
@@ -84,6 +85,7 @@ class TinyPolicy(nn.Module):
     num_actions: int
     dtype: object = jnp.float32
     downsample: str = "paper"
+    size: str = "paper"
 
     @nn.compact
     def __call__(self, observation):
@@ -97,6 +99,7 @@ class TinyQ(nn.Module):
     num_bins: int = 601
     dtype: object = jnp.float32
     downsample: str = "paper"
+    size: str = "paper"
 
     @nn.compact
     def __call__(self, observation):
