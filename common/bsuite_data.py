@@ -173,8 +173,9 @@ def generate_command(
     return command + (" --force" if force else "")
 
 
-def _command_for_path(path: Path, force: bool) -> str:
-    """The generation command for a directory laid out as `builder_dir` lays it out, else a template.
+def _command_for_path(path: Path, force: bool, fallback: str | None = None) -> str:
+    """The generation command for a directory laid out as `builder_dir` lays it out, else `fallback` (the command
+    of the run's own settings), else a template.
 
     It carries --force when asked or when the dataset's directory exists (a partial dataset).
     """
@@ -190,13 +191,15 @@ def _command_for_path(path: Path, force: bool) -> str:
                 settings["seed"],
                 settings["noise_in"],
             )
+    if fallback is not None:
+        return fallback
     return "python -m common.bsuite_data --env-id ENV_ID --noise NOISE --data-dir DATA_ROOT" + (" --force" if force else "")
 
 
-def _corrupt_error(path: Path, reason: str) -> DataError:
+def _corrupt_error(path: Path, reason: str, fallback: str | None = None) -> DataError:
     return DataError(
         f"{path} does not read as a TFDS dataset ({reason}); delete it and regenerate it with: "
-        f"{_command_for_path(path, force=True)}"
+        f"{_command_for_path(path, True, fallback)}"
     )
 
 
@@ -649,7 +652,7 @@ def _assemble(steps: list[dict[str, np.ndarray]], path: Path) -> Episodes:
     return episodes
 
 
-def read_episodes(path: str | os.PathLike, data_fraction: float = 1.0) -> Episodes:
+def read_episodes(path: str | os.PathLike, data_fraction: float = 1.0, regenerate: str | None = None) -> Episodes:
     """Read a TFDS builder directory of RLDS episodes (ours or an official ROSMO BSuite one).
 
     Keeps the episodes `subset_episode_indices(num_episodes, data_fraction)` in recording order.
@@ -664,18 +667,18 @@ def read_episodes(path: str | os.PathLike, data_fraction: float = 1.0) -> Episod
     check_data_fraction(data_fraction)
     path = Path(path)
     if not path.exists():
-        raise DataError(f"no BSuite dataset at {path}; create it with: {_command_for_path(path, force=False)}")
+        raise DataError(f"no BSuite dataset at {path}; create it with: {_command_for_path(path, False, regenerate)}")
     if not (path / "dataset_info.json").is_file():
         found = sorted(path.glob("*/*/dataset_info.json")) if path.is_dir() else []
         if found:
             raise DataError(f"{path} is not a TFDS builder directory; did you mean {found[0].parent}?")
-        raise _corrupt_error(path, "no dataset_info.json")
-    episodes = _read_records(path)
+        raise _corrupt_error(path, "no dataset_info.json", regenerate)
+    episodes = _read_records(path, regenerate)
     keep = subset_episode_indices(episodes.num_episodes, data_fraction)
     return episodes if len(keep) == episodes.num_episodes else take_episodes(episodes, keep)
 
 
-def _read_records(path: Path) -> Episodes:
+def _read_records(path: Path, regenerate: str | None = None) -> Episodes:
     """Every episode of the builder directory `path`, decoded (common/tfds_files.py) and assembled."""
     try:
         info = tfds_files.read_info(path)
@@ -683,14 +686,14 @@ def _read_records(path: Path) -> Episodes:
             raise DataError(f"{path}: the episodes have no 'steps' feature; this is not an RLDS dataset")
         num_episodes = tfds_files.num_examples(path, info)
         if num_episodes == 0:
-            raise _corrupt_error(path, "it holds no episodes")
+            raise _corrupt_error(path, "it holds no episodes", regenerate)
         steps = _read_steps(path)
     except DataError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:  # unreadable, truncated or of another layout
-        raise _corrupt_error(path, _one_line(error)) from None
+        raise _corrupt_error(path, _one_line(error), regenerate) from None
     if len(steps) != num_episodes:
-        raise _corrupt_error(path, f"expected {num_episodes} episodes, read {len(steps)}")
+        raise _corrupt_error(path, f"expected {num_episodes} episodes, read {len(steps)}", regenerate)
     return _assemble(steps, path)
 
 
@@ -728,9 +731,11 @@ def load_bsuite(
             f"--data-dir {root} does not exist; check the path, or add --generate-data to generate "
             f"the {env_id} dataset (noise {noise_tag(noise)}) there"
         )
+    # A dataset outside the standard layout cannot be regenerated in place: its fix is a standard one of this run.
+    regenerate = generate_command(env_id, noise, DEFAULT_DATA_ROOT, noise_in=noise_in)
     if (root / "dataset_info.json").is_file():  # a builder directory
         check_noise_kind(root, noise_in)
-        return read_episodes(root, data_fraction), root
+        return read_episodes(root, data_fraction, regenerate), root
     settings = parse_dataset_name(root.name)
     if settings is not None and root.parent.name == "bsuite":  # one dataset directory
         if settings["env_id"] != env_id or settings["noise"] != float(noise):

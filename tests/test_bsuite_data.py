@@ -314,6 +314,20 @@ def test_corrupt_dataset_names_the_path(tmp_path, catch_root):
         bsuite_data.load_bsuite("catch", 0.1, bsuite_data.dataset_dir(copy, "catch", 0.1, CATCH_EPISODES))
 
 
+def test_a_damaged_dataset_outside_the_layout_gets_this_runs_command_not_a_template(tmp_path, catch_root):
+    root, _ = catch_root
+    mine = tmp_path / "mine"  # a builder directory under a name of the user's own
+    shutil.copytree(bsuite_data.builder_dir(root, "catch", 0.1, CATCH_EPISODES), mine)
+    (record,) = [p for p in mine.iterdir() if ".tfrecord" in p.name]
+    record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
+    with pytest.raises(DataError) as error:
+        bsuite_data.load_bsuite("catch", 0.1, mine, noise_in="environment")
+    message = str(error.value)
+    assert str(mine) in message and "\n" not in message
+    assert "python -m common.bsuite_data --env-id catch --noise 0.1 --data-dir datasets" in message
+    assert "ENV_ID" not in message and "DATA_ROOT" not in message
+
+
 def test_load_bsuite_reads_a_builder_directory_or_a_dataset_directory(catch_root, catch_full):
     root, stats = catch_root
     for data_dir in (bsuite_data.dataset_dir(root, "catch", 0.1, CATCH_EPISODES), stats["path"]):
