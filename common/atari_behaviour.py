@@ -34,6 +34,7 @@ Each shard follows from (seed, run, shard index) alone, so shards are written in
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import sys
@@ -194,8 +195,13 @@ def generate(args: Args) -> dict:
         write_atomic(summary_path(args), (json.dumps(summary, indent=1) + "\n").encode())
         return summary
 
-    with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
-        for done in pool.map(write_shard, [args] * len(todo), todo):
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:  # one worker writes in this process (no fork of a process that may run threads)
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(args.workers))
+            written = pool.map(write_shard, [args] * len(todo), todo)
+        else:
+            written = (write_shard(args, i) for i in todo)
+        for done in written:
             shards[done["shard"]] = done
             print(
                 f"shard {done['shard']}: epsilon {done['epsilon']:.2f}, returns {done['returns']}, steps {done['steps']} "
