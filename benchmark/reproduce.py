@@ -520,10 +520,12 @@ def best_setting(rows: List[Dict]) -> Optional[str]:
 
 
 def report_stem(study: str, args: Args, envs: List[str]) -> Path:
-    """Where a study's report goes: benchmark/results/{study}[_{envs}][_behaviournoise]_{budget} (no suffix)."""
+    """Where a study's report goes: benchmark/results/{study}[_{envs}][_behaviournoise][_seeds{first}-{last}]_{budget}
+    (no suffix; the seeds are named when they do not start at 0, so a check on other seeds keeps its own report)."""
     budget = f"{args.total_steps // 1000}k" if args.total_steps >= 1000 else f"{args.total_steps}"
     name = study if envs == default_envs(study) else f"{study}_{'_'.join(envs)}"
     name += "_behaviournoise" if study == "noise" and args.noise_in == "behaviour" else ""
+    name += f"_seeds{args.seed}-{args.seed + args.num_seeds - 1}" if args.seed else ""
     return Path(args.out_dir) / f"{name}_{budget}"
 
 
@@ -639,6 +641,7 @@ def write_study(
     command = (
         f"python benchmark/reproduce.py --study {study} --envs {' '.join(envs)} --num-seeds {args.num_seeds} "
         f"--total-steps {args.total_steps} --eval-every {args.eval_every}"
+        + (f" --seed {args.seed}" if args.seed else "")
         + (f" --lr-decay-steps {args.lr_decay_steps}" if args.lr_decay_steps is not None else "")
         + (f" --algos {' '.join(args.algos)}" if study == "table2" and args.algos != ROWS else "")
         + (" --noise-in behaviour" if behaviour_noise else "")
