@@ -301,12 +301,26 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
             print(f"[{i + 1}/{len(configs)}] to run: python {c.algo}.py {' '.join(c.flags)}{again}")
         else:
             print(f"[{i + 1}/{len(configs)}] reusing {c.algo}.py {' '.join(c.flags)}")
-        out[i] = results
+        out[i] = as_record(results, records)
     for i in deferred:
         c = configs[i]
         with config_lock(c.algo, c.flags, logs) as lock:  # waits for the other study's run
-            out[i] = _run_locked(i, configs, exp_prefix, workdir, logs, records, lock)
+            out[i] = as_record(_run_locked(i, configs, exp_prefix, workdir, logs, records, lock), records)
     return out
+
+
+def as_record(results: Optional[dict], records: Optional[Path]) -> Optional[dict]:
+    """A finished run's results pointing at its kept record (copied there first) when the study keeps records,
+    so a report names files the repository holds, not a run directory that only this machine has."""
+    if results is None or records is None or not results["results_path"].endswith("results.json"):
+        return results
+    keep_record(results, records)
+    record = records / f"{Path(results['results_path']).parent.name}.json"
+    try:
+        run_dir = record.with_suffix("").relative_to(ROOT)
+    except ValueError:
+        run_dir = record.with_suffix("")
+    return {**results, "run_dir": str(run_dir), "results_path": str(record)}
 
 
 def _run_locked(i: int, configs: List[Config], exp_prefix: str, workdir: Path, logs: Path, records, lock: int):
