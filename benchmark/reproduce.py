@@ -490,8 +490,8 @@ def claims(study: str, rows: List[Dict], args: Args, measure: Optional[str] = No
             measured = f"rosmo K=1 {r1} vs K=5 {r5}; mzu K=1 {m1} vs K=5 {m5}: abs(mzu change) - abs(rosmo change) "
             out.append((claim, measured + agg.fmt_ci(effect, signed=True), from_interval(effect)))
     elif study == "atari_small":
-        # The scripts count the data's return in clipped rewards (all the public data holds); the claim compares
-        # with the raw game score, which the generator's summary keeps, as evaluation returns are raw scores.
+        # The claim compares with the data's mean game score (raw rewards, as evaluation returns are), taken from
+        # the generator's summary: a run that streamed its data, or read an older cache, has not counted it.
         raw = {g: m for g in default_envs(study) + list(args.envs or []) if (m := behaviour_mean_return(args, g)) is not None}
         out += _above_the_data(rows, [a for a in ALGOS if _row(rows, a) is not None], measure, reps, raw)
         verdict, text = compare(("rosmo", None), ("bc", None))

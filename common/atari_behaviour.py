@@ -7,7 +7,12 @@ for any game, without a trained agent:
 - **The competent controller** is a short look-ahead planner through the emulator's state cloning: at every
   agent step it restores the current emulator state once per action a, holds a for `depth` agent steps (4
   frames each, as the environment steps), and scores the rollout by its summed raw reward minus
-  `life_penalty` if a life (or the game) is lost within it; it takes the best action, breaking ties at random.
+  `life_penalty` if a life (or the game) is lost within it; it takes the best action. Ties (every action
+  scores the same when nothing happens within the look-ahead, which is most steps of most games) go to the
+  first best action of the game's action set (NOOP where the set has it), so the planner is a deterministic
+  function of the emulator state, as a DQN's argmax is; `--ties random` breaks them at random instead, which
+  makes the recorded actions nearly uniform (Breakout's last shards: 25% each of 4 actions) and so tells a
+  learner almost nothing about what the planner preferred.
   Holding one action is the cheapest look-ahead that sees the consequences of a move (a paddle reaching or
   missing a ball); it needs no knowledge of the game.
 - **Its quality falls with epsilon**: at each step the behaviour policy takes a uniformly random action with
@@ -40,7 +45,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 
@@ -59,12 +64,14 @@ def shard_epsilon(index: int, num_shards: int, start: float, end: float) -> floa
     return start + (end - start) * index / (num_shards - 1)
 
 
-def plan(ale, action_set: Sequence[int], rng: np.random.Generator, depth: int, life_penalty: float) -> int:
+def plan(
+    ale, action_set: Sequence[int], rng: np.random.Generator, depth: int, life_penalty: float, ties: str = "first"
+) -> int:
     """The planner's action index at the emulator's current state (restored before returning).
 
     For each action: hold it for `depth` agent steps from a copy of the state; its score is the summed raw
     reward, minus `life_penalty` (and the rollout ends) when a life or the game is lost. The best score wins;
-    ties are broken uniformly at random.
+    `ties` "first" takes the first of equally good actions (in action-set order), "random" one uniformly at random.
     """
     root = ale.cloneState()
     lives = ale.lives()
@@ -78,11 +85,11 @@ def plan(ale, action_set: Sequence[int], rng: np.random.Generator, depth: int, l
                 break
     ale.restoreState(root)
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
-    return int(rng.choice(best))
+    return int(best[0]) if ties == "first" else int(rng.choice(best))
 
 
 def record_behaviour_episode(
-    env, rng: np.random.Generator, epsilon: float, depth: int, life_penalty: float
+    env, rng: np.random.Generator, epsilon: float, depth: int, life_penalty: float, ties: str = "first"
 ) -> RecordedEpisode:
     """One episode of the epsilon-mixed planner, until game over or the environment's step cap."""
     ale, action_set = env.unwrapped.ale, env.unwrapped._action_set
@@ -90,7 +97,7 @@ def record_behaviour_episode(
     def choose(actions: list) -> int:
         if rng.random() < epsilon:
             return int(rng.integers(len(action_set)))
-        return plan(ale, action_set, rng, depth, life_penalty)
+        return plan(ale, action_set, rng, depth, life_penalty, ties)
 
     return play_episode(env, choose)
 
@@ -113,6 +120,8 @@ class Args:
     """agent steps each action is held in the planner's look-ahead"""
     life_penalty: float = 10.0
     """score of losing a life (or the game) within a look-ahead, subtracted from its reward"""
+    ties: Literal["first", "random"] = "first"
+    """the planner's choice among equally good actions: the first in the action set, or one at random"""
     epsilon_start: float = 1.0
     """epsilon of the first shard (probability of a uniformly random action; 1: the random policy)"""
     epsilon_end: float = 0.0
@@ -133,7 +142,8 @@ def write_shard(args: Args, index: int) -> dict:
     start = time.time()
     try:
         episodes = [
-            record_behaviour_episode(env, rng, epsilon, args.depth, args.life_penalty) for _ in range(args.episodes_per_shard)
+            record_behaviour_episode(env, rng, epsilon, args.depth, args.life_penalty, args.ties)
+            for _ in range(args.episodes_per_shard)
         ]
     finally:
         env.close()

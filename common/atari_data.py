@@ -177,6 +177,15 @@ def cache_path(game: str, run: int, data_fraction: float, cache_dir: str | os.Pa
     return resolve_cache_root(cache_dir) / "atari" / f"{game}_run_{run}_{fraction_tag(data_fraction)}"
 
 
+def cache_entry(
+    game: str, run: int, data_fraction: float, cache_dir: str | os.PathLike | None = None, process: tuple[int, int] = (0, 1)
+) -> Path:
+    """The cache directory `load_atari` uses: `cache_path`'s, or one part's of several processes."""
+    path = cache_path(game, run, data_fraction, cache_dir)
+    part, num_parts = process
+    return path.with_name(f"{path.name}_part{part}of{num_parts}") if num_parts > 1 else path
+
+
 def fetch_command(game: str, run: int, data_dir: str) -> str:
     """The shell command that downloads one whole run into a local data directory."""
     target = shlex.quote(str(Path(data_dir) / game)) + "/"
@@ -288,6 +297,7 @@ class RawEpisode(NamedTuple):
     action: np.ndarray  # [T] int64
     reward: np.ndarray  # [T] float32, clipped_rewards
     discount: np.ndarray  # [T] float32, as stored (discounts[-1] == 0: the last step is terminal)
+    raw_return: float = float("nan")  # episode_return: the game score in raw rewards (nan where it is not stored)
 
 
 class ShardRead(NamedTuple):
@@ -335,7 +345,9 @@ def _raw_episode(features: dict, record_index: int, action_count: int | None, ga
         total, stated = float(np.sum(reward, dtype=np.float64)), float(stated[0])
         if not abs(total - stated) <= 1e-3 * max(1.0, abs(stated)):  # also refuses a nan return
             raise _EpisodeError(episode, f"has clipped rewards summing to {total:g} but clipped_episode_return {stated:g}")
-    return RawEpisode(scalar("checkpoint_idx"), scalar("episode_idx"), pngs, action, reward, discount)
+    raw = features.get("episode_return")
+    raw_return = float(raw[0]) if isinstance(raw, np.ndarray) and raw.size else float("nan")
+    return RawEpisode(scalar("checkpoint_idx"), scalar("episode_idx"), pngs, action, reward, discount, raw_return)
 
 
 def read_shard(
@@ -806,6 +818,8 @@ def _write_cache(
         for name, value in fields.items():
             np.save(partial / f"{name}.npy", value)
         del observation, episodes
+        raw_returns = np.array([ep.raw_return for _, ep in kept])  # the game score: what evaluation reports
+        raw_mean = {"mean_return": float(np.mean(raw_returns))} if np.all(np.isfinite(raw_returns)) else {}
         manifest = {
             **key,
             "episodes": len(kept),
@@ -813,6 +827,7 @@ def _write_cache(
             "transitions": num_steps - len(kept),
             "dropped_single_step_episodes": dropped,
             "mean_clipped_return": float(np.mean([float(np.sum(s["reward"])) for s in steps])),
+            **raw_mean,
             "seconds": round(time.time() - start, 1),
             "built_by": {"host": host, "pid": pid},
             "shards": [
@@ -982,9 +997,7 @@ def load_atari(
         raise DataError(f"{count} shards of {game} run {run} cannot be split over {num_parts} processes; use at most {count}")
     if num_parts > 1:
         key["process"] = [part, num_parts]
-    path = cache_path(game, run, data_fraction, cache_dir)
-    if num_parts > 1:
-        path = path.with_name(f"{path.name}_part{part}of{num_parts}")
+    path = cache_entry(game, run, data_fraction, cache_dir, process)
     _prepare_cache_dir(path.parent)
     from common.atari_env import num_actions
 

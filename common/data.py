@@ -183,19 +183,26 @@ def load_offline_data(
     return OfflineData(store, num_actions, (obs_dim,), np.float32, info, batch_size)
 
 
-def _describe(episodes, source, data_fraction: float, process: int, num_processes: int) -> dict:
-    """results.json's description of data read whole, printed as the `data:` line."""
+def _describe(
+    episodes, source, data_fraction: float, process: int, num_processes: int, raw_mean: Optional[float] = None
+) -> dict:
+    """results.json's description of data read whole, printed as the `data:` line. On Atari `raw_mean` is the
+    episodes' mean game score (their stored episode_return), which is what evaluation reports; the training
+    rewards are clipped, and their mean is kept beside it (or alone, for data that stores no raw return)."""
+    returns = float(np.mean(episodes.episode_returns()))
     info = {
         **({"process": process, "num_processes": num_processes} if num_processes > 1 else {}),
         "data_fraction": data_fraction,
         "episodes": episodes.num_episodes,
         "transitions": episodes.num_transitions,
-        "mean_return": float(np.mean(episodes.episode_returns())),  # clipped rewards on Atari
+        "mean_return": returns if raw_mean is None else raw_mean,
+        **({} if raw_mean is None else {"mean_clipped_return": returns}),
     }
     part = f" (part {process + 1} of {num_processes})" if num_processes > 1 else ""
+    clipped = "" if raw_mean is None else f" (game score; {returns:.3f} in the clipped rewards trained on)"
     print(
         f"data{part}: {source} | {info['episodes']} episodes, {info['transitions']} transitions, "
-        f"mean return {info['mean_return']:.3f}"
+        f"mean return {info['mean_return']:.3f}{clipped}"
     )
     return info
 
@@ -324,7 +331,8 @@ def open_feed(
         episodes, path = atari_data.load_atari(game, run, source.data_dir, fraction, process=process)
         whole = host_store(episodes, frame_stack=ATARI_FRAME_STACK)
         check_batch_size(whole, data.batch_size)
-        data.info.update(store="device", **_describe(episodes, path, fraction, *process))
+        manifest = atari_data.read_cache_meta(atari_data.cache_entry(game, run, fraction, process=process)) or {}
+        data.info.update(store="device", **_describe(episodes, path, fraction, *process, manifest.get("mean_return")))
         del episodes
         return Feed(mesh, store=place_store(whole, mesh))
     locations = streaming.shard_locations(game, run, source.data_dir, process=process)

@@ -38,6 +38,18 @@ def test_the_planner_leaves_the_game_where_it_was():
         env.close()
 
 
+def test_ties_go_to_the_first_action_unless_asked_to_be_random():
+    """At the start of Breakout nothing happens within 3 steps whatever the action, so every action ties: "first"
+    takes NOOP (action 0) every time, "random" spreads over the action set."""
+    env = make_single_frame_env(GAME, 0, max_episode_steps=50, sticky_action_probability=0)
+    env.reset()
+    ale, action_set = env.unwrapped.ale, env.unwrapped._action_set
+    rng = np.random.default_rng(0)
+    assert {plan(ale, action_set, rng, depth=3, life_penalty=10.0) for _ in range(8)} == {0}
+    assert len({plan(ale, action_set, rng, depth=3, life_penalty=10.0, ties="random") for _ in range(16)}) > 1
+    env.close()
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("behaviour")

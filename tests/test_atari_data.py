@@ -357,3 +357,18 @@ def test_command_lines_write_and_cache_a_fixture(shards, tmp_path):
     assert (atari_data.cache_path(GAME, 1, 1.0, tmp_path) / "observation.npy").is_file()
     out = run([sys.executable, "-m", "common.atari_data", "--game", "Tetris"])
     assert out.returncode == 2 and out.stderr.startswith("error: 'Tetris' is not an RL Unplugged Atari game")
+
+
+def test_the_data_mean_return_is_the_game_score_beside_the_clipped_one(tmp_path):
+    """Evaluation reports game scores, so the data's mean return is the stored episode_return (raw rewards 4 and 7
+    here), with the mean of the clipped rewards the agent trains on kept beside it."""
+    frames = np.zeros((4, 84, 84), np.uint8)
+    rewards = [np.asarray([4.0, 0.0, 7.0], np.float32), np.asarray([0.0, -3.0, 1.0], np.float32)]
+    path = tmp_path / GAME / "run_1-00000-of-00001"
+    write_tfrecord_gzip(
+        path, [episode_example(0, i, RecordedEpisode(frames, np.ones(3), r, True)) for i, r in enumerate(rewards)]
+    )
+    load_atari(GAME, 1, tmp_path, 1.0, cache_dir=tmp_path, progress=False)
+    manifest = read_cache_meta(atari_data.cache_entry(GAME, 1, 1.0, tmp_path))
+    assert manifest["mean_return"] == pytest.approx((11.0 + -2.0) / 2)
+    assert manifest["mean_clipped_return"] == pytest.approx((2.0 + 0.0) / 2)
