@@ -111,8 +111,9 @@ class Args:
     """updates between evaluations (default total_steps / 10)"""
     eval_episodes: Optional[int] = None
     """evaluation episodes per seed (default 20; atari_small 5)"""
-    atari_data_dir: str = "datasets/atari_behaviour"
-    """atari_small: where its behaviour data is generated (python -m common.atari_behaviour) and read, under --workdir"""
+    atari_data_dir: str = "datasets/atari_small"
+    """atari_small: where its behaviour data is generated (python -m common.atari_behaviour) and read, under --workdir;
+    its own directory, as finished runs and kept records are reused by their flags (--data-dir among them)"""
     algos: List[str] = field(default_factory=lambda: list(ROWS))
     """table2: the rows (the algorithms, 'rosmo-data' and 'bc-greedy'), run in this order"""
     lr_decay_steps: Optional[int] = None
