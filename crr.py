@@ -367,7 +367,7 @@ def make_train_chunk(
         finite = jnp.all(jnp.isfinite(metrics["loss"]))
         return state, {**jax.tree.map(jnp.mean, metrics), "finite": finite}
 
-    return jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=0)
+    return jax.jit(sharding.over_seeds(chunk, data.is_atari(args.env_id)), donate_argnums=0)
 
 
 def make_act(policy_net: networks.PolicyNetwork, greedy: bool):

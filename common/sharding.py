@@ -100,6 +100,19 @@ def shard_batch(tree: Any, mesh: Mesh) -> Any:
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec((PROCESS_AXIS, DATA_AXIS))))
 
 
+def over_seeds(chunk, atari: bool):
+    """`chunk(state, store)` for every seed of a state stacked on a leading seed axis (the store is shared).
+
+    Vmapped: one batched program, the fastest on GPUs and TPUs and for BSuite's small MLPs. With Atari's
+    convolutions on a CPU the seeds run one after another instead (lax.map, the same program per seed): the
+    batched convolutions of vmapped seeds cost more there than the seeds one by one (ROSMO, small networks,
+    batch 32, 2 seeds: 0.78 s against 0.55 s per update of both, one seed 0.27 s, on 2 cores with another job).
+    """
+    if atari and jax.default_backend() == "cpu":
+        return lambda state, store: jax.lax.map(lambda one: chunk(one, store), state)
+    return jax.vmap(chunk, in_axes=(0, None))
+
+
 def local_copy(tree: Any) -> Any:
     """Arrays replicated over several processes -> this process's copy (other leaves unchanged)."""
 
