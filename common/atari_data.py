@@ -895,7 +895,7 @@ def _is_file(location: str) -> bool:
     return os.path.isfile(location)
 
 
-def _check_data_dir(location: str) -> str:
+def check_data_dir(location: str) -> str:
     """The real path of a local data directory; DataError if it is a file or a symbolic link loop."""
     try:
         real = Path(location).resolve(strict=True)
@@ -914,7 +914,7 @@ def _check_data_dir(location: str) -> str:
     return str(real)
 
 
-def _local_shard_count(location: str, game: str, run: int) -> int | None:
+def local_shard_count(location: str, game: str, run: int) -> int | None:
     """N of the shards run_{run}-*-of-N present in a local data directory, if they agree on one."""
     counts = set()
     try:
@@ -926,6 +926,22 @@ def _local_shard_count(location: str, game: str, run: int) -> int | None:
         if tail.isdigit():
             counts.add(int(tail))
     return counts.pop() if len(counts) == 1 else None
+
+
+def select_shards(
+    game: str, run: int, location: str, num_shards: int | None = None, process: tuple[int, int] = (0, 1)
+) -> tuple[int, list[str]]:
+    """(N, this process's shard locations): the count N is `num_shards`, else the one found in a local
+    directory, else the public one; process (p, P) reads shards p, p + P, p + 2P, ... (the device store and the
+    stream select them here alike). DataError if the processes do not fit the shards."""
+    remote = is_remote(location)
+    count = num_shards or (None if remote else local_shard_count(location, game, run)) or num_checkpoints(game)
+    part, num_parts = process
+    if not 0 <= part < num_parts:
+        raise DataError(f"process {part} is not one of {num_parts} processes")
+    if num_parts > count:
+        raise DataError(f"{count} shards of {game} run {run} cannot be split over {num_parts} processes; use at most {count}")
+    return count, [join_location(location, shard_name(game, run, i, count)) for i in range(part, count, num_parts)]
 
 
 def _check_local_shards(locations: Sequence[str], game: str, run: int, data_dir: str, data_fraction: float) -> None:
@@ -978,8 +994,8 @@ def load_atari(
     remote = is_remote(location)
     if num_shards is not None and num_shards < 1:
         raise DataError(f"num_shards must be positive, got {num_shards}")
-    real_location = location if remote else _check_data_dir(location)
-    count = num_shards or (None if remote else _local_shard_count(location, game, run)) or num_checkpoints(game)
+    real_location = location if remote else check_data_dir(location)
+    count, locations = select_shards(game, run, location, num_shards, process)
     source = join_location(location, f"{game}/run_{run}")
     key = {
         "format": CACHE_FORMAT,
@@ -991,10 +1007,6 @@ def load_atari(
         "block_size": BLOCK_SIZE,
     }
     part, num_parts = process
-    if not 0 <= part < num_parts:
-        raise DataError(f"process {part} is not one of {num_parts} processes")
-    if num_parts > count:
-        raise DataError(f"{count} shards of {game} run {run} cannot be split over {num_parts} processes; use at most {count}")
     if num_parts > 1:
         key["process"] = [part, num_parts]
     path = cache_entry(game, run, data_fraction, cache_dir, process)
@@ -1015,7 +1027,6 @@ def load_atari(
             print(f"The cache {path} {state.problem}; rebuilding it from {source}.", flush=True)
         _remove_leftovers(path)
         try:
-            locations = [join_location(location, shard_name(game, run, i, count)) for i in range(part, count, num_parts)]
             if not remote:
                 _check_local_shards(locations, game, run, location, data_fraction)
             start = time.time()

@@ -352,12 +352,12 @@ def open_feed(
 
 def _planned_steps(source: AtariSource) -> int:
     """Steps of this process's data for the memory check: a matching cache's count, else about 1M per shard."""
-    from common.stream import STEPS_PER_SHARD, local_shard_count
+    from common.stream import STEPS_PER_SHARD
 
     if source.cached_steps is not None:
         return source.cached_steps
     location = atari_data.resolve_data_dir(source.data_dir)
-    count = None if atari_data.is_remote(location) else local_shard_count(location, source.game, source.run)
+    count = None if atari_data.is_remote(location) else atari_data.local_shard_count(location, source.game, source.run)
     count = count or atari_data.num_checkpoints(source.game)
     mine = len(range(source.process[0], count, source.process[1]))
     return int(math.ceil(source.data_fraction * mine * STEPS_PER_SHARD))

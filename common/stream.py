@@ -73,7 +73,6 @@ import os
 import queue
 import threading
 import time
-from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -353,16 +352,6 @@ def host_memory_bound(pool_steps: int, refill_steps: int, workers: int, raw_buff
 # ----------------------------------------------------------------------------------------------
 
 
-def local_shard_count(directory: str, game: str, run: int) -> int | None:
-    """N of the shards run_{run}-*-of-N in a local data directory, if they agree on one."""
-    try:
-        names = [p.name for p in (Path(directory) / game).glob(f"run_{run}-*-of-*")]
-    except OSError:
-        return None
-    counts = {int(c) for c in (n.rsplit("-of-", 1)[-1] for n in names) if c.isdigit()}
-    return counts.pop() if len(counts) == 1 else None
-
-
 def shard_locations(
     game: str, run: int, data_dir: str | os.PathLike | None, num_shards: int | None = None, process: tuple = (0, 1)
 ) -> list[str]:
@@ -374,16 +363,8 @@ def shard_locations(
     location = atari_data.resolve_data_dir(data_dir)
     remote = atari_data.is_remote(location)
     if not remote:
-        atari_data._check_data_dir(location)  # a file or a link loop: the device path's one-line error
-    count = num_shards or (None if remote else local_shard_count(location, game, run)) or atari_data.num_checkpoints(game)
-    part, num_parts = process
-    if not 0 <= part < num_parts:
-        raise DataError(f"process {part} is not one of {num_parts} processes")
-    if num_parts > count:
-        raise DataError(f"{count} shards of {game} run {run} cannot be split over {num_parts} processes; use at most {count}")
-    locations = [
-        atari_data.join_location(location, atari_data.shard_name(game, run, i, count)) for i in range(part, count, num_parts)
-    ]
+        atari_data.check_data_dir(location)  # a file or a link loop: the device path's one-line error
+    count, locations = atari_data.select_shards(game, run, location, num_shards, process)
     missing = [x for x in locations if not remote and not os.path.isfile(x)]
     if missing:
         raise DataError(
