@@ -85,7 +85,8 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import google_crc32c
 import numpy as np
 
-from common.episodes import DataError, Episodes, check_data_fraction, check_values, validate_episodes
+from common.episodes import Episodes, check_data_fraction, check_values, validate_episodes
+from common.errors import DataError
 from common.http_source import DEFAULT_RETRY, RetryPolicy, object_version, stream_blocks
 from common.tfrecord import masked_crc32c, parse_example
 

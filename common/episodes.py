@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from common.errors import DataError  # noqa: F401 - raised here, imported from here by the loaders
+from common.errors import DataError
 
 
 class Episodes(NamedTuple):

@@ -45,7 +45,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import google_crc32c
 
-from common.episodes import DataError
+from common.errors import DataError
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 

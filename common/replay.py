@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.episodes import DataError, Episodes
+from common.episodes import Episodes
+from common.errors import DataError
 
 
 class Store(NamedTuple):

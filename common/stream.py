@@ -81,8 +81,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from common import atari_data
-from common.episodes import DataError, Episodes
-from common.errors import UsageError
+from common.episodes import Episodes
+from common.errors import DataError, UsageError
 from common.replay import Store
 from common.sharding import PROCESS_AXIS, replicate
 

@@ -18,7 +18,8 @@ import pytest
 from common import atari_data
 from common.atari_data import load_atari, read_cache_meta, read_shard
 from common.atari_fixture import RecordedEpisode, episode_example, write_fixture, write_tfrecord_gzip
-from common.episodes import DataError, Episodes, validate_episodes
+from common.episodes import Episodes, validate_episodes
+from common.errors import DataError
 from common.replay import gather_windows, make_store, sample_windows
 
 # Jitted once each: compiling the whole function is much cheaper than dispatching its ops eagerly.

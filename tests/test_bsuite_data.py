@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from common import bsuite_data, tfds_files
-from common.episodes import DataError, Episodes, subset_episode_indices, take_episodes
+from common.episodes import Episodes, subset_episode_indices, take_episodes
+from common.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_DTYPES = {

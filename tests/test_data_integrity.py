@@ -28,7 +28,8 @@ from common.atari_fixture import (
     write_fixture,
     write_tfrecord_gzip,
 )
-from common.episodes import DataError, Episodes, check_values
+from common.episodes import Episodes, check_values
+from common.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 GAME = "Breakout"

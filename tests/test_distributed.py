@@ -22,7 +22,8 @@ from test_replay import synthetic_episodes
 
 from common.atari_data import load_atari
 from common.atari_fixture import write_fixture
-from common.episodes import DataError, process_part
+from common.episodes import process_part
+from common.errors import DataError
 from common.replay import make_store, sample_windows, stack_shards
 
 

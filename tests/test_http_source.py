@@ -17,7 +17,7 @@ from scripts import one_line_error, run_script
 
 from common import atari_data
 from common.atari_fixture import write_fixture
-from common.episodes import DataError
+from common.errors import DataError
 from common.http_source import (
     DEFAULT_RETRY,
     RetryPolicy,

@@ -11,7 +11,7 @@ import pytest
 
 from common import bsuite_data
 from common.bsuite_env import NoisyActions, make_env
-from common.episodes import DataError
+from common.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 EPISODES = 40

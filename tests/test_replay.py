@@ -2,7 +2,8 @@ import jax
 import numpy as np
 import pytest
 
-from common.episodes import DataError, Episodes, subset_episode_indices, validate_episodes
+from common.episodes import Episodes, subset_episode_indices, validate_episodes
+from common.errors import DataError
 from common.replay import check_batch_size, make_store, sample_windows
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from common.atari_data import load_atari
 from common.atari_fixture import write_fixture
-from common.episodes import DataError, Episodes
-from common.errors import UsageError
+from common.episodes import Episodes
+from common.errors import DataError, UsageError
 from common.replay import gather_windows, make_store, sample_windows
 from common.stream import (
     FRAME_SHAPE,
