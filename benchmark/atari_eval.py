@@ -3,7 +3,7 @@
     python benchmark/atari_eval.py                              # Pong, 20 environments x 500 steps
     python benchmark/atari_eval.py --threads 1 2 4 8 16 --repeats 5
 
-One evaluation as the scripts run it (common/atari_env.py): `--num-envs` environments under the
+One evaluation as the scripts run it (common/atari/env.py): `--num-envs` environments under the
 Dopamine protocol (sticky actions 0.25, frame skip 4 with max-pooling, 84x84 grayscale, 4-frame
 stacks) stepped in lockstep with one policy call per agent step for all of them, each episode
 capped at `--max-steps` agent steps. The policy draws uniform random actions with numpy, so the
@@ -73,7 +73,7 @@ def timed_random_policy(num_actions: int, seed: int):
 
 def measure(evaluate, args: Args, **kwargs) -> dict:
     """Medians over `args.repeats` random-policy evaluations: total, setup and stepping seconds, policy seconds, steps."""
-    from common.atari_env import num_actions
+    from common.atari.env import num_actions
 
     runs = []
     for repeat in range(args.repeats):
@@ -96,7 +96,7 @@ def check_args(args: Args) -> None:
 
 
 def main(args: Args) -> None:
-    from common.atari_env import evaluate_atari, evaluate_atari_vector
+    from common.atari.env import evaluate_atari, evaluate_atari_vector
 
     check_args(args)
     command = "python benchmark/atari_eval.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
@@ -137,7 +137,7 @@ def main(args: Args) -> None:
         f"episodes capped at {args.max_steps} agent steps, one uniform-random policy call per step for all "
         f"environments (a network's act call would add the same time to every row). Medians of {args.repeats} "
         f"whole evaluations, split into setup (creating and seeding the environments) and stepping. Speed-ups "
-        f"are against the gymnasium path. The vector rows use common/atari_env.py's evaluate_atari_vector, the "
+        f"are against the gymnasium path. The vector rows use common/atari/env.py's evaluate_atari_vector, the "
         f"default of the scripts' evaluation (one thread per core, at most one per environment, unless told otherwise).",
         "",
         *table,

@@ -5,8 +5,8 @@ and both against what a learner at batch 512 asks for.
     python benchmark/atari_loader.py --game MsPacman --episodes-per-shard 8 --store-frames 0
 
 Stage 1 (shards -> frames): records a small fixture of real ALE gameplay in the on-disk format of
-the public release (common/atari_fixture.py) into a temporary directory, then times
-`common.atari_data.load_atari` reading all of it (data fraction 1.0, `force=True` and a fresh
+the public release (common/atari/fixture.py) into a temporary directory, then times
+`common.loader.load_atari` reading all of it (data fraction 1.0, `force=True` and a fresh
 cache directory, so every shard is read, gunzipped, split into TFRecords whose length and payload
 CRC32Cs are checked, parsed as Examples and cross-checked, every PNG decoded, and the cache arrays
 written and checksummed) with each `--workers` value. Two single-threaded rows split that work:
@@ -86,7 +86,7 @@ class Args:
     out: str = "benchmark/results/atari_loader.md"
     """markdown table to write (relative to the repository root)"""
     stream: bool = False
-    """instead: measure the stream path (common/stream.py) and compare its losses with the device store's"""
+    """instead: measure the stream path (common/atari/stream.py) and compare its losses with the device store's"""
     stream_workers: List[int] = field(default_factory=lambda: [1, 2])
     """--stream: decoding threads to time"""
     stream_seconds: float = 20.0
@@ -121,7 +121,8 @@ def tile_episodes(episodes, min_frames: int):
 
 def stage_shards(args: Args, data_dir: str, cache_root: Path):
     """Stage 1 rows (label, seconds of every run, frames) and the loaded episodes."""
-    from common import atari_data
+    from common.atari import loader
+    from common.atari import shards as shard_reader
 
     episodes = None
 
@@ -130,7 +131,7 @@ def stage_shards(args: Args, data_dir: str, cache_root: Path):
         nonlocal episodes
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # load_atari prints one line per rebuild
-            episodes, _ = atari_data.load_atari(
+            episodes, _ = loader.load_atari(
                 args.game,
                 1,
                 data_dir,
@@ -166,7 +167,7 @@ def stage_shards(args: Args, data_dir: str, cache_root: Path):
     read = []
 
     def read_all():
-        read[:] = [atari_data.read_shard(s, 1.0, args.game) for s in shards]
+        read[:] = [shard_reader.read_shard(s, 1.0, args.game) for s in shards]
 
     runs = timed(read_all, args.repeats)
     pngs = [png for shard in read for ep in shard.episodes for png in ep.pngs]
@@ -175,7 +176,7 @@ def stage_shards(args: Args, data_dir: str, cache_root: Path):
 
     def decode_all():
         for png in pngs:
-            atari_data.decode_frame(png)
+            shard_reader.decode_frame(png)
 
     runs = timed(decode_all, args.repeats)
     rows.append(("decode_frame only, 1 thread (PNG -> 84x84 uint8)", runs, len(pngs)))
@@ -188,7 +189,7 @@ def stage_windows(args: Args, episodes):
     import jax
     import jax.numpy as jnp
 
-    from common.atari_env import num_actions
+    from common.atari.env import num_actions
     from common.replay import make_store, sample_windows
 
     tiled, copies = tile_episodes(episodes, args.store_frames)
@@ -227,7 +228,7 @@ def stage_windows(args: Args, episodes):
 
 
 def main(args: Args) -> None:
-    from common.atari_fixture import write_fixture
+    from common.atari.fixture import write_fixture
 
     command = "python benchmark/atari_loader.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     machine = machine_description()
@@ -288,7 +289,7 @@ def main(args: Args) -> None:
         f"Command: `{command}`",
         "",
         f"Fixture: real ALE {args.game} gameplay (sticky random policy, seed {args.seed}) written in the public "
-        f"release's format (common/atari_fixture.py): {args.num_shards} shards x {args.episodes_per_shard} episodes "
+        f"release's format (common/atari/fixture.py): {args.num_shards} shards x {args.episodes_per_shard} episodes "
         f"of at most {args.max_steps} steps, {steps} stored frames, {shard_bytes / 2**20:.2f} MiB of GZIP TFRecord. "
         f"Stage 1 reads it all (data fraction 1.0, cache forced fresh); the shards are in the OS page cache, so "
         f"this is CPU cost, not disk or network. Medians of {args.repeats} runs after one warm-up.",
@@ -328,9 +329,9 @@ def stream_rate(args: Args, data_dir: str, workers: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from common.atari_env import num_actions
+    from common.atari.env import num_actions
+    from common.atari.stream import StreamingStore, shard_locations
     from common.replay import sample_windows
-    from common.stream import StreamingStore, shard_locations
 
     actions = num_actions(args.game)
     total = jax.jit(
@@ -382,11 +383,11 @@ def compare_losses(args: Args, data_dir: str) -> dict:
     import jax.numpy as jnp
 
     import rosmo
-    from common.atari_data import load_atari
-    from common.atari_env import num_actions
+    from common.atari.env import num_actions
+    from common.atari.loader import load_atari
+    from common.atari.stream import StreamingStore, shard_locations
     from common.replay import make_store
     from common.sharding import data_mesh, replicate
-    from common.stream import StreamingStore, shard_locations
 
     actions = num_actions(args.game)
     # No warm-up: the learning rate is 7e-4 from the first update, so 40 updates move the losses (with the
@@ -435,8 +436,8 @@ def compare_losses(args: Args, data_dir: str) -> dict:
 
 
 def main_stream(args: Args) -> None:
-    from common.atari_fixture import write_fixture
-    from common.stream import DEFAULT_CAPACITY_STEPS, DEFAULT_POOL_STEPS, DEFAULT_REFILL_STEPS, host_memory_bound
+    from common.atari.fixture import write_fixture
+    from common.atari.memory import DEFAULT_CAPACITY_STEPS, DEFAULT_POOL_STEPS, DEFAULT_REFILL_STEPS, host_memory_bound
 
     command = "python benchmark/atari_loader.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="atari_stream_") as tmp:
@@ -480,7 +481,7 @@ def main_stream(args: Args) -> None:
         demand.append(f"| batch 512 x {ups} updates/s | {512 * ups:,} | {need:,.0f} | {math.ceil(need / per_worker)} |")
     bound = host_memory_bound(DEFAULT_POOL_STEPS, DEFAULT_REFILL_STEPS, 4, 0)
     lines = [
-        f"# The stream path (common/stream.py) on {args.game}",
+        f"# The stream path (common/atari/stream.py) on {args.game}",
         "",
         f"Machine: {machine_description()}; the 2 cores are shared with other jobs, so rates are lower bounds.",
         f"Command: `{command}`",

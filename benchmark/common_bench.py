@@ -116,7 +116,7 @@ def comparable_args(algo: str, flags: List[str]) -> Dict[str, Any]:
     """The resolved arguments of FLAGS that decide what a run computes: BOOKKEEPING left out, and on BSuite
     also the flags of the Atari networks alone (their compute precision and torso), which the MLPs ignore."""
     want = {k: v for k, v in resolve_args(algo, flags).items() if k not in BOOKKEEPING}  # puts ROOT on sys.path
-    from common.bsuite_env import BSUITE_ENVS
+    from common.bsuite.env import BSUITE_ENVS
     from common.networks import resolve_compute_dtype
 
     if not want.get("noise"):  # noise-free or Atari data: where the (absent) noise acts changes nothing

@@ -8,7 +8,7 @@
 #
 # On a machine without internet, carry the wheels of requirements.txt for its Python in .wheels/ (made where
 # there is a network: pip download -r requirements.txt -d .wheels --python-version 3.X --only-binary=:all:) and
-# the study's behaviour data (datasets/atari_behaviour/, made by python -m common.atari_behaviour); JAX with CUDA
+# the study's behaviour data (datasets/atari_behaviour/, made by python -m common.atari.behaviour); JAX with CUDA
 # must already be there. The script installs nothing when the packages import.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
     python benchmark/learner.py                                   # rosmo and mzu, batch 512, float32
     python benchmark/learner.py --compute-dtype bfloat16          # on a GPU or TPU
     python benchmark/learner.py --batch-size 16 --num-updates 4   # a quick look on a CPU
-    python benchmark/learner.py --stores device stream            # also the stream path's ring (common/stream.py)
+    python benchmark/learner.py --stores device stream            # also the stream path's ring (common/atari/stream.py)
     python benchmark/learner.py --flops-only                      # each update's FLOPs only, on any machine
 
 For each script it builds the Atari networks of Appendix D.2.1 (Table 3 settings chosen from
@@ -16,7 +16,7 @@ it hands to cuDNN; `--flops-only` prints these counts on any machine without tim
 the search's loop over simulations (mctx) is counted as one simulation: its FLOP/s is a lower
 bound. The peak is measured, not taken from a data sheet: the best of a few square matmuls
 (`--matmul-size`) in the compute dtype. Memory per row: the store's bytes (frames once plus the
-per-step arrays), the update's own memory from XLA's memory analysis (common/stream.py
+per-step arrays), the update's own memory from XLA's memory analysis (common/atari/stream.py
 `update_memory`) and the device's peak bytes in use so far in this process, over the rows measured
 before it too (NaN on a CPU); the
 stream row's store is the ring of `--stream-capacity` steps, whatever the data fraction.
@@ -58,7 +58,7 @@ class Args:
     matmul_size: int = 8192
     """side of the square matmul that measures the peak FLOP/s"""
     stores: List[str] = field(default_factory=lambda: ["device"])
-    """stores to measure: device (--store-frames random frames) and/or stream (common/stream.py's ring)"""
+    """stores to measure: device (--store-frames random frames) and/or stream (common/atari/stream.py's ring)"""
     stream_capacity: int = 131_072
     """steps of the stream ring (its default)"""
     flops_only: bool = False
@@ -90,9 +90,9 @@ def synthetic_store(num_frames: int, episode_length: int = 500):
 
 
 def synthetic_ring(capacity: int, episode_length: int = 500):
-    """The stream path's Store: a Ring (common/stream.py) of `capacity` steps filled with random episodes."""
+    """The stream path's Store: a Ring (common/atari/stream.py) of `capacity` steps filled with random episodes."""
+    from common.atari.stream import Ring
     from common.episodes import Episodes
-    from common.stream import Ring
 
     full = synthetic_store(capacity)
     frames = np.asarray(full.observation)
@@ -138,7 +138,7 @@ def measure(algo: str, args: Args, store) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from common.atari_env import num_actions
+    from common.atari.env import num_actions
     from common.sharding import data_mesh, replicate
 
     module = importlib.import_module(algo)
@@ -175,7 +175,7 @@ def measure(algo: str, args: Args, store) -> dict:
     jax.block_until_ready(metrics)
     seconds = time.perf_counter() - t0
     ups = dispatches * args.updates_per_dispatch / seconds
-    from common.stream import store_bytes, update_memory
+    from common.atari.memory import store_bytes, update_memory
 
     memory = update_memory(chunk, state, store)
     stats = jax.local_devices()[0].memory_stats() or {}

@@ -1,6 +1,6 @@
 """Can bfloat16 be the accelerator default? The learning targets of one trained network in float32 and bfloat16.
 
-    python -m common.atari_fixture --game Pong --run 1 --num-shards 2 --episodes-per-shard 4 \
+    python -m common.atari.fixture --game Pong --run 1 --num-shards 2 --episodes-per-shard 4 \
         --max-steps 500 --out datasets/precision                     # real ALE frames, RL Unplugged format
     python benchmark/precision.py --data-dir datasets/precision         # on a GPU or TPU
     python benchmark/precision.py --data-dir datasets/precision --batch-size 8 --train-updates 4   # a CPU look
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 @dataclass
 class Args:
     data_dir: str
-    """RL Unplugged Atari shards ({data_dir}/{Game}/run_{r}-*), e.g. from `python -m common.atari_fixture`"""
+    """RL Unplugged Atari shards ({data_dir}/{Game}/run_{r}-*), e.g. from `python -m common.atari.fixture`"""
     env_id: str = "Pong"
     """Atari game of the shards"""
     run: int = 1
@@ -121,8 +121,8 @@ def main(args: Args) -> None:
 
     import mzu
     import rosmo
-    from common.atari_data import load_atari
-    from common.atari_env import num_actions as game_actions
+    from common.atari.env import num_actions as game_actions
+    from common.atari.loader import load_atari
     from common.data import ATARI_FRAME_STACK, host_store
     from common.replay import sample_windows
 

@@ -70,7 +70,7 @@ STUDIES = [
     "ablation_regularization",
     "atari_small",
 ]
-# The Atari study on this project's behaviour data (common/atari_behaviour.py): the games, episodes per shard of
+# The Atari study on this project's behaviour data (common/atari/behaviour.py): the games, episodes per shard of
 # their data, and the settings every run shares (the small networks at batch 32, episodes cut at 2,000 agent steps
 # in the data and in evaluation alike, a 200-update warm-up: a tenth of the budget, as 1,000 would be half of it).
 # The budget (3 seeds x 2,000 updates, 10 evaluations of 5 episodes per seed) is what 2 CPU cores do in about 6 hours
@@ -112,7 +112,7 @@ class Args:
     eval_episodes: Optional[int] = None
     """evaluation episodes per seed (default 20; atari_small 5)"""
     atari_data_dir: str = "datasets/atari_small"
-    """atari_small: where its behaviour data is generated (python -m common.atari_behaviour) and read, under --workdir;
+    """atari_small: where its behaviour data is generated (python -m common.atari.behaviour) and read, under --workdir;
     its own directory, as finished runs and kept records are reused by their flags (--data-dir among them)"""
     algos: List[str] = field(default_factory=lambda: list(ROWS))
     """table2: the rows (the algorithms, 'rosmo-data' and 'bc-greedy'), run in this order"""
@@ -896,7 +896,7 @@ def rewrite_from_json(path: str) -> None:
 
 
 def behaviour_summary(args: Args, game: str) -> Optional[dict]:
-    """The behaviour data generator's summary of `game` (common/atari_behaviour.py), if it is there."""
+    """The behaviour data generator's summary of `game` (common/atari/behaviour.py), if it is there."""
     path = Path(args.workdir) / args.atari_data_dir / game / "behaviour_run_1.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -911,7 +911,7 @@ def atari_data_lines(args: Args, games: List[str], data_returns: Dict[str, float
     """The atari_small report's description of its data: per game the mean return of all its episodes, of the
     uniformly random policy (the first shard) and of the planner alone (the last), from the generator's summary."""
     lines = [
-        "The data: common/atari_behaviour.py's look-ahead planner mixed with random actions, epsilon falling from 1 "
+        "The data: common/atari/behaviour.py's look-ahead planner mixed with random actions, epsilon falling from 1 "
         "(shard 0) to 0 (shard 49); episodes and evaluation both cut at 2,000 agent steps; the small networks "
         "(--network-size small) at batch 32. Normalised scores use the game's random and online DQN returns.",
         "",
@@ -940,7 +940,7 @@ def ensure_atari_data(args: Args, games: List[str]) -> None:
     """Generate (or finish generating) the atari_small study's behaviour data of `games`; a game whose data is
     complete is left as it is (the generator skips the shards already written)."""
     for game in games:
-        cmd = [sys.executable, "-m", "common.atari_behaviour", "--game", game, "--out", args.atari_data_dir]
+        cmd = [sys.executable, "-m", "common.atari.behaviour", "--game", game, "--out", args.atari_data_dir]
         cmd += ["--episodes-per-shard", str(ATARI_SMALL_GAMES.get(game, 1))]
         print(f"data: {' '.join(cmd[1:])}", flush=True)
         subprocess.run(cmd, cwd=args.workdir, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -958,7 +958,7 @@ def main(args: Args) -> None:
     if args.eval_every is None:
         args.eval_every = max(args.total_steps // 10, 1)
     if args.study == "atari_small":
-        from common.atari_data import GAMES
+        from common.atari.games import GAMES
 
         unknown = [e for e in (args.envs or []) if e not in GAMES]
         if unknown:

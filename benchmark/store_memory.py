@@ -4,13 +4,13 @@ update at batch 512, for 24, 40 and 80 GB of device memory (an estimate; nothing
     python benchmark/store_memory.py                      # ROSMO, Table 3 settings, 18 actions
     python benchmark/store_memory.py --num-actions 9 --fractions 0.01 0.1
 
-The store sizes are common/stream.py's `store_bytes` (frames once, 84 x 84 uint8, plus 25 bytes of per-step
+The store sizes are common/atari/stream.py's `store_bytes` (frames once, 84 x 84 uint8, plus 25 bytes of per-step
 arrays: about 7.1 KB a step, 1M steps a checkpoint shard, 50 shards a run) and `stream_device_bytes` (the
 default ring of 131,072 steps and two staged chunks). The update's own memory is XLA's memory analysis of
 rosmo.py's jitted update, compiled here for the CPU on shapes only (`jax.eval_shape`, no parameters are
 made): arguments, outputs and temporaries, less the store and the donated state. A GPU compile fuses and
 schedules differently (and bfloat16 halves the activations), so the figures are estimates. The choice is
-`--store auto`'s (common/stream.py `choose_store`): the device store when it fits, else the stream.
+`--store auto`'s (common/atari/stream.py `choose_store`): the device store when it fits, else the stream.
 """
 
 import sys
@@ -44,7 +44,7 @@ def update_bytes(args: Args) -> tuple:
     import jax.numpy as jnp
 
     import rosmo
-    from common.stream import DEFAULT_CAPACITY_STEPS, store_shapes, update_memory
+    from common.atari.memory import DEFAULT_CAPACITY_STEPS, store_shapes, update_memory
 
     run_args = rosmo.apply_env_defaults(
         rosmo.Args(env_id="MsPacman", batch_size=args.batch_size, compute_dtype=args.compute_dtype)
@@ -60,8 +60,7 @@ def update_bytes(args: Args) -> tuple:
 
 
 def main(args: Args) -> None:
-    from common.errors import UsageError
-    from common.stream import (
+    from common.atari.memory import (
         DEFAULT_CAPACITY_STEPS,
         DEFAULT_REFILL_STEPS,
         STEPS_PER_SHARD,
@@ -69,6 +68,7 @@ def main(args: Args) -> None:
         store_bytes,
         stream_device_bytes,
     )
+    from common.errors import UsageError
 
     update, source = update_bytes(args)
     gb = lambda b: f"{b / 1e9:.1f} GB"  # noqa: E731

@@ -12,14 +12,14 @@ depends on the device memory and on the compiled update.
 `open_feed(data, state, train_chunk, store, device_memory_gb, capacity_steps)` then chooses the
 store (`--store {auto,device,stream}`) before the run restores its state:
 
-- the device store: the whole kept data decoded once (Atari: common/atari_data.py and its cache;
+- the device store: the whole kept data decoded once (Atari: common/atari/loader.py and its cache;
   frames stored single, stacked by 4 when windows are sampled) and held whole on every device, the
   same Store at every dispatch (uniform sampling over all transitions; BSuite always);
 - the stream (Atari): a fixed-size ring on every device refilled from the shards by background
-  threads (common/stream.py), a new Store of the same shapes at every dispatch.
+  threads (common/atari/stream.py), a new Store of the same shapes at every dispatch.
 
 `auto` takes the device store when it fits beside the update in one device's memory
-(`common.stream.check_store`: XLA's memory analysis of the update compiled on a ring-shaped store),
+(`common.atari.stream.check_store`: XLA's memory analysis of the update compiled on a ring-shaped store),
 else the stream; a `device` store that does not fit is a one-line UsageError naming the largest
 data fraction that does. Where the devices report no memory limit (a CPU) and `--device-memory-gb`
 is not given, the device store is taken without compiling anything. The returned `Feed` places
@@ -33,14 +33,20 @@ import math
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
-from common import atari_data, bsuite_data
-from common.bsuite_env import BSUITE_ENVS, make_env
+from common.atari import cache, games, loader, memory, stream
+from common.atari import env as atari_env
+from common.atari.http_source import object_version
+from common.bsuite import datasets as bsuite_data
+from common.bsuite.env import BSUITE_ENVS, make_env
 from common.episodes import process_part
 from common.errors import DataError, UsageError
-from common.http_source import object_version
-from common.replay import Store, check_batch_size, make_store
+from common.replay import Store, check_batch_size, make_store, place_store
+from common.sharding import PROCESS_AXIS, check_batch_divisible, data_mesh, replicate
 
 ATARI_FRAME_STACK = 4
 
@@ -67,7 +73,7 @@ class OfflineData(NamedTuple):
 
 
 def is_atari(env_id: str) -> bool:
-    return env_id in atari_data.GAMES
+    return env_id in games.GAMES
 
 
 def check_env_id(env_id: str) -> None:
@@ -76,14 +82,13 @@ def check_env_id(env_id: str) -> None:
         return
     raise UsageError(
         f"unknown --env-id '{env_id}'; valid ids: {', '.join(BSUITE_ENVS)} (BSuite) "
-        f"or an RL Unplugged Atari game: {', '.join(atari_data.GAMES)}"
+        f"or an RL Unplugged Atari game: {', '.join(games.GAMES)}"
     )
 
 
 def host_store(episodes, frame_stack: int = 1) -> Store:
     """`make_store` in host memory (JAX's CPU device when there is one), so that placing it on the
     accelerators later makes the only device copy."""
-    import jax
 
     try:
         cpu = jax.local_devices(backend="cpu")[0]  # this process's own: under jax.distributed devices() is global
@@ -129,24 +134,19 @@ def load_offline_data(
     `jax.distributed` (P processes), process p keeps only its disjoint part: Atari shards p, p + P,
     ...; BSuite episodes p, p + P, ... (process 0 generates a missing BSuite dataset first).
     """
-    import jax
 
     process, num_processes = jax.process_index(), jax.process_count()
     if is_atari(env_id):
-        from common import atari_env
-
         source = _atari_source(env_id, run, data_dir, data_fraction, (process, num_processes))
         info = {
-            "path": atari_data.join_location(atari_data.resolve_data_dir(data_dir), f"{env_id}/run_{run}"),
+            "path": games.join_location(games.resolve_data_dir(data_dir), f"{env_id}/run_{run}"),
             "run": run,
             **({"process": process, "num_processes": num_processes} if num_processes > 1 else {}),
             "data_fraction": data_fraction,
         }
-        obs_shape = (*atari_data.FRAME_SHAPE, ATARI_FRAME_STACK)
+        obs_shape = (*games.FRAME_SHAPE, ATARI_FRAME_STACK)
         return OfflineData(None, atari_env.num_actions(env_id), obs_shape, np.uint8, info, batch_size, source)
     if num_processes > 1:
-        from jax.experimental import multihost_utils
-
         if process > 0:  # wait until process 0 has the dataset (it generates it on first use)
             multihost_utils.sync_global_devices("bsuite data")
         episodes, source = bsuite_data.load_bsuite(
@@ -212,24 +212,24 @@ def _atari_source(game: str, run: int, data_dir: Optional[str], data_fraction: f
     directory holding this process's shards, for a URL that its first shard answers (one HEAD request: a
     wrong address fails here, in one line, before any network is built), unless a decoded cache of the
     request is there (it serves the device store without them). DataError with the fix otherwise."""
-    from common.stream import shard_locations
 
-    atari_data.check_game(game)
-    atari_data.check_run(run)
+    games.check_game(game)
+    games.check_run(run)
     cached = None
     if process[1] == 1:  # a process's part of the data has its own cache; the memory check then estimates
-        manifest = atari_data.read_cache_meta(atari_data.cache_path(game, run, data_fraction))
-        location = atari_data.resolve_data_dir(data_dir)
-        if atari_data.is_remote(location):
-            expected = atari_data.to_url(atari_data.join_location(location, f"{game}/run_{run}"))
+        manifest = cache.read_cache_meta(games.cache_path(game, run, data_fraction))
+        location = games.resolve_data_dir(data_dir)
+        if games.is_remote(location):
+            expected = games.to_url(games.join_location(location, f"{game}/run_{run}"))
         else:
             expected = str(Path(location).resolve() / game / f"run_{run}")
         if manifest and manifest.get("source") == expected and manifest.get("data_fraction") == float(data_fraction):
             cached = int(manifest["steps"])
     if cached is None:
-        first = shard_locations(game, run, data_dir, process=process)[0]  # a missing local directory or shard: DataError
-        if atari_data.is_remote(first):
-            object_version(atari_data.to_url(first))  # a host that does not resolve, HTTP 404, ...: DataError now
+        # a missing local directory or shard: DataError
+        first = stream.shard_locations(game, run, data_dir, process=process)[0]
+        if games.is_remote(first):
+            object_version(games.to_url(first))  # a host that does not resolve, HTTP 404, ...: DataError now
     return AtariSource(game, run, data_dir, float(data_fraction), tuple(process), cached)
 
 
@@ -240,7 +240,7 @@ def _atari_source(game: str, run: int, data_dir: Optional[str], data_fraction: f
 
 class Feed:
     """The Store of each dispatch: the whole data's Store (the same one every time) on the device path,
-    the stream's ring with the newest episodes written in on the stream path (common/stream.py).
+    the stream's ring with the newest episodes written in on the stream path (common/atari/stream.py).
 
     feed = open_feed(data, state, train_chunk, "auto"); state = feed.place(state)
     state, metrics = train_chunk(state, feed.next_store()); ...; feed.close()
@@ -251,7 +251,6 @@ class Feed:
 
     def place(self, state: Any) -> Any:
         """The training state replicated on every device of the feed's mesh (the batch is split over them)."""
-        from common.sharding import replicate
 
         return replicate(state, self.mesh)
 
@@ -284,16 +283,11 @@ def open_feed(
     `state`: the initial training state (only its shapes are used); `train_chunk`: the script's jitted update
     `train_chunk(state, store)` over all devices, compiled once on a ring-shaped store for the memory check
     (Atari, where the devices report their memory or `device_memory_gb` is given). `capacity_steps`: steps of
-    the stream's ring (default common.stream.DEFAULT_CAPACITY_STEPS), refilled a quarter at a time. The batch
+    the stream's ring (default common.atari.stream.DEFAULT_CAPACITY_STEPS), refilled a quarter at a time. The batch
     must split evenly over the devices. Completes `data.info` (results.json's description of the data) with
     the store chosen and the data's size once read (device store) or the ring's (stream); on Atari prints the
     choice's one-line reason. Place the state with `Feed.place` after restoring it.
     """
-    import jax
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from common import stream as streaming
-    from common.sharding import PROCESS_AXIS, check_batch_divisible, data_mesh, place_store
 
     if store not in ("auto", "device", "stream"):
         raise UsageError(f"--store must be auto, device or stream, got {store!r}")
@@ -305,14 +299,14 @@ def open_feed(
         return Feed(mesh, store=place_store(data.store, mesh))
 
     source = data.atari
-    capacity = int(capacity_steps or streaming.DEFAULT_CAPACITY_STEPS)
-    ring = streaming.ring_settings(capacity)
-    steps, available = _planned_steps(source), streaming.device_memory_bytes(device_memory_gb)
+    capacity = int(capacity_steps or memory.DEFAULT_CAPACITY_STEPS)
+    ring = memory.ring_settings(capacity)
+    steps, available = _planned_steps(source), memory.device_memory_bytes(device_memory_gb)
     if mesh.shape[PROCESS_AXIS] > 1:  # one choice for all processes: the largest part, the smallest device
         steps, available = _agree(steps, available)
     replicated = NamedSharding(mesh, PartitionSpec())
     shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=replicated), state)
-    choice = streaming.check_store(
+    choice = memory.check_store(
         store,
         train_chunk,
         shapes,
@@ -325,18 +319,18 @@ def open_feed(
     )
     print(f"store: {choice.reason}", flush=True)
     capacity = choice.capacity_steps  # --store auto may shrink the ring to the memory given
-    ring = streaming.ring_settings(capacity)
+    ring = memory.ring_settings(capacity)
     game, run, fraction, process = source.game, source.run, source.data_fraction, source.process
     if choice.store == "device":
-        episodes, path = atari_data.load_atari(game, run, source.data_dir, fraction, process=process)
+        episodes, path = loader.load_atari(game, run, source.data_dir, fraction, process=process)
         whole = host_store(episodes, frame_stack=ATARI_FRAME_STACK)
         check_batch_size(whole, data.batch_size)
-        manifest = atari_data.read_cache_meta(atari_data.cache_entry(game, run, fraction, process=process)) or {}
+        manifest = cache.read_cache_meta(games.cache_entry(game, run, fraction, process=process)) or {}
         data.info.update(store="device", **_describe(episodes, path, fraction, *process, manifest.get("mean_return")))
         del episodes
         return Feed(mesh, store=place_store(whole, mesh))
-    locations = streaming.shard_locations(game, run, source.data_dir, process=process)
-    stream = streaming.StreamingStore(
+    locations = stream.shard_locations(game, run, source.data_dir, process=process)
+    ring_store = stream.StreamingStore(
         locations, game, fraction, capacity_steps=capacity, **ring, seed=process[0], mesh=mesh, frame_stack=ATARI_FRAME_STACK
     )
     part = f" (part {process[0] + 1} of {process[1]})" if process[1] > 1 else ""
@@ -347,25 +341,23 @@ def open_feed(
         flush=True,
     )
     data.info.update(store="stream", capacity_steps=capacity, refill_steps=ring["refill_steps"], shards=len(locations))
-    return Feed(mesh, stream=stream)
+    return Feed(mesh, stream=ring_store)
 
 
 def _planned_steps(source: AtariSource) -> int:
     """Steps of this process's data for the memory check: a matching cache's count, else about 1M per shard."""
-    from common.stream import STEPS_PER_SHARD
 
     if source.cached_steps is not None:
         return source.cached_steps
-    location = atari_data.resolve_data_dir(source.data_dir)
-    count = None if atari_data.is_remote(location) else atari_data.local_shard_count(location, source.game, source.run)
-    count = count or atari_data.num_checkpoints(source.game)
+    location = games.resolve_data_dir(source.data_dir)
+    count = None if games.is_remote(location) else loader.local_shard_count(location, source.game, source.run)
+    count = count or games.num_checkpoints(source.game)
     mine = len(range(source.process[0], count, source.process[1]))
-    return int(math.ceil(source.data_fraction * mine * STEPS_PER_SHARD))
+    return int(math.ceil(source.data_fraction * mine * memory.STEPS_PER_SHARD))
 
 
 def _agree(steps: int, available: Optional[int]) -> tuple:
     """(largest steps, smallest reported device memory or None) over all processes (a collective)."""
-    from jax.experimental import multihost_utils
 
     values = np.asarray(multihost_utils.process_allgather(np.array([steps, -1 if available is None else available])))
     values = values.reshape(-1, 2)

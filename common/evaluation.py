@@ -5,8 +5,8 @@ step the policy is called once for all of them (one jitted call for every seed a
 the host steps each live environment, and finished ones wait until the slowest is done.
 Returns are the undiscounted environment returns. `make_evaluator` wraps a jitted, seed-vmapped
 acting function of an algorithm script into `evaluate(params, key)`: on BSuite with `evaluate_bsuite`,
-on Atari with `make_atari_evaluator`. The environments come from common/bsuite_env.py and
-common/atari_env.py (which imports nothing of this module); this module holds no data reading and
+on Atari with `make_atari_evaluator`. The environments come from common/bsuite/env.py and
+common/atari/env.py (which imports nothing of this module); this module holds no data reading and
 no training code.
 
 Videos (--capture-video): after each evaluation, `record_episode` plays one more episode with the
@@ -22,10 +22,15 @@ import time
 from pathlib import Path
 from typing import Callable, List, Literal, Optional, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from common.bsuite_env import BSUITE_ENVS, make_env
+from common.atari import env as atari_env
+from common.atari.env import MAX_EPISODE_STEPS, make_atari_env
+from common.bsuite.env import BSUITE_ENVS, make_env
 from common.errors import UsageError
+from common.sharding import local_copy
 
 VIDEO_MAX_STEPS = 2_000  # agent steps of a recorded episode at most (over 2 minutes at Atari's 15 steps/s)
 VIDEO_ENVS_BSUITE = ("catch",)  # BSuite tasks whose observation is a picture
@@ -34,7 +39,7 @@ CATCH_SCALE = 20  # pixels per cell of catch's 10x5 board
 
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
     """An mp4 (H.264 through imageio's bundled ffmpeg) of `frames`, each [H, W, 3] uint8 with H and W even."""
-    import imageio.v3 as iio
+    import imageio.v3 as iio  # only --capture-video needs it (and its ffmpeg): imported when a video is written
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +74,6 @@ def record_episode(
             if timestep.last():
                 break
         return frames
-    from common.atari_env import MAX_EPISODE_STEPS, make_atari_env
 
     env = make_atari_env(env_id, env_seed, max_episode_steps or MAX_EPISODE_STEPS)
     try:
@@ -97,8 +101,6 @@ def check_video(env_id: str) -> None:
 def per_seed_keys(key, seeds: Sequence[int]):
     """One key per agent [S]: fold_in(key, seed), so seed s's evaluation does not depend on the other seeds of
     a vmapped run (it acts as a one-seed run with seed s would)."""
-    import jax
-    import jax.numpy as jnp
 
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(list(seeds), jnp.uint32))
 
@@ -111,7 +113,6 @@ def split_per_seed(keys):
 
 @functools.lru_cache(maxsize=None)
 def _split_per_seed():
-    import jax
 
     def split(keys):
         pairs = jax.vmap(jax.random.split)(keys)  # [S, 2, ...]
@@ -164,7 +165,7 @@ def make_evaluator(
     """`evaluate(params, key, step=None) -> mean return per seed [S]` for a jitted, seed-vmapped acting function.
 
     `act(params [S, ...], observation [S, E, *obs_shape], keys [S]) -> actions [S, E]`; BSuite
-    observations are flattened to vectors, Atari games (common/atari_env.py) give stacked frames.
+    observations are flattened to vectors, Atari games (common/atari/env.py) give stacked frames.
     Seed s acts with its own chain fold_in(`key`, s), split afresh at every step, so sampled policies
     differ between steps, seed s of a vmapped run acts as a one-seed run with seed s would (given the
     same `key`), and an evaluation depends on nothing but `params` and `key`: a script that derives `key` from its
@@ -175,9 +176,6 @@ def make_evaluator(
     every call also records one episode (see the module docstring) to
     `video_dir`/update_{step}_seed{seed}.mp4 (`step` names the file; `evaluate.videos` lists them).
     """
-    import jax
-
-    from common.sharding import local_copy
 
     if video_dir is not None:
         check_video(env_id)
@@ -254,7 +252,6 @@ def make_atari_evaluator(
 
     if backend not in ("vector", "gymnasium"):
         raise ValueError(f"unknown Atari evaluation backend {backend!r}; use 'vector' or 'gymnasium'")
-    from common import atari_env
 
     max_episode_steps = atari_env.MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
     state = {"keys": per_seed_keys(key, seeds)}  # [S]

@@ -1,5 +1,5 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never a part. Shared by the run
-files (common/runs.py: results.json, checkpoints) and the data modules (common/atari_behaviour.py); no JAX
+files (common/runs.py: results.json, checkpoints) and the data modules (common/atari/behaviour.py); no JAX
 here, so any data module can use it."""
 
 import os

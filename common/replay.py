@@ -26,14 +26,17 @@ Sampling inside the jitted update means no host round trip per batch. This modul
 loss code and imports no network.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from common.episodes import Episodes
 from common.errors import DataError
+from common.sharding import PROCESS_AXIS, replicate
 
 
 class Store(NamedTuple):
@@ -166,3 +169,16 @@ def sample_windows(store: Store, key: jax.Array, batch_size: int, length: int, n
     start = store.starts[jax.random.randint(start_key, (batch_size,), 0, store.num_starts)]
     random_action = jax.random.randint(action_key, (batch_size, length), 0, num_actions)
     return gather_windows(store, start, length, random_action)
+
+
+def place_store(store: Any, mesh: Mesh) -> Any:
+    """The data store on the devices: replicated with one process; with P processes, this process's
+    part joins the others' in one global store [P, ...], part p on process p's devices."""
+    if mesh.shape[PROCESS_AXIS] == 1:
+        return replicate(store, mesh)
+    sizes = multihost_utils.process_allgather(np.array([store.action.shape[0], store.starts.shape[0]]))
+    num_steps, num_starts = (int(v) for v in np.max(sizes.reshape(-1, 2), axis=0))
+    local = pad_store(store, num_steps, num_starts)
+    sharding = NamedSharding(mesh, PartitionSpec(PROCESS_AXIS))
+    count = mesh.shape[PROCESS_AXIS]
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x[None], (count, *x.shape)), local)

@@ -11,12 +11,11 @@ sampled whatever the device count, and the loss is the same mean: 4 devices give
 
 Several hosts (`--distributed`): `init_distributed` starts JAX's multi-process runtime
 (`jax.distributed.initialize`); every process loads only its own disjoint part of the data
-(common/data.py) and `place_store` makes the parts one global store [P, ...] whose part p lives
-on process p's devices, where its windows are sampled (common/replay.py). Only process 0 writes
+(common/data.py) and common/replay.py's `place_store` makes the parts one global store [P, ...] whose
+part p lives on process p's devices, where its windows are sampled. Only process 0 writes
 outputs and evaluates (`local_copy` gives it the replicated parameters as local arrays).
 
-`to_devices` does the placement a script needs in one call: the mesh, the batch check, the
-replicated state and the placed store. This module holds no model or loss code.
+This module holds no store, model or loss code.
 """
 
 import os
@@ -76,23 +75,6 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def place_store(store: Any, mesh: Mesh) -> Any:
-    """The data store on the devices: replicated with one process; with P processes, this process's
-    part joins the others' in one global store [P, ...], part p on process p's devices."""
-    if mesh.shape[PROCESS_AXIS] == 1:
-        return replicate(store, mesh)
-    from jax.experimental import multihost_utils
-
-    from common.replay import pad_store
-
-    sizes = multihost_utils.process_allgather(np.array([store.action.shape[0], store.starts.shape[0]]))
-    num_steps, num_starts = (int(v) for v in np.max(sizes.reshape(-1, 2), axis=0))
-    local = pad_store(store, num_steps, num_starts)
-    sharding = NamedSharding(mesh, PartitionSpec(PROCESS_AXIS))
-    count = mesh.shape[PROCESS_AXIS]
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x[None], (count, *x.shape)), local)
-
-
 def shard_batch(tree: Any, mesh: Mesh) -> Any:
     """Inside jit: split the leading (batch) axis of every leaf over all the devices of `mesh`."""
     if mesh.size == 1:
@@ -128,11 +110,3 @@ def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
     """The batch must split evenly over the devices."""
     if batch_size % mesh.size:
         raise UsageError(f"--batch-size {batch_size} does not split over {mesh.size} devices; use a multiple of {mesh.size}")
-
-
-def to_devices(state: Any, store: Any, batch_size: int) -> tuple:
-    """(state replicated, store placed, mesh) over every device of every process; the batch of
-    `batch_size` windows must split evenly over the devices (one-line UsageError otherwise)."""
-    mesh = data_mesh()
-    check_batch_divisible(batch_size, mesh)
-    return replicate(state, mesh), place_store(store, mesh), mesh

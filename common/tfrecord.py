@@ -8,8 +8,8 @@ tf.train.Example is a protobuf message `Features features = 1`, where Features i
 (packed for floats and int64s). The encoder here writes what protobuf's deterministic serialization
 writes (map entries in key order, packed lists), so TFDS and TensorFlow read the records unchanged;
 the decoder also takes unpacked lists and entries in any order, as protobuf readers must. Both the
-RL Unplugged Atari shards (common/atari_data.py, common/atari_fixture.py) and the BSuite TFDS
-directories (common/tfds_files.py) use it. The module knows no dataset, feature layout or episode.
+RL Unplugged Atari shards (common/atari/shards.py, common/atari/fixture.py) and the BSuite TFDS
+directories (common/bsuite/tfds_files.py) use it. The module knows no dataset, feature layout or episode.
 """
 
 from __future__ import annotations

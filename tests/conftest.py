@@ -64,7 +64,7 @@ def catch_data(tmp_path_factory):
     (the name records the episode count, so it never stands in for the standard dataset of a data root)."""
     root = tmp_path_factory.mktemp("data")
     out = subprocess.run(
-        [sys.executable, "-m", "common.bsuite_data", "--env-id", "catch", "--num-episodes", "60", "--data-dir", str(root)],
+        [sys.executable, "-m", "common.bsuite.datasets", "--env-id", "catch", "--num-episodes", "60", "--data-dir", str(root)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The behaviour data generator (common/atari_behaviour.py): epsilon across shards, the planner leaving the emulator
+"""The behaviour data generator (common/atari/behaviour.py): epsilon across shards, the planner leaving the emulator
 as it found it, the files read back by the project's RL Unplugged reader, resuming, and refusing other settings."""
 
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from common.atari_behaviour import Args, generate, plan, shard_epsilon
-from common.atari_data import load_atari
-from common.atari_env import make_single_frame_env
+from common.atari.behaviour import TRACKERS, Args, check_args, generate, plan, record_behaviour_episode, shard_epsilon, track
+from common.atari.env import make_single_frame_env
+from common.atari.loader import load_atari
 
 GAME = "Breakout"
 
@@ -48,6 +48,42 @@ def test_ties_go_to_the_first_action_unless_asked_to_be_random():
     assert {plan(ale, action_set, rng, depth=3, life_penalty=10.0) for _ in range(8)} == {0}
     assert len({plan(ale, action_set, rng, depth=3, life_penalty=10.0, ties="random") for _ in range(16)}) > 1
     env.close()
+
+
+def test_the_tracker_moves_the_paddle_towards_the_ball_and_serves_when_none_is_in_play():
+    """Hand-made RAM: Breakout's paddle x at RAM 72, ball x at 99, ball y at 101 (0: no ball); aim = ball - 8."""
+    tracker = TRACKERS["Breakout"]
+    ram = np.zeros(128, np.uint8)
+    ram[101] = 0
+    assert track(ram, tracker) == 1  # FIRE serves
+    ram[101], ram[99] = 120, 100  # aim 92
+    for paddle, action in ((80, 2), (87, 2), (88, 0), (96, 0), (97, 3), (150, 3)):  # RIGHT, NOOP within 4, LEFT
+        ram[72] = paddle
+        assert track(ram, tracker) == action, paddle
+    pong = TRACKERS["Pong"]  # Pong's RIGHT (2) moves up, lowering the paddle's y: the moves are the other way round
+    ram = np.zeros(128, np.uint8)
+    ram[49], ram[54], ram[51] = 100, 120, 60  # ball below the paddle: move down (LEFT, 3)
+    assert track(ram, pong) == 3
+    ram[51] = 180
+    assert track(ram, pong) == 2
+
+
+@pytest.mark.parametrize("game", sorted(TRACKERS))
+def test_the_tracker_outscores_the_random_policy(game):
+    """Deterministic play (sticky actions off) for 400 agent steps: the tracker alone (epsilon 0) scores more than
+    the uniform random policy (epsilon 1). A tracker that moved the paddle away from the ball would not."""
+    scores = {}
+    for epsilon in (0.0, 1.0):
+        env = make_single_frame_env(game, 0, max_episode_steps=400, sticky_action_probability=0)
+        episode = record_behaviour_episode(env, np.random.default_rng(0), epsilon, 1, 0.0, tracker=TRACKERS[game])
+        scores[epsilon] = float(np.sum(episode.reward))
+        env.close()
+    assert scores[0.0] > scores[1.0] + 2, scores
+
+
+def test_the_tracker_is_refused_for_a_game_it_does_not_know(tmp_path):
+    with pytest.raises(ValueError, match="--controller tracker knows"):
+        check_args(Args(out=str(tmp_path), game="MsPacman", controller="tracker"))
 
 
 @pytest.fixture(scope="module")

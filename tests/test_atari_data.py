@@ -1,5 +1,5 @@
 """RL Unplugged Atari reader: shards of real ALE gameplay written in the public on-disk format,
-read back by TFDS's own parser and by common/atari_data.py (locally, over HTTP, from the cache),
+read back by TFDS's own parser and by common/atari/ (locally, over HTTP, from the cache),
 frame-stacked windows, and the one-line errors."""
 
 import functools
@@ -15,9 +15,11 @@ import jax
 import numpy as np
 import pytest
 
-from common import atari_data
-from common.atari_data import load_atari, read_cache_meta, read_shard
-from common.atari_fixture import RecordedEpisode, episode_example, write_fixture, write_tfrecord_gzip
+from common.atari import games
+from common.atari.cache import read_cache_meta
+from common.atari.fixture import RecordedEpisode, episode_example, write_fixture, write_tfrecord_gzip
+from common.atari.loader import load_atari
+from common.atari.shards import read_shard
 from common.episodes import Episodes, validate_episodes
 from common.errors import DataError
 from common.replay import gather_windows, make_store, sample_windows
@@ -115,7 +117,7 @@ def test_fixture_shards_parse_unchanged_with_tfds_atari_utils(shards, tmp_path):
     loaded, _ = load_atari(GAME, 1, out, 1.0, cache_dir=tmp_path, progress=False)
     offset = 0
     for index, shard in enumerate(recorded):
-        path = out / atari_data.shard_name(GAME, 1, index, 2)
+        path = out / games.shard_name(GAME, 1, index, 2)
         examples = list(tf.data.TFRecordDataset(str(path), compression_type="GZIP"))  # checks framing CRCs
         assert len(examples) == len(shard)
         for e, (serialized, ep) in enumerate(zip(examples, shard)):
@@ -243,7 +245,7 @@ def test_remote_streaming_over_http_matches_local_and_stops_early(shards, tmp_pa
     half_remote, _ = load_atari(GAME, 1, url, 0.5, cache_dir=tmp_path / "remote", num_shards=2, progress=False)
     half_local, _ = load_atari(GAME, 1, out, 0.5, cache_dir=tmp_path / "local", progress=False)
     assert_episodes_equal(half_remote, half_local)
-    meta = read_cache_meta(atari_data.cache_path(GAME, 1, 0.5, tmp_path / "remote"))
+    meta = read_cache_meta(games.cache_path(GAME, 1, 0.5, tmp_path / "remote"))
     # Reading stops before the end of every stream (past the kept records only to check the next one).
     assert all(s["bytes_read"] <= s["size"] and not s["complete"] for s in meta["shards"])
     kept = [s["episodes"] for s in meta["shards"]]
@@ -253,12 +255,12 @@ def test_remote_streaming_over_http_matches_local_and_stops_early(shards, tmp_pa
 
 
 def test_gs_urls_read_over_https_from_storage_googleapis():
-    assert atari_data.to_url("gs://rl_unplugged/atari_episodes_ordered/Pong/run_1-00000-of-00050") == (
+    assert games.to_url("gs://rl_unplugged/atari_episodes_ordered/Pong/run_1-00000-of-00050") == (
         "https://storage.googleapis.com/rl_unplugged/atari_episodes_ordered/Pong/run_1-00000-of-00050"
     )
-    assert atari_data.resolve_data_dir(None) in (atari_data.PUBLIC_DATA_DIR, os.environ.get("ROSMO_ATARI_DATA_DIR"))
-    assert [atari_data.num_checkpoints(g) for g in ("Pong", "Carnival", "Gravitar", "StarGunner")] == [50, 49, 49, 49]
-    assert len(atari_data.GAMES) == 46
+    assert games.resolve_data_dir(None) in (games.PUBLIC_DATA_DIR, os.environ.get("ROSMO_ATARI_DATA_DIR"))
+    assert [games.num_checkpoints(g) for g in ("Pong", "Carnival", "Gravitar", "StarGunner")] == [50, 49, 49, 49]
+    assert len(games.GAMES) == 46
 
 
 def test_second_load_reads_only_the_cache(shards, tmp_path, http_server):
@@ -282,7 +284,7 @@ def test_unknown_game_error_lists_the_rl_unplugged_games(tmp_path):
     with pytest.raises(DataError) as excinfo:
         load_atari("Tetris", 1, tmp_path, 0.01, cache_dir=tmp_path)
     message = one_line_error(excinfo)
-    assert "'Tetris' is not an RL Unplugged Atari game" in message and ", ".join(atari_data.GAMES) in message
+    assert "'Tetris' is not an RL Unplugged Atari game" in message and ", ".join(games.GAMES) in message
 
 
 def test_missing_local_data_error_gives_the_fetch_commands(tmp_path):
@@ -291,7 +293,7 @@ def test_missing_local_data_error_gives_the_fetch_commands(tmp_path):
     message = one_line_error(excinfo)
     assert f"no {tmp_path}/Pong/run_1-00000-of-00050" in message
     assert "gsutil -m cp 'gs://rl_unplugged/atari_episodes_ordered/Pong/run_1-*'" in message
-    assert "python -m common.atari_data --game Pong --run 1 --fraction 0.01" in message
+    assert "python -m common.atari.loader --game Pong --run 1 --fraction 0.01" in message
 
 
 def test_a_missing_shard_is_named(shards, tmp_path):
@@ -347,16 +349,16 @@ def test_action_outside_the_minimal_action_set_is_an_error(tmp_path):
 def test_command_lines_write_and_cache_a_fixture(shards, tmp_path):
     run = functools.partial(subprocess.run, cwd=ROOT, capture_output=True, text=True, timeout=300)
     args = [f"--{k.replace('_', '-')}={v}" for k, v in FIXTURE.items()]
-    out = run([sys.executable, "-m", "common.atari_fixture", *args, "--out", str(tmp_path / "data")])
+    out = run([sys.executable, "-m", "common.atari.fixture", *args, "--out", str(tmp_path / "data")])
     assert out.returncode == 0, out.stderr
     for name in ("run_1-00000-of-00002", "run_1-00001-of-00002"):  # deterministic: the same bytes
         assert (tmp_path / "data" / GAME / name).read_bytes() == (shards[0] / GAME / name).read_bytes()
     command = ["--game", GAME, "--fraction", "1.0", "--data-dir", str(tmp_path / "data"), "--cache-dir", str(tmp_path)]
-    out = run([sys.executable, "-m", "common.atari_data", *command])
+    out = run([sys.executable, "-m", "common.atari.loader", *command])
     assert out.returncode == 0, out.stderr
     assert f"episodes 6  transitions {sum(len(e.action) for s in shards[1] for e in s)}" in out.stdout
-    assert (atari_data.cache_path(GAME, 1, 1.0, tmp_path) / "observation.npy").is_file()
-    out = run([sys.executable, "-m", "common.atari_data", "--game", "Tetris"])
+    assert (games.cache_path(GAME, 1, 1.0, tmp_path) / "observation.npy").is_file()
+    out = run([sys.executable, "-m", "common.atari.loader", "--game", "Tetris"])
     assert out.returncode == 2 and out.stderr.startswith("error: 'Tetris' is not an RL Unplugged Atari game")
 
 
@@ -370,6 +372,6 @@ def test_the_data_mean_return_is_the_game_score_beside_the_clipped_one(tmp_path)
         path, [episode_example(0, i, RecordedEpisode(frames, np.ones(3), r, True)) for i, r in enumerate(rewards)]
     )
     load_atari(GAME, 1, tmp_path, 1.0, cache_dir=tmp_path, progress=False)
-    manifest = read_cache_meta(atari_data.cache_entry(GAME, 1, 1.0, tmp_path))
+    manifest = read_cache_meta(games.cache_entry(GAME, 1, 1.0, tmp_path))
     assert manifest["mean_return"] == pytest.approx((11.0 + -2.0) / 2)
     assert manifest["mean_clipped_return"] == pytest.approx((2.0 + 0.0) / 2)

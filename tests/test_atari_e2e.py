@@ -1,6 +1,6 @@
 """End-to-end Atari runs of the scripts on an RL Unplugged fixture recorded from real ALE play.
 
-`python -m common.atari_fixture` writes a few short Pong episodes in the exact RL Unplugged
+`python -m common.atari.fixture` writes a few short Pong episodes in the exact RL Unplugged
 shard format; the scripts train on them for a few updates with the Atari networks of
 Appendix D.2.1 and evaluate in the real game (episodes capped at a few steps, a one-step unroll:
 these ResNets take a minute to compile on a CPU).
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scripts import ROOT, one_line_error, optimised_env, run_script, run_scripts
 
-from common.stream import MIN_RING_STEPS
+from common.atari.memory import MIN_RING_STEPS
 
 # One dispatch of 2 updates at batch 4, one evaluation episode capped at 12 agent steps.
 BUDGET = "--batch-size 4 --total-steps 4 --eval-every 4 --updates-per-dispatch 2 --eval-episodes 1 --eval-max-steps 12"
@@ -28,7 +28,7 @@ def pong_shards(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "common.atari_fixture",
+            "common.atari.fixture",
             "--game",
             "Pong",
             "--run",

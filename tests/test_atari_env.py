@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from common.atari_env import (
+from common.atari.env import (
     evaluate_atari,
     evaluate_atari_vector,
     make_atari_env,
@@ -133,13 +133,13 @@ def test_atari_evaluator_rejects_an_unknown_backend():
 def test_make_evaluator_runs_atari_in_the_vector_env_and_records_seconds_of_every_evaluation(monkeypatch):
     import jax
 
-    import common.atari_env
+    import common.atari.env
     from common.evaluation import make_evaluator
 
     def gymnasium_path(*args, **kwargs):
         raise AssertionError("Atari evaluation took the gymnasium path")
 
-    monkeypatch.setattr(common.atari_env, "evaluate_atari", gymnasium_path)
+    monkeypatch.setattr(common.atari.env, "evaluate_atari", gymnasium_path)
 
     seen = []
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import bsuite_data, tfds_files
+from common.bsuite import datasets as bsuite_data
+from common.bsuite import tfds_files
+from common.bsuite.behaviour import episode_to_rlds
 from common.episodes import Episodes, subset_episode_indices, take_episodes
 from common.errors import DataError
 
@@ -35,7 +37,7 @@ def _tfds():
 
 
 def _read_raw(path: Path) -> list[dict]:
-    """Every episode as stored, read by common/tfds_files.py (no TensorFlow)."""
+    """Every episode as stored, read by common/bsuite/tfds_files.py (no TensorFlow)."""
     return list(tfds_files.read_examples(path))
 
 
@@ -114,7 +116,7 @@ def test_unknown_env_and_bad_noise_raise(tmp_path):
 
 def test_episode_to_rlds_pads_the_last_step():
     obs = [np.full((1, 3), i, np.float32) for i in range(4)]
-    steps = bsuite_data.episode_to_rlds(obs, [2, 1, 0], [-1.0, -1.0, -1.0], [1.0, 1.0, 0.0])
+    steps = episode_to_rlds(obs, [2, 1, 0], [-1.0, -1.0, -1.0], [1.0, 1.0, 0.0])
     np.testing.assert_array_equal(steps["action"], [2, 1, 0, 0])
     np.testing.assert_array_equal(steps["reward"], [-1, -1, -1, 0])
     np.testing.assert_array_equal(steps["discount"], [1, 1, 0, 0])
@@ -122,7 +124,7 @@ def test_episode_to_rlds_pads_the_last_step():
     np.testing.assert_array_equal(steps["is_last"], [False, False, False, True])
     np.testing.assert_array_equal(steps["is_terminal"], [False, False, False, True])
     assert steps["observation"].shape == (4, 1, 3) and steps["observation"][3, 0, 0] == 3
-    truncated = bsuite_data.episode_to_rlds(obs[:2], [1], [-1.0], [1.0])
+    truncated = episode_to_rlds(obs[:2], [1], [-1.0], [1.0])
     assert not truncated["is_terminal"].any()
 
 
@@ -237,8 +239,8 @@ def test_generating_and_reading_a_dataset_needs_no_tensorflow(tmp_path, catch_fu
     it), and gives the episodes this process reads."""
     code = (
         "import sys, numpy as np; sys.modules.update(dict.fromkeys(['tensorflow', 'tensorflow_datasets'])); "
-        "from common import bsuite_data; bsuite_data.NUM_EPISODES['catch'] = 30; "
-        "e, _ = bsuite_data.load_bsuite('catch', 0.1, sys.argv[1], data_fraction=0.5, generate_data=True); "
+        "from common.bsuite import datasets; datasets.NUM_EPISODES['catch'] = 30; "
+        "e, _ = datasets.load_bsuite('catch', 0.1, sys.argv[1], data_fraction=0.5, generate_data=True); "
         "assert not [m for m, v in sys.modules.items() if m.startswith('tensorflow') and v is not None]; "
         "np.savez(sys.argv[2], *e)"
     )
@@ -261,7 +263,7 @@ def test_a_script_starts_without_importing_tensorflow():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")]
-    assert "common.bsuite_data" in imported and "jax" in imported
+    assert "common.bsuite.datasets" in imported and "jax" in imported
     assert not [name for name in imported if name.split(".")[0] in ("tensorflow", "tensorflow_datasets")]
 
 
@@ -291,8 +293,8 @@ def test_missing_dataset_names_the_path_and_the_command(tmp_path):
         bsuite_data.read_episodes(path)
     message = str(error.value)
     assert str(path) in message and "\n" not in message
-    assert "python -m common.bsuite_data --env-id cartpole --noise 0.3" in message
-    with pytest.raises(DataError, match="python -m common.bsuite_data --env-id cartpole --noise 0.3"):
+    assert "python -m common.bsuite.datasets --env-id cartpole --noise 0.3" in message
+    with pytest.raises(DataError, match="python -m common.bsuite.datasets --env-id cartpole --noise 0.3"):
         bsuite_data.load_bsuite("cartpole", 0.3, tmp_path, generate_if_missing=False)
 
 
@@ -325,7 +327,7 @@ def test_a_damaged_dataset_outside_the_layout_gets_this_runs_command_not_a_templ
         bsuite_data.load_bsuite("catch", 0.1, mine, noise_in="environment")
     message = str(error.value)
     assert str(mine) in message and "\n" not in message
-    assert "python -m common.bsuite_data --env-id catch --noise 0.1 --data-dir datasets" in message
+    assert "python -m common.bsuite.datasets --env-id catch --noise 0.1 --data-dir datasets" in message
     assert "ENV_ID" not in message and "DATA_ROOT" not in message
 
 
@@ -411,7 +413,7 @@ def test_is_terminal_follows_the_final_discount_when_absent():
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "common.bsuite_data", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "common.bsuite.datasets", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
 
 

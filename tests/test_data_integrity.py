@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import atari_data
-from common.atari_data import cache_path, cache_problem, load_atari, read_cache_meta, read_shard
-from common.atari_fixture import (
+from common import tfrecord
+from common.atari.cache import cache_problem, read_cache_meta
+from common.atari.fixture import (
     bytes_feature,
     encode_example,
     encode_png,
@@ -28,6 +28,9 @@ from common.atari_fixture import (
     write_fixture,
     write_tfrecord_gzip,
 )
+from common.atari.games import cache_path
+from common.atari.loader import load_atari
+from common.atari.shards import read_shard
 from common.episodes import Episodes, check_values
 from common.errors import DataError
 
@@ -104,10 +107,7 @@ def framed(record: bytes, crc_of: bytes) -> bytes:
     """One TFRecord whose payload CRC is that of `crc_of` (a forged record when it is not `record`)."""
     length = struct.pack("<Q", len(record))
     return (
-        length
-        + struct.pack("<I", atari_data.masked_crc32c(length))
-        + record
-        + struct.pack("<I", atari_data.masked_crc32c(crc_of))
+        length + struct.pack("<I", tfrecord.masked_crc32c(length)) + record + struct.pack("<I", tfrecord.masked_crc32c(crc_of))
     )
 
 
@@ -198,7 +198,7 @@ def test_check_values_names_the_episode_and_step_of_the_first_bad_value():
 
 
 def test_bsuite_episodes_with_a_non_finite_reward_or_a_bad_action_are_refused(tmp_path):
-    from common import bsuite_data
+    from common.bsuite import datasets as bsuite_data
 
     def steps(reward, action):
         return {
@@ -283,7 +283,7 @@ def test_a_changed_source_rebuilds_and_a_corrupt_cache_is_rebuilt_or_refused(dat
 def test_full_disk_cache_file_and_link_loops_are_one_line_errors(data, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(atari_data.shutil, "disk_usage", lambda p: usage._replace(free=3 * 2**20))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=3 * 2**20))
     with pytest.raises(DataError) as excinfo:
         load(data, cache)
     message = one_line(excinfo)
@@ -316,11 +316,11 @@ def test_full_disk_cache_file_and_link_loops_are_one_line_errors(data, tmp_path,
 
 CHILD = """
 import sys, time
-from common import atari_data
+from common.atari import loader, shards
 
-decode = atari_data.decode_frame
-atari_data.decode_frame = lambda png: (time.sleep(float(sys.argv[4])), decode(png))[1]  # a slow builder
-episodes, _ = atari_data.load_atari(
+decode = shards.decode_frame
+shards.decode_frame = lambda png: (time.sleep(float(sys.argv[4])), decode(png))[1]  # a slow builder
+episodes, _ = loader.load_atari(
     "Breakout", 1, sys.argv[1], 1.0, cache_dir=sys.argv[2], workers=1, progress=False, num_shards=int(sys.argv[3])
 )
 print("loaded", episodes.num_episodes, episodes.num_steps, int(episodes.observation.sum()), flush=True)

@@ -20,8 +20,8 @@ import pytest
 from scripts import ROOT, SMALL, one_line_error
 from test_replay import synthetic_episodes
 
-from common.atari_data import load_atari
-from common.atari_fixture import write_fixture
+from common.atari.fixture import write_fixture
+from common.atari.loader import load_atari
 from common.episodes import process_part
 from common.errors import DataError
 from common.replay import make_store, sample_windows, stack_shards

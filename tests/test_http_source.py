@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 from scripts import one_line_error, run_script
 
-from common import atari_data
-from common.atari_fixture import write_fixture
-from common.errors import DataError
-from common.http_source import (
+from common.atari import cache, games, loader
+from common.atari.fixture import write_fixture
+from common.atari.http_source import (
     DEFAULT_RETRY,
     RetryPolicy,
     backoff_delay,
@@ -27,6 +26,7 @@ from common.http_source import (
     stream_blocks,
     unreachable,
 )
+from common.errors import DataError
 
 FAST = RetryPolicy(attempts=5, base_delay_s=0.001, max_delay_s=0.01, deadline_s=30.0, timeout_s=10.0)
 BODY = bytes(random.Random(0).getrandbits(8) for _ in range(50_000))
@@ -297,7 +297,7 @@ def test_a_script_given_an_address_that_cannot_work_stops_within_seconds_in_one_
 
 
 def test_a_refusal_after_the_server_answered_is_a_restart_and_retried(serve, monkeypatch):
-    from common import http_source
+    from common.atari import http_source
 
     real, calls = http_source._open, []
 
@@ -328,28 +328,28 @@ def fixture_shards(tmp_path_factory):
 
 def test_load_atari_over_a_flaky_server_matches_the_local_read_and_a_change_is_refused(serve, fixture_shards, tmp_path):
     objects, local = fixture_shards
-    expected, _ = atari_data.load_atari(GAME, 1, local, 1.0, cache_dir=tmp_path / "local", progress=False)
+    expected, _ = loader.load_atari(GAME, 1, local, 1.0, cache_dir=tmp_path / "local", progress=False)
     script = Scripted(objects, faults=["503", "drop", "drop"], retry_after="0")
     url = serve(script)
-    loaded, _ = atari_data.load_atari(
+    loaded, _ = loader.load_atari(
         GAME, 1, url, 1.0, cache_dir=tmp_path / "remote", num_shards=2, workers=1, progress=False, retry=FAST
     )
     for name in expected._fields:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(expected, name), err_msg=name)
-    manifest = atari_data.read_cache_meta(atari_data.cache_path(GAME, 1, 1.0, tmp_path / "remote"))
+    manifest = cache.read_cache_meta(games.cache_path(GAME, 1, 1.0, tmp_path / "remote"))
     assert [s["version"]["etag"] for s in manifest["shards"]] == ['"v0"', '"v0"']
 
     changing = Scripted(objects, faults=["drop", "change"])
     with pytest.raises(DataError) as excinfo:
-        atari_data.load_atari(
+        loader.load_atari(
             GAME, 1, serve(changing), 1.0, cache_dir=tmp_path / "other", num_shards=2, workers=1, progress=False, retry=FAST
         )
     assert "changed while it was being read" in one_line(excinfo)
 
     # The cached copy is used while the object stands (HEAD only), and rebuilt once it changes.
     count = len([r for r in script.requests if r[0] == "GET"])
-    atari_data.load_atari(GAME, 1, url, 1.0, cache_dir=tmp_path / "remote", num_shards=2, progress=False, retry=FAST)
+    loader.load_atari(GAME, 1, url, 1.0, cache_dir=tmp_path / "remote", num_shards=2, progress=False, retry=FAST)
     assert len([r for r in script.requests if r[0] == "GET"]) == count
     script.changed(f"/{GAME}/run_1-00001-of-00002")
     with pytest.raises(DataError, match="is corrupt"):  # the changed bytes fail the record checksums
-        atari_data.load_atari(GAME, 1, url, 1.0, cache_dir=tmp_path / "remote", num_shards=2, progress=False, retry=FAST)
+        loader.load_atari(GAME, 1, url, 1.0, cache_dir=tmp_path / "remote", num_shards=2, progress=False, retry=FAST)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import bsuite_data
-from common.bsuite_env import NoisyActions, make_env
+from common.bsuite import datasets as bsuite_data
+from common.bsuite.env import NoisyActions, make_env
 from common.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]

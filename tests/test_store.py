@@ -22,7 +22,7 @@ import pytest
 from scripts import one_line_error, optimizer_of, run_script
 from test_replay import synthetic_episodes
 
-from common.atari_fixture import write_fixture
+from common.atari.fixture import write_fixture
 from common.data import OfflineData, host_store, load_offline_data, open_feed
 from common.errors import UsageError
 from common.replay import gather_windows, pad_store, sample_windows

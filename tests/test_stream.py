@@ -1,4 +1,4 @@
-"""The streaming Atari store (common/stream.py): the ring's windows equal the device store's, padding
+"""The streaming Atari store (common/atari/stream.py): the ring's windows equal the device store's, padding
 and dropped episodes are never sampled, shapes never change, the background readers stream the
 recorded fixture's episodes exactly and report errors, and the memory check chooses a store."""
 
@@ -10,22 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common.atari_data import load_atari
-from common.atari_fixture import write_fixture
+from common.atari.fixture import write_fixture
+from common.atari.loader import load_atari
+from common.atari.memory import FRAME_SHAPE, choose_store, device_memory_bytes, largest_fraction, store_bytes, update_memory
+from common.atari.stream import Ring, StreamingStore, shard_locations
 from common.episodes import Episodes
 from common.errors import DataError, UsageError
 from common.replay import gather_windows, make_store, sample_windows
-from common.stream import (
-    FRAME_SHAPE,
-    Ring,
-    StreamingStore,
-    choose_store,
-    device_memory_bytes,
-    largest_fraction,
-    shard_locations,
-    store_bytes,
-    update_memory,
-)
 
 gather = jax.jit(gather_windows, static_argnums=2)
 sample = jax.jit(sample_windows, static_argnums=(2, 3, 4))
@@ -308,7 +299,7 @@ def test_choose_store_takes_the_device_store_when_it_fits_and_the_stream_otherwi
 
 
 def test_auto_streams_on_a_smaller_ring_where_the_requested_one_does_not_fit_and_never_stops():
-    from common.stream import MIN_RING_STEPS, shrunk_ring, stream_device_bytes
+    from common.atari.memory import MIN_RING_STEPS, shrunk_ring, stream_device_bytes
 
     plan = dict(data_steps=500_000, data_fraction=0.01, update_bytes=5_000_000, capacity_steps=131_072, refill_steps=32_768)
     # 0.1 GB: the default ring needs 1.39 GB; halved 5 times, 4096 steps need 29 + 14.5 + 5 = 48.5 MB, 8192 steps 97 MB.
@@ -347,7 +338,7 @@ def test_a_device_store_that_does_not_fit_is_a_one_line_error_naming_the_fractio
 
 
 def test_check_store_lowers_the_update_on_a_ring_and_applies_the_device_memory_override():
-    from common.stream import check_store
+    from common.atari.memory import check_store
 
     state = {"w": jnp.ones((32, 32))}
     update = jax.jit(lambda s, st: ({"w": s["w"] * sum(jnp.mean(x.astype(jnp.float32)) for x in st)}, {}))

@@ -1,4 +1,4 @@
-"""TFDS builder directories and TFRecord files without TensorFlow (common/tfds_files.py, common/tfrecord.py),
+"""TFDS builder directories and TFRecord files without TensorFlow (common/bsuite/tfds_files.py, common/tfrecord.py),
 checked against TFDS itself where it is installed (requirements-dev.txt): what TFDS writes, the project reads,
 and what the project writes, TFDS reads and would have written byte for byte."""
 
@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common import tfds_files, tfrecord
-from common.tfds_files import Sequence, Tensor
+from common import tfrecord
+from common.bsuite import tfds_files
+from common.bsuite.tfds_files import Sequence, Tensor
 
 # A small RLDS dataset TFDS 4.9.10 wrote (`_write_with_tfds(root, "other_rlds", OTHER_RLDS_FEATURES, {"train":
 # other_rlds_examples()})`, checked below where TFDS is installed): steps without discount or is_terminal, a

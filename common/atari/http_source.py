@@ -28,7 +28,7 @@ and what it refuses:
 
 Every error is a `DataError` with a one-line message naming the URL. `object_version(url)` asks
 for the version only (HEAD), for checking that a cached copy is still current. This module knows
-nothing of the data format; common/atari_data.py splits the stream into records.
+nothing of the data format; common/atari/shards.py splits the stream into records.
 """
 
 from __future__ import annotations

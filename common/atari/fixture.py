@@ -1,10 +1,10 @@
 """Small RL Unplugged Atari shards of real ALE gameplay, for tests and for trying the pipeline offline.
 
-`write_fixture` plays `game` under the Dopamine protocol (common/atari_env.py, single frames) with a
+`write_fixture` plays `game` under the Dopamine protocol (common/atari/env.py, single frames) with a
 seeded sticky random behaviour policy (with probability `repeat_probability` the previous action
 again, else a uniform one; 0 gives the uniform random policy) and writes the episodes in the
 on-disk format of the public episodic ordered release: `{out}/{Game}/run_{r}-{i:05d}-of-{N:05d}`,
-GZIP-compressed TFRecord, one tf.train.Example per whole episode (see common/atari_data.py).
+GZIP-compressed TFRecord, one tf.train.Example per whole episode (see common/atari/shards.py).
 An episode of T transitions is stored as T + 1 steps, as TFDS's parser expects: observations o_0..o_T
 (84x84x1 grayscale PNGs), actions a_0..a_{T-1} then 0, rewards r_1..r_T then 0, and discounts
 d_0..d_T where d_i is the discount on arriving at o_i: 1, except d_T = 0 when o_T is terminal
@@ -13,7 +13,7 @@ clipped to [-1, 1]; `unclipped_rewards` and `episode_return` hold the raw game r
 public data both hold clipped values). Shard i is checkpoint i; episode_idx counts from 0 within
 a shard. Everything follows from `seed`, `run` and the shard index. Records are written by the
 small encoder of common/tfrecord.py (protobuf wire format, TFRecord framing with CRC32C, gzip); TFDS's own parser
-reads them back unchanged (tests/test_atari_data.py). Command line: `python -m common.atari_fixture
+reads them back unchanged (tests/test_atari_data.py). Command line: `python -m common.atari.fixture
 --game Pong --run 1 --num-shards 2 --episodes-per-shard 2 --max-steps 120 --out DIR [--seed 0]`.
 """
 
@@ -27,8 +27,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from common.atari_data import check_game, check_run, shard_name
-from common.atari_env import make_single_frame_env, num_actions
+from common.atari.env import make_single_frame_env, num_actions
+from common.atari.games import check_game, check_run, shard_name
 from common.tfrecord import bytes_feature, encode_example, float_feature, int64_feature, write_tfrecord_gzip
 
 # ----------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tyro
 
     args = tyro.cli(
-        Args, args=argv, prog="python -m common.atari_fixture", description="Write small RL Unplugged Atari shards."
+        Args, args=argv, prog="python -m common.atari.fixture", description="Write small RL Unplugged Atari shards."
     )
     for name in ("num_shards", "episodes_per_shard", "max_steps"):
         if getattr(args, name) < 1:

@@ -3,7 +3,7 @@
 `BSUITE_ENVS` names the three tasks of the paper; `make_env` builds one, seeded, optionally with
 the paper's stochastic transitions (Appendix E): with probability `noise` the action it is given is
 replaced by a uniformly random one before it is executed (`NoisyActions`). This is the BSuite
-counterpart of common/atari_env.py: it holds no data reading, generation or learning code.
+counterpart of common/atari/env.py: it holds no data reading, generation or learning code.
 """
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from common.errors import DataError
 
 BSUITE_ENVS = ("catch", "cartpole", "mountain_car")
-NOISE_IN = ("environment", "behaviour")  # where a dataset's action noise acts (common/bsuite_data.py)
+NOISE_IN = ("environment", "behaviour")  # where a dataset's action noise acts (common/bsuite/datasets.py)
 
 
 def check_env_id(env_id: str) -> None:
@@ -59,3 +59,8 @@ def _make_bsuite_env(env_id: str, seed: int):
     from bsuite.environments import mountain_car
 
     return mountain_car.MountainCar(seed=seed)
+
+
+def check_noise_in(noise_in: str) -> None:
+    if noise_in not in NOISE_IN:
+        raise DataError(f"--noise-in must be one of {', '.join(NOISE_IN)}, got {noise_in!r}")
