@@ -8,7 +8,7 @@
 #
 # On a machine without internet, carry the wheels of requirements.txt for its Python in .wheels/ (made where
 # there is a network: pip download -r requirements.txt -d .wheels --python-version 3.X --only-binary=:all:) and
-# the study's behaviour data (datasets/atari_behaviour/, made by python -m common.atari.behaviour); JAX with CUDA
+# the study's behaviour data (datasets/atari_tracker/, made by python -m common.atari.behaviour --controller tracker); JAX with CUDA
 # must already be there. The script installs nothing when the packages import.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,13 +35,13 @@ done
 
 # 2. The small Atari study's first run (ROSMO on Breakout, 3 seeds, 10k updates) with the paper-size networks, as
 #    far as 4 minutes take it; its results.json (with its devices) and the TensorBoard files are under runs/.
-if [ -d datasets/atari_behaviour/Breakout ]; then
-    timeout 240 $PY rosmo.py --env-id Breakout --data-dir datasets/atari_behaviour --network-size paper \
+if [ -d datasets/atari_tracker/Breakout ]; then
+    timeout 240 $PY rosmo.py --env-id Breakout --data-dir datasets/atari_tracker --network-size paper \
         --batch-size 32 --eval-max-steps 2000 --num-seeds 3 --total-steps 10000 --eval-every 1000 --eval-episodes 5 \
         --exp-name gpu_atari_small_paper 2>&1 | tail -5 | tee "$OUT/atari_small_paper.log"
     cp runs/Breakout__gpu_atari_small_paper__*/results.json "$OUT/atari_small_paper_results.json" 2>/dev/null
 else
-    echo "no datasets/atari_behaviour/Breakout: skipping the study run (carry the data)" | tee "$OUT/atari_small_paper.log"
+    echo "no datasets/atari_tracker/Breakout: skipping the study run (carry the data)" | tee "$OUT/atari_small_paper.log"
 fi
 cp benchmark/results/learner_gpu_*.md "$OUT/" 2>/dev/null
 echo "done: $OUT"
