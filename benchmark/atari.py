@@ -1,8 +1,8 @@
 """The paper's Atari protocol as one command: 12 RL Unplugged games x the algorithms x 3 seeds, IQM.
 
-    python benchmark/atari.py                                              # paper: 12 games, 6 algorithms, 200k updates
-    python benchmark/atari.py --algos rosmo mzu --games MsPacman Pong --compute-dtype bfloat16
-    python benchmark/atari.py --dry-run                                    # list the runs
+    python -m benchmark.atari                                              # paper: 12 games, 6 algorithms, 200k updates
+    python -m benchmark.atari --algos rosmo mzu --games MsPacman Pong --compute-dtype bfloat16
+    python -m benchmark.atari --dry-run                                    # list the runs
 
 For accelerators (one run of 200k updates at batch 512 is hours on a GPU and weeks on a CPU).
 Every (algorithm, game) is one run of the script with its seeds vmapped (`--num-seeds`); runs
@@ -18,20 +18,18 @@ DQN returns of common/scores.py (defined for the paper's 12 games).
 """
 
 import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-import aggregate as agg
 import numpy as np
 import tyro
-from common_bench import ROOT, Config, device_backend, machine_description, run_configs, write_report
 
-sys.path.insert(0, str(ROOT))
-from common.networks import resolve_compute_dtype  # noqa: E402
-from common.scores import ATARI_SCORES  # noqa: E402
+from benchmark import aggregate as agg
+from benchmark.common_bench import ROOT, Config, device_backend, machine_description, run_configs, write_report
+from common.networks import resolve_compute_dtype
+from common.scores import ATARI_SCORES
 
 PAPER_GAMES = list(ATARI_SCORES)
 PAPER_IQM = {"rosmo": 1.94, "mzu": 1.51, "crr": 1.05, "cql": 0.835}  # paper Fig. 3, final IQM normalised score
@@ -138,7 +136,7 @@ def main(args: Args) -> None:
         f"{args.data_fraction:g} of run {args.run} of each game, {args.eval_episodes} evaluation episodes per seed every "
         f"{args.eval_every} updates, compute {resolve_compute_dtype(args.compute_dtype, device_backend())}. "
         f"Machine: {machine}.",
-        f"Command: `python benchmark/atari.py --games {' '.join(args.games)} --algos {' '.join(args.algos)} "
+        f"Command: `python -m benchmark.atari --games {' '.join(args.games)} --algos {' '.join(args.algos)} "
         f"--num-seeds {args.num_seeds} --total-steps {args.total_steps}` (+ the flags above). "
         f"This invocation took {(time.time() - start) / 60:.1f} min.",
         "",

@@ -1,7 +1,7 @@
 """Atari evaluation: gymnasium environments one after another against ALE's threaded vector environment.
 
-    python benchmark/atari_eval.py                              # Pong, 20 environments x 500 steps
-    python benchmark/atari_eval.py --threads 1 2 4 8 16 --repeats 5
+    python -m benchmark.atari_eval                              # Pong, 20 environments x 500 steps
+    python -m benchmark.atari_eval --threads 1 2 4 8 16 --repeats 5
 
 One evaluation as the scripts run it (common/atari/env.py): `--num-envs` environments under the
 Dopamine protocol (sticky actions 0.25, frame skip 4 with max-pooling, 84x84 grayscale, 4-frame
@@ -30,10 +30,8 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description, write_report
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmark.common_bench import ROOT, machine_description, write_report
 
 
 @dataclass
@@ -99,7 +97,7 @@ def main(args: Args) -> None:
     from common.atari.env import evaluate_atari, evaluate_atari_vector
 
     check_args(args)
-    command = "python benchmark/atari_eval.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m benchmark.atari_eval" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     machine = machine_description()
     rows = [("gymnasium, one env after another", 1, measure(evaluate_atari, args))]
     print(f"gymnasium: {rows[0][2]['total']:.2f} s", flush=True)

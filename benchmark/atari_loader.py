@@ -1,8 +1,8 @@
 """RL Unplugged Atari input pipeline: decoded frames/s from shards, sampled windows/s from the store,
 and both against what a learner at batch 512 asks for.
 
-    python benchmark/atari_loader.py                                      # Pong, 2 shards, 100k-frame store
-    python benchmark/atari_loader.py --game MsPacman --episodes-per-shard 8 --store-frames 0
+    python -m benchmark.atari_loader                                      # Pong, 2 shards, 100k-frame store
+    python -m benchmark.atari_loader --game MsPacman --episodes-per-shard 8 --store-frames 0
 
 Stage 1 (shards -> frames): records a small fixture of real ALE gameplay in the on-disk format of
 the public release (common/atari/fixture.py) into a temporary directory, then times
@@ -46,10 +46,8 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description, script_optimizer, write_report
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmark.common_bench import ROOT, machine_description, script_optimizer, write_report
 
 UNROLL_STEPS = 5  # K, paper Table 3
 TD_STEPS = 5  # n, paper Table 3
@@ -230,7 +228,7 @@ def stage_windows(args: Args, episodes):
 def main(args: Args) -> None:
     from common.atari.fixture import write_fixture
 
-    command = "python benchmark/atari_loader.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m benchmark.atari_loader" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     machine = machine_description()
     with tempfile.TemporaryDirectory(prefix="atari_loader_") as tmp:
         data_dir = str(Path(tmp) / "shards")
@@ -439,7 +437,7 @@ def main_stream(args: Args) -> None:
     from common.atari.fixture import write_fixture
     from common.atari.memory import DEFAULT_CAPACITY_STEPS, DEFAULT_POOL_STEPS, DEFAULT_REFILL_STEPS, host_memory_bound
 
-    command = "python benchmark/atari_loader.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m benchmark.atari_loader" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="atari_stream_") as tmp:
         data_dir = str(Path(tmp) / "shards")
         recorded = write_fixture(data_dir, args.game, 1, args.num_shards, args.episodes_per_shard, args.max_steps, args.seed)

@@ -1,7 +1,7 @@
 """Final returns of algorithm scripts on the BSuite tasks, as one table.
 
-    python benchmark/bsuite_returns.py                                   # rosmo, 3 tasks, 3 seeds, 50k updates
-    python benchmark/bsuite_returns.py --envs catch --total-steps 20000
+    python -m benchmark.bsuite_returns                                   # rosmo, 3 tasks, 3 seeds, 50k updates
+    python -m benchmark.bsuite_returns --envs catch --total-steps 20000
 
 Every (algorithm, task) is one run of the script with all seeds vmapped (`--num-seeds`).
 Resumable: a configuration whose finished results.json already exists under runs/ is not run
@@ -17,7 +17,8 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, find_results, machine_description, run_algorithm, write_report
+
+from benchmark.common_bench import ROOT, find_results, machine_description, run_algorithm, write_report
 
 
 @dataclass
@@ -111,7 +112,7 @@ def main(args: Args) -> None:
         f"# BSuite final returns ({args.total_steps // 1000}k updates)",
         "",
         f"{header}. Machine: {machine_description()}.",
-        f"Command: `python benchmark/bsuite_returns.py --algos {' '.join(args.algos)} --envs {' '.join(args.envs)} "
+        f"Command: `python -m benchmark.bsuite_returns --algos {' '.join(args.algos)} --envs {' '.join(args.envs)} "
         f"--num-seeds {args.num_seeds} --total-steps {args.total_steps} --noise {args.noise} --eval-every {args.eval_every}` "
         "(finished runs are reused, so a row may come from an earlier invocation with another --eval-every)",
         "",

@@ -35,8 +35,6 @@ def machine_description() -> str:
 def write_report(path: Path, lines: List[str], data: Optional[dict] = None, indent: int = 1) -> None:
     """Write a benchmark's Markdown report `lines` to `path`, and `data` as JSON beside it (same stem, .json),
     each atomically (a killed benchmark leaves the last good table), and say so."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from common.files import write_atomic
 
     path = Path(path)
@@ -141,8 +139,6 @@ def resolve_args(algo: str, flags: List[str]) -> Dict[str, Any]:
 
     import tyro
 
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     try:
         module = importlib.import_module(algo)
     except ImportError as e:  # e.g. common/ changed on disk after this process imported it
@@ -169,8 +165,6 @@ def script_defaults(algo: str) -> Dict[str, Any]:
     import dataclasses
     import importlib
 
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     fields = dataclasses.fields(importlib.import_module(algo).Args)
     declared = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
     return json.loads(json.dumps({**declared, **EARLIER_VALUES.get(algo, {})}, default=str))

@@ -29,7 +29,7 @@ $PY -c "import jax; print('devices:', jax.devices())" | tee "$OUT/devices.txt"
 
 # 1. Learner throughput at the paper's size (Table 3: batch 512), both precisions: about 2 minutes each.
 for dtype in bfloat16 float32; do
-    timeout 240 $PY benchmark/learner.py --algos rosmo mzu --compute-dtype "$dtype" --num-updates 50 \
+    timeout 240 $PY -m benchmark.learner --algos rosmo mzu --compute-dtype "$dtype" --num-updates 50 \
         --out "benchmark/results/learner_gpu_${dtype}.md" 2>&1 | tail -4 | tee -a "$OUT/learner.log"
 done
 

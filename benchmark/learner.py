@@ -1,10 +1,10 @@
 """Atari learner throughput and achieved FLOP/s against the device's measured peak.
 
-    python benchmark/learner.py                                   # rosmo and mzu, batch 512, float32
-    python benchmark/learner.py --compute-dtype bfloat16          # on a GPU or TPU
-    python benchmark/learner.py --batch-size 16 --num-updates 4   # a quick look on a CPU
-    python benchmark/learner.py --stores device stream            # also the stream path's ring (common/atari/stream.py)
-    python benchmark/learner.py --flops-only                      # each update's FLOPs only, on any machine
+    python -m benchmark.learner                                   # rosmo and mzu, batch 512, float32
+    python -m benchmark.learner --compute-dtype bfloat16          # on a GPU or TPU
+    python -m benchmark.learner --batch-size 16 --num-updates 4   # a quick look on a CPU
+    python -m benchmark.learner --stores device stream            # also the stream path's ring (common/atari/stream.py)
+    python -m benchmark.learner --flops-only                      # each update's FLOPs only, on any machine
 
 For each script it builds the Atari networks of Appendix D.2.1 (Table 3 settings chosen from
 --env-id), a device store of random 84x84 frames (the update's cost does not depend on the
@@ -24,7 +24,6 @@ Writes benchmark/results/learner_{platform}_{precision}.md.
 """
 
 import importlib
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,8 @@ from typing import List
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description, script_optimizer, write_report
 
-sys.path.insert(0, str(ROOT))
+from benchmark.common_bench import ROOT, machine_description, script_optimizer, write_report
 
 
 @dataclass
@@ -242,7 +240,7 @@ def main(args: Args) -> None:
         f"{args.batch_size}, compute {args.compute_dtype}, {args.num_updates} timed updates in dispatches of "
         f"{args.updates_per_dispatch}, compilation excluded. Peak: best {args.matmul_size}^3 matmul, "
         f"{peak / 1e12:.2f} TFLOP/s.",
-        f"Command: `python benchmark/learner.py --algos {' '.join(args.algos)} --network-size {args.network_size} "
+        f"Command: `python -m benchmark.learner --algos {' '.join(args.algos)} --network-size {args.network_size} "
         f"--batch-size {args.batch_size} "
         f"--compute-dtype {args.compute_dtype} --num-updates {args.num_updates} --stores {' '.join(args.stores)}`",
         "",

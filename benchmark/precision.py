@@ -2,8 +2,8 @@
 
     python -m common.atari.fixture --game Pong --run 1 --num-shards 2 --episodes-per-shard 4 \
         --max-steps 500 --out datasets/precision                     # real ALE frames, RL Unplugged format
-    python benchmark/precision.py --data-dir datasets/precision         # on a GPU or TPU
-    python benchmark/precision.py --data-dir datasets/precision --batch-size 8 --train-updates 4   # a CPU look
+    python -m benchmark.precision --data-dir datasets/precision         # on a GPU or TPU
+    python -m benchmark.precision --data-dir datasets/precision --batch-size 8 --train-updates 4   # a CPU look
 
 The MuZero network of Appendix D.2.1 (the model ROSMO and MZU share) is trained `--train-updates`
 updates by rosmo.py's own update in float32 on the Atari data of `--data-dir`, so that its
@@ -27,16 +27,14 @@ larger than its key-to-key spread. Writes benchmark/results/precision_{platform}
 """
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tyro
-from common_bench import ROOT, machine_description, script_optimizer, write_report
 
-sys.path.insert(0, str(ROOT))
+from benchmark.common_bench import ROOT, machine_description, script_optimizer, write_report
 
 
 @dataclass
@@ -202,7 +200,7 @@ def main(args: Args) -> None:
         f"Machine: {machine_description()}. Data: {args.env_id} run {args.run} from `{args.data_dir}` "
         f"({store.action.shape[0]} steps). The Atari MuZero network trained {args.train_updates} float32 ROSMO "
         f"updates (batch {args.train_batch_size}), then one batch of {args.batch_size} windows, {K + 1} states each.",
-        f"Command: `python benchmark/precision.py --data-dir {args.data_dir} --env-id {args.env_id} "
+        f"Command: `python -m benchmark.precision --data-dir {args.data_dir} --env-id {args.env_id} "
         f"--batch-size {args.batch_size} --train-updates {args.train_updates} --train-batch-size {args.train_batch_size}`",
         "",
         "| target | compared | KL mean | KL p99 | KL max | TV mean | argmax agrees | mean abs value diff | mean abs value |",

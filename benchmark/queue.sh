@@ -13,23 +13,23 @@
 # 4. The six methods on Atari with the small networks and behaviour data: last, until a budget this machine affords
 #    is shown to learn there (docs/atari.md, "Why ROSMO did not learn").
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 
 BSUITE=(--num-seeds 5 --total-steps 50000 --lr-decay-steps 25000)
-$PY reproduce.py --study table2 --envs cartpole mountain_car "${BSUITE[@]}" \
+$PY -m benchmark.reproduce --study table2 --envs cartpole mountain_car "${BSUITE[@]}" \
     --algos rosmo mzu mzu_q cql crr bc bc-greedy rosmo-data
-$PY time_to_score.py results/table2_cartpole_mountain_car_50k.json
-$PY reproduce.py --study noise --envs catch "${BSUITE[@]}"
+$PY -m benchmark.time_to_score benchmark/results/table2_cartpole_mountain_car_50k.json
+$PY -m benchmark.reproduce --study noise --envs catch "${BSUITE[@]}"
 
-$PY reproduce.py --study search_budget --envs cartpole mountain_car --num-seeds 3 --total-steps 50000 \
+$PY -m benchmark.reproduce --study search_budget --envs cartpole mountain_car --num-seeds 3 --total-steps 50000 \
     --lr-decay-steps 25000 --searches muzero gumbel --simulations 2 4 --depths 0
 
 # 3. The choices made on the reported seeds, made again on seeds they never saw (5-7): the learning-rate schedule of
 #    every row (ROSMO on cartpole) and CQL's setting (its sweep); their reports carry _seeds5-7 in their names.
-$PY reproduce.py --study lr_decay --seed 5 --num-seeds 3 --total-steps 50000
-$PY reproduce.py --study cql_sweep --seed 5 --num-seeds 3 --total-steps 50000 --lr-decay-steps 25000
+$PY -m benchmark.reproduce --study lr_decay --seed 5 --num-seeds 3 --total-steps 50000
+$PY -m benchmark.reproduce --study cql_sweep --seed 5 --num-seeds 3 --total-steps 50000 --lr-decay-steps 25000
 
 # 4. Atari (data first: about 3 CPU-hours for Breakout and Pong).
-$PY reproduce.py --study atari_small
-$PY time_to_score.py results/atari_small_2k.json
+$PY -m benchmark.reproduce --study atari_small
+$PY -m benchmark.time_to_score benchmark/results/atari_small_30k.json

@@ -1,10 +1,10 @@
 """One-command reproductions of the paper's BSuite study (Section 4, Table 1, Table 2, Fig. 2, Fig. 4).
 
-    python benchmark/reproduce.py --study table2                      # paper budget: 5 seeds x 200k updates
-    python benchmark/reproduce.py --study noise --num-seeds 3 --total-steps 10000   # a CPU-sized budget
-    python benchmark/reproduce.py --study all --dry-run                # list every run it would do
-    python benchmark/reproduce.py --study all --report-only            # tables from the runs finished so far
-    python benchmark/reproduce.py --from-json benchmark/results/table2_50k.json   # rewrite a kept report from its JSON
+    python -m benchmark.reproduce --study table2                      # paper budget: 5 seeds x 200k updates
+    python -m benchmark.reproduce --study noise --num-seeds 3 --total-steps 10000   # a CPU-sized budget
+    python -m benchmark.reproduce --study all --dry-run                # list every run it would do
+    python -m benchmark.reproduce --study all --report-only            # tables from the runs finished so far
+    python -m benchmark.reproduce --from-json benchmark/results/table2_50k.json   # rewrite a kept report from its JSON
 
 Studies (each one runs the algorithm scripts with all seeds of a configuration vmapped in one
 process, `--num-seeds`):
@@ -44,12 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional
 
-import aggregate as agg
 import numpy as np
 import tyro
-from common_bench import RECORDS, ROOT, Config, machine_description, run_configs, write_report
 
-sys.path.insert(0, str(ROOT))  # common/ (score tables)
+from benchmark import aggregate as agg
+from benchmark.common_bench import RECORDS, ROOT, Config, machine_description, run_configs, write_report
 
 BSUITE = ["catch", "cartpole", "mountain_car"]
 ALGOS = ["rosmo", "mzu", "mzu_q", "crr", "cql", "bc"]
@@ -643,7 +642,7 @@ def write_study(
     searches = study == "search_budget" and args.searches != ["muzero"]  # MZU's searches compared, ROSMO beside
     has_x = any(r["x"] is not None for r in rows)
     command = (
-        f"python benchmark/reproduce.py --study {study} --envs {' '.join(envs)} --num-seeds {args.num_seeds} "
+        f"python -m benchmark.reproduce --study {study} --envs {' '.join(envs)} --num-seeds {args.num_seeds} "
         f"--total-steps {args.total_steps} --eval-every {args.eval_every}"
         + (f" --seed {args.seed}" if args.seed else "")
         + (f" --lr-decay-steps {args.lr_decay_steps}" if args.lr_decay_steps is not None else "")

@@ -1,7 +1,7 @@
 """Keep the training scalars of runs: every TensorBoard scalar of each run directory, in one JSON file.
 
-    python benchmark/scalars.py runs/Breakout__rosmo__0__1796539856_0a6c7d --out benchmark/results/some_runs.json
-    python benchmark/scalars.py runs/A runs/B --tags train/policy_entropy train/accuracy   # print only
+    python -m benchmark.scalars runs/Breakout__rosmo__0__1796539856_0a6c7d --out benchmark/results/some_runs.json
+    python -m benchmark.scalars runs/A runs/B --tags train/policy_entropy train/accuracy   # print only
 
 A run's results.json keeps its evaluations; what its losses, entropies and filter rates did lives in the
 run's TensorBoard file, which stays in runs/ (git-ignored). A page that quotes such a number names the file

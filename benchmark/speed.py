@@ -1,7 +1,7 @@
 """Learner throughput: updates/s of the algorithm scripts on one BSuite task, with 1 and 5 vmapped seeds.
 
-    python benchmark/speed.py                                    # all six scripts on catch, seeds 1 and 5
-    python benchmark/speed.py --algos rosmo mzu --num-seeds 1 --mzu-simulations 4 20
+    python -m benchmark.speed                                    # all six scripts on catch, seeds 1 and 5
+    python -m benchmark.speed --algos rosmo mzu --num-seeds 1 --mzu-simulations 4 20
 
 Each configuration is a real run of the script (data, jitted updates, evaluation) on the same
 data and batch; the figure read back is `updates_per_s` of its results.json, which excludes
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import List
 
 import tyro
-from common_bench import ROOT, find_results, machine_description, run_algorithm, write_report
+
+from benchmark.common_bench import ROOT, find_results, machine_description, run_algorithm, write_report
 
 SEARCH_ALGOS = ("mzu", "mzu_q")
 
@@ -93,7 +94,7 @@ def main(args: Args) -> None:
         "",
         f"Machine: {machine_description()}. Batch {args.batch_size}, {args.total_steps} updates per run; "
         "compilation and evaluation excluded.",
-        f"Command: `python benchmark/speed.py --algos {' '.join(args.algos)} --env-id {args.env_id} "
+        f"Command: `python -m benchmark.speed --algos {' '.join(args.algos)} --env-id {args.env_id} "
         f"--num-seeds {' '.join(map(str, args.num_seeds))} --mzu-simulations {' '.join(map(str, args.mzu_simulations))} "
         f"--total-steps {args.total_steps}" + (f" --out {args.out}" if args.out else "") + "`",
         "",

@@ -1,8 +1,8 @@
 """Which Atari store fits a GPU: the device store of a data fraction or the stream's ring, each beside ROSMO's
 update at batch 512, for 24, 40 and 80 GB of device memory (an estimate; nothing is trained).
 
-    python benchmark/store_memory.py                      # ROSMO, Table 3 settings, 18 actions
-    python benchmark/store_memory.py --num-actions 9 --fractions 0.01 0.1
+    python -m benchmark.store_memory                      # ROSMO, Table 3 settings, 18 actions
+    python -m benchmark.store_memory --num-actions 9 --fractions 0.01 0.1
 
 The store sizes are common/atari/stream.py's `store_bytes` (frames once, 84 x 84 uint8, plus 25 bytes of per-step
 arrays: about 7.1 KB a step, 1M steps a checkpoint shard, 50 shards a run) and `stream_device_bytes` (the
@@ -13,15 +13,12 @@ schedules differently (and bfloat16 halves the activations), so the figures are 
 `--store auto`'s (common/atari/stream.py `choose_store`): the device store when it fits, else the stream.
 """
 
-import sys
 from dataclasses import dataclass, field
 from typing import List
 
 import tyro
-from common_bench import ROOT, script_optimizer
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmark.common_bench import script_optimizer
 
 
 @dataclass

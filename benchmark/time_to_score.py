@@ -1,8 +1,8 @@
 """Time to score, the paper's headline claim, measured: wall-clock seconds and updates until a method's IQM first
 reaches a score.
 
-    python benchmark/time_to_score.py benchmark/results/atari_small_10k.json
-    python benchmark/time_to_score.py benchmark/results/table2_50k.json --series rosmo mzu mzu_q
+    python -m benchmark.time_to_score benchmark/results/atari_small_10k.json
+    python -m benchmark.time_to_score benchmark/results/table2_50k.json --series rosmo mzu mzu_q
 
 The paper (Section 4.1, Fig. 1) reports that ROSMO reaches 150% IQM on Atari in 5.6% of MuZero Unplugged's
 wall-clock time (1 h against 17.8 h on the same hardware): the claim rests on how many updates each method needs
@@ -24,17 +24,15 @@ Writes {stem}_time_to_score.md and .json beside the study's report, and a PNG of
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import aggregate as agg
 import numpy as np
 import tyro
-from common_bench import RECORDS, ROOT, write_report
 
-sys.path.insert(0, str(ROOT))  # common/ (score tables)
+from benchmark import aggregate as agg
+from benchmark.common_bench import RECORDS, ROOT, write_report
 
 
 @dataclass
@@ -103,7 +101,7 @@ def first_reach(curve: Dict, level: float) -> Optional[tuple]:
 def main(args: Args) -> None:
     path = Path(args.report)
     if not path.is_file():
-        raise SystemExit(f"error: {path} does not exist; run its study first (python benchmark/reproduce.py --study ...)")
+        raise SystemExit(f"error: {path} does not exist; run its study first (python -m benchmark.reproduce --study ...)")
     report = json.loads(path.read_text())
     rows = {r["series"]: r for r in report["rows"] if r.get("x") is None}
     missing = [s for s in args.series if s not in rows or rows[s].get("missing")]

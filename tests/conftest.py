@@ -1,4 +1,4 @@
-"""Put the repository root on sys.path so tests import `common` and the algorithm scripts; shared fixtures.
+"""The repository root on every test process's path (`common`, `benchmark`, the algorithm scripts); shared fixtures.
 
 Most of the suite's time is compiling: the end-to-end tests start the scripts as a user does, and every
 fresh process compiles its programs again (parameter initialisation, the update, acting); in-process
@@ -29,8 +29,9 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CHEAP_COMPILE}".strip()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+# This process finds `common` and `benchmark` through pytest.ini's pythonpath; the processes the tests start (the
+# studies run as `python -m benchmark.reproduce` from a temporary directory) through PYTHONPATH.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _SESSION_CACHE = None  # the compilation cache directory this session made (removed at its end)

@@ -5,11 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "benchmark") not in sys.path:
-    sys.path.append(str(ROOT / "benchmark"))
 # The optimiser an algorithm script's main() builds from its flags; one helper for the tests and the benchmarks.
-from common_bench import script_optimizer as optimizer_of  # noqa: E402, F401
+from benchmark.common_bench import script_optimizer as optimizer_of  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A tiny budget: 300 updates in dispatches of 50, two evaluations of 3 episodes, batch 32.
 SMALL = [
@@ -37,9 +36,11 @@ def optimised_env() -> dict:
 
 
 def start_script(args, cwd, script="rosmo.py", env=None):
-    """`script` started with `args` in `cwd` (not waited for): a Popen with text stdout and stderr pipes."""
+    """`script` started with `args` in `cwd` (not waited for): a Popen with text stdout and stderr pipes; a
+    benchmark ("benchmark/atari.py") runs as a module (python -m benchmark.atari), as its users run it."""
+    command = ["-m", script[: -len(".py")].replace("/", ".")] if script.startswith("benchmark/") else [str(ROOT / script)]
     return subprocess.Popen(
-        [sys.executable, str(ROOT / script), *args],
+        [sys.executable, *command, *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,14 +1,10 @@
 """IQM and stratified-bootstrap intervals (benchmark/aggregate.py) against independent computations."""
 
-import sys
-
 import numpy as np
 import pytest
 import scipy.stats
-from scripts import ROOT
 
-sys.path.append(str(ROOT / "benchmark"))
-import aggregate as agg  # noqa: E402
+from benchmark import aggregate as agg
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 15, 60])

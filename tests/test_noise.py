@@ -3,7 +3,6 @@ the agent's action recorded) or in the behaviour agent (the executed action reco
 transitions); the loader refuses data of the other kind, and the studies never reuse a run of the other kind."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +123,7 @@ def test_data_of_the_generator_before_the_option_counts_as_behaviour_noise(tmp_p
 
 
 def test_the_studies_never_reuse_a_run_of_the_other_noise_kind():
-    sys.path.insert(0, str(ROOT / "benchmark"))
-    import common_bench
+    from benchmark import common_bench
 
     flags = ["--env-id", "catch", "--noise", "0.3"]
     want = common_bench.comparable_args("rosmo", flags)
@@ -167,7 +165,6 @@ def test_resuming_a_run_saved_before_the_flag_keeps_its_behaviour_noise(tmp_path
     (run_dir / "args.json").write_text(json.dumps(saved))
     args = runs.Run.saved_args(str(run_dir), rosmo.Args, rosmo.Args(resume=str(run_dir)))
     assert args.noise_in == "behaviour" and args.noise == 0.3 and args.resume == str(run_dir)
-    sys.path.insert(0, str(ROOT / "benchmark"))
-    import common_bench
+    from benchmark import common_bench
 
     assert all(values["noise_in"] == runs.EARLIER_VALUES["noise_in"] for values in common_bench.EARLIER_VALUES.values())

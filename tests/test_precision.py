@@ -1,13 +1,9 @@
 """benchmark/precision.py's comparison of two sets of policy targets, on hand-made distributions."""
 
-import sys
-
 import numpy as np
 import pytest
-from scripts import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmark"))
-from precision import divergence  # noqa: E402
+from benchmark.precision import divergence
 
 
 def test_identical_targets_have_no_divergence():

@@ -4,14 +4,12 @@ report is recomputed from what it keeps, and every verdict is one of holds / inc
 import json
 import re
 import shutil
-import sys
 
 import numpy as np
 import pytest
 from scripts import ROOT
 
-sys.path.append(str(ROOT / "benchmark"))
-import aggregate as agg  # noqa: E402
+from benchmark import aggregate as agg
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "benchmark" / "results").glob("*.md"))]
 # A run file or a results file named in a page: runs/..., benchmark/results/... (also as ../benchmark/results/...).
@@ -101,7 +99,7 @@ def test_every_verdict_in_the_reports_and_docs_is_holds_inconclusive_or_does_not
 @pytest.mark.parametrize("name", ["table2_10k", "lr_decay_50k"])
 def test_regenerating_a_committed_report_from_its_json_gives_it_again(name, tmp_path):
     # One report read back from its intervals (no run files kept) and one recomputed from its kept run records.
-    import reproduce
+    from benchmark import reproduce
 
     shutil.copy(ROOT / "benchmark" / "results" / f"{name}.json", tmp_path)
     reproduce.rewrite_from_json(str(tmp_path / f"{name}.json"))

@@ -15,7 +15,8 @@ def test_table2_study_runs_aggregates_its_runs_and_reuses_them(catch_data, tmp_p
     out_dir = tmp_path / "results"
     cmd = [
         sys.executable,
-        str(ROOT / "benchmark" / "reproduce.py"),
+        "-m",
+        "benchmark.reproduce",
         "--study",
         "table2",
         "--algos",
@@ -64,7 +65,8 @@ def test_table2_study_runs_aggregates_its_runs_and_reuses_them(catch_data, tmp_p
 def test_dry_run_lists_every_configuration_of_a_study(tmp_path):
     cmd = [
         sys.executable,
-        str(ROOT / "benchmark" / "reproduce.py"),
+        "-m",
+        "benchmark.reproduce",
         "--study",
         "search_budget",
         "--envs",
@@ -103,7 +105,7 @@ def test_a_study_continues_an_unfinished_run_from_its_checkpoint(catch_data, tmp
     results.update(status="interrupted", args={**results["args"], "total_steps": 60})
     (run_dir / "results.json").write_text(json.dumps(results))
 
-    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "table2", "--algos", "bc"]
+    cmd = [sys.executable, "-m", "benchmark.reproduce", "--study", "table2", "--algos", "bc"]
     cmd += [*"--envs catch --num-seeds 2 --total-steps 60 --eval-every 30 --eval-episodes 2 --bootstrap-reps 100".split()]
     cmd += ["--workdir", str(tmp_path), "--out-dir", str(tmp_path / "results")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
@@ -117,7 +119,7 @@ def test_a_study_continues_an_unfinished_run_from_its_checkpoint(catch_data, tmp
 
 @pytest.mark.e2e
 def test_a_run_that_cannot_continue_is_marked_and_the_study_starts_it_afresh(catch_data, tmp_path):
-    from common_bench import RESUME_FAILED, resolve_args
+    from benchmark.common_bench import RESUME_FAILED, resolve_args
 
     flags = "--env-id catch --num-seeds 2 --seed 0 --total-steps 60 --eval-every 30 --eval-episodes 2".split()
     # An unfinished run of the configuration whose checkpoint is damaged: --resume refuses it with one line.
@@ -129,7 +131,7 @@ def test_a_run_that_cannot_continue_is_marked_and_the_study_starts_it_afresh(cat
     (broken / "checkpoint.msgpack").write_bytes(b"not a checkpoint")
 
     env = {**os.environ, "ROSMO_DATA_DIR": str(catch_data), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "table2", "--algos", "bc"]
+    cmd = [sys.executable, "-m", "benchmark.reproduce", "--study", "table2", "--algos", "bc"]
     cmd += [*"--envs catch --num-seeds 2 --total-steps 60 --eval-every 30 --eval-episodes 2 --bootstrap-reps 100".split()]
     cmd += ["--workdir", str(tmp_path), "--out-dir", str(tmp_path / "results")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
@@ -149,7 +151,7 @@ def test_a_study_runs_the_free_configurations_before_waiting_for_one_another_stu
     # waited in order would never get there (the thread would time out and the test fail).
     import threading
 
-    import common_bench as cb
+    from benchmark import common_bench as cb
 
     flags = ["--env-id", "catch", "--total-steps", "10", "--eval-every", "10"]
     configs = [cb.Config("bc", "catch", [*flags, "--seed", str(seed)], "bc") for seed in (0, 1)]
@@ -190,7 +192,7 @@ def test_a_study_whose_code_changed_under_it_stops_with_one_line_saying_to_run_i
     # import a name they lack. The study stops with one line instead of a traceback.
     import importlib
 
-    import common_bench as cb
+    from benchmark import common_bench as cb
 
     def stale(name):
         raise ImportError(f"cannot import name 'logits_to_scalar' from 'common.networks' (while importing {name})")
@@ -214,7 +216,7 @@ def row(series, x, returns, env_id="catch"):
 def test_a_claim_about_the_spread_over_a_study_waits_until_every_point_is_measured():
     # With only MZU's noise-0 run finished its spread is 0, which would read as "MZU is steadier": the verdict
     # must be "not measured" until all four noise levels of both series are in, then the interval decides.
-    import reproduce
+    from benchmark import reproduce
 
     noises = (0.0, 0.1, 0.3, 0.5)
     rosmo = [row("rosmo", x, [v - 0.01, v, v + 0.01]) for x, v in zip(noises, (0.7, 0.68, 0.67, 0.66))]
@@ -236,7 +238,7 @@ def test_a_claim_whose_intervals_overlap_is_inconclusive_never_holds():
     # The point estimates order as claimed (MZU-Q's mean return 0.60 above MZU's 0.50), but the seeds overlap: the interval of
     # the difference contains 0, so the verdict is "inconclusive"; separated seeds make it "holds", and the
     # reverse order "does not hold".
-    import reproduce
+    from benchmark import reproduce
 
     args = reproduce.Args(study="ablation_sampling", bootstrap_reps=1000)
     rosmo = row("ROSMO sampled (N=4)", None, [0.9, 0.9, 0.9])
@@ -258,7 +260,7 @@ def test_a_claim_whose_intervals_overlap_is_inconclusive_never_holds():
 def test_verdicts_read_each_seeds_late_average_when_every_row_has_its_history():
     # MZU-Q ends above MZU in every seed, but over the last five evaluations it is below in every seed: with
     # the histories kept the verdict reads the late average; without them (rows read back, not aligned) the final.
-    import reproduce
+    from benchmark import reproduce
 
     def history_row(series, late, final):
         seeds = {
@@ -284,7 +286,7 @@ def test_verdicts_read_each_seeds_late_average_when_every_row_has_its_history():
 def test_table2_claims_wait_for_every_row_and_do_not_rank_rosmo_against_its_own_variant():
     # A claim over Table 2 is "not measured" while any requested row is unfinished; `rosmo-data` (ROSMO with
     # Eq. 11's data advantage) is not one of the methods ROSMO is ranked against.
-    import reproduce
+    from benchmark import reproduce
 
     args = reproduce.Args(study="table2", bootstrap_reps=500)
     done = [row("rosmo", None, [0.97, 0.98, 0.99]), row("rosmo-data", None, [1.0] * 3), row("crr", None, [0.5, 0.6, 0.7])]
@@ -300,7 +302,7 @@ def test_table2_claims_wait_for_every_row_and_do_not_rank_rosmo_against_its_own_
 def test_a_report_regenerated_without_its_runs_takes_them_from_its_kept_json_and_never_drops_them(tmp_path):
     import json
 
-    import reproduce
+    from benchmark import reproduce
 
     args = reproduce.Args(study="ablation_sampling", envs=["catch"], num_seeds=3, total_steps=100, eval_every=50)
     args.out_dir = str(tmp_path)
@@ -328,7 +330,7 @@ GUMBEL_STUDY += "--searches muzero gumbel --simulations 2 4 --depths 0".split()
 
 
 def test_the_search_budget_study_with_gumbel_runs_both_searches_at_each_budget_and_rosmo_once(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmark" / "reproduce.py"), "--study", "search_budget", *GUMBEL_STUDY]
+    cmd = [sys.executable, "-m", "benchmark.reproduce", "--study", "search_budget", *GUMBEL_STUDY]
     out = subprocess.run([*cmd, "--workdir", str(tmp_path), "--dry-run"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     runs = [line.split("to run: python ", 1)[1] for line in out.stdout.splitlines() if "to run: python " in line]
@@ -346,7 +348,7 @@ def test_the_search_budget_study_with_gumbel_runs_both_searches_at_each_budget_a
 
 
 def test_the_search_budget_study_puts_the_gumbel_flag_on_gumbel_configurations_only():
-    import reproduce
+    from benchmark import reproduce
 
     args = reproduce.Args(study="search_budget", simulations=[2, 4], depths=[1, 0], searches=["muzero", "gumbel"])
     configs = reproduce.study_configs("search_budget", args, ["catch"])
@@ -364,7 +366,7 @@ def test_the_search_budget_study_puts_the_gumbel_flag_on_gumbel_configurations_o
 def test_the_default_search_budget_study_is_unchanged():
     # The configurations, series names and claims of the MuZero-only study, as before Gumbel's search was added
     # (the committed benchmark/results/search_budget_10k.md was made with them).
-    import reproduce
+    from benchmark import reproduce
 
     args = reproduce.Args(study="search_budget", num_seeds=3, total_steps=10_000, eval_every=1000, eval_episodes=20)
     configs = reproduce.study_configs("search_budget", args, ["catch"])
@@ -385,7 +387,7 @@ def test_the_default_search_budget_study_is_unchanged():
 
 
 def test_the_gumbel_claims_compare_rosmo_with_each_search_at_every_budget_and_the_searches_at_the_lowest():
-    import reproduce
+    from benchmark import reproduce
 
     args = reproduce.Args(study="search_budget", simulations=[2, 4], depths=[0], searches=["muzero", "gumbel"])
     args.bootstrap_reps = 500
@@ -419,9 +421,8 @@ def test_the_gumbel_claims_compare_rosmo_with_each_search_at_every_budget_and_th
 
 
 def test_the_gumbel_report_gives_each_configurations_updates_per_second_and_draws_rosmo_as_a_reference(tmp_path):
-    import aggregate as agg
-    import reproduce
-
+    from benchmark import aggregate as agg
+    from benchmark import reproduce
     from common.scores import normalized_score
 
     def results(final, updates_per_s):

@@ -22,7 +22,7 @@ TINY = ["--total-steps", "20", "--eval-every", "10", "--eval-episodes", "1", "--
 
 def holder(path, seconds=60):
     """A separate process holding `path`'s lock (it prints 'held' once it does)."""
-    code = f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from common import runs; "
+    code = "import sys, time; from common import runs; "
     code += f"lock = runs.hold_directory({str(path)!r}); print('held', flush=True); time.sleep({seconds})"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -57,7 +57,6 @@ def test_a_run_that_ends_without_finishing_is_not_left_running(tmp_path, ending,
         import sys
         from types import SimpleNamespace
         import numpy as np
-        sys.path.insert(0, {str(ROOT)!r})
         import bc
         from common import runs
         run = runs.Run("bc", bc.apply_env_defaults(bc.Args()))

@@ -29,7 +29,7 @@ def test_scalars_of_every_start_are_kept_in_order_and_the_later_start_wins(tmp_p
         ],
     )
     out = tmp_path / "kept.json"
-    cmd = [sys.executable, "benchmark/scalars.py", str(run), "--tags", "train/policy_entropy", "--out", str(out)]
+    cmd = [sys.executable, "-m", "benchmark.scalars", str(run), "--tags", "train/policy_entropy", "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     kept = json.loads(out.read_text())["runs"]["catch__rosmo__0__1"]
@@ -42,7 +42,7 @@ def test_scalars_of_every_start_are_kept_in_order_and_the_later_start_wins(tmp_p
 
 def test_a_directory_without_tensorboard_files_is_a_one_line_error(tmp_path):
     done = subprocess.run(
-        [sys.executable, "benchmark/scalars.py", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "benchmark.scalars", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path} has no TensorBoard file")
