@@ -509,6 +509,12 @@ def check_args(args: Args) -> None:
         )
 
 
+# The evaluation's key: the same for every run, so that all agents meet the same environment randomness at update t
+# (fold_in(key, t), then fold_in(., seed)), and apart from the training keys (PRNGKey(args.seed + i)): a seed far
+# beyond any training seed.
+EVAL_SEED = 1_000_003
+
+
 def main(args: Args) -> None:
     # Shared scaffolding, the same in every script: arguments, run directory, data.
     if args.resume:
@@ -537,7 +543,7 @@ def main(args: Args) -> None:
     example_obs = jnp.zeros((1, *dataset.obs_shape), dataset.obs_dtype)  # [1, *obs_shape]
     state = init_train_states(network, optimizer, example_obs, seeds)  # leaves [num_seeds, ...]
     act = make_act(network, dataset.num_actions, args.discount, args.eval_greedy)
-    eval_key = jax.random.PRNGKey(1_000_003)  # update t: fold_in(eval_key, t), then seed s: fold_in(., s)
+    eval_key = jax.random.PRNGKey(EVAL_SEED)  # update t: fold_in(eval_key, t), then seed s: fold_in(., s)
     evaluate = evaluation.make_evaluator(args.env_id, act, seeds, args.eval_episodes, args.eval_max_steps, run.video_dir)
     if args.eval_only:  # evaluate the checkpoint's agents (eval.json, videos/ beside it); no data, no training
         run.evaluate_checkpoint(state, evaluate, eval_key)
@@ -569,6 +575,22 @@ def main(args: Args) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, frame: interrupted.append(received))
 
+    if run.main and start < args.total_steps:  # the first dispatch compiles the update: say so before the wait
+        print(f"compiling the update ({args.updates_per_dispatch} updates per call; about 10-60 s)...", flush=True)
+    progress = tqdm(
+        total=args.total_steps, initial=start, desc=f"rosmo {args.env_id}", disable=not run.main, bar_format=runs.PROGRESS_BAR
+    )
+
+    def close(status: str, step: int) -> None:
+        """The one way out of a run (finished, interrupted or diverged): close the progress bar, the TensorBoard
+        writer, the data feed and wandb, then mark the run `status` at update `step` in results.json."""
+        progress.close()
+        writer.close()
+        feed.close()
+        if args.track and run.main:
+            wandb.finish()
+        run.finish(status, step)
+
     def evaluate_and_log(state, step, updates_per_s):
         t0 = time.time()
         returns = evaluate(state.params, jax.random.fold_in(eval_key, step), step)  # mean return per seed, [num_seeds]
@@ -583,11 +605,6 @@ def main(args: Args) -> None:
         progress.set_postfix(eval_return=f"{returns.mean():.3f}", ups=f"{updates_per_s:.0f}")
 
     # Training loop: each dispatch runs `updates_per_dispatch` scanned updates of every seed (one compile).
-    if run.main and start < args.total_steps:  # the first dispatch compiles the update: say so before the wait
-        print(f"compiling the update ({args.updates_per_dispatch} updates per call; about 10-60 s)...", flush=True)
-    progress = tqdm(
-        total=args.total_steps, initial=start, desc=f"rosmo {args.env_id}", disable=not run.main, bar_format=runs.PROGRESS_BAR
-    )
     dispatch_seconds, updates_per_s, step = [], float("nan"), start
     for step in range(start + args.updates_per_dispatch, args.total_steps + 1, args.updates_per_dispatch):
         t0 = time.time()
@@ -598,9 +615,7 @@ def main(args: Args) -> None:
         progress.update(args.updates_per_dispatch)
         if not (np.all(metrics.pop("finite")) and np.all(np.isfinite(metrics["grad_norm"]))):  # the NaN stop
             last = run.history["steps"][-1] if run.history["steps"] else 0
-            run.finish("diverged", last)
-            progress.close()
-            feed.close()
+            close("diverged", last)
             kept = f"; the last good checkpoint (update {last}) is kept in {run.dir}" if run.history["steps"] else ""
             errors.fail(
                 f"the loss or gradient norm became NaN or infinite between updates {step - args.updates_per_dispatch} "
@@ -615,20 +630,12 @@ def main(args: Args) -> None:
             evaluate_and_log(state, step, updates_per_s)
         if interrupted:
             run.save(state, step)
-            run.finish("interrupted", step)
-            progress.close()
-            writer.close()
-            feed.close()
+            close("interrupted", step)
             print(f"interrupted at update {step}; continue with: python rosmo.py --resume {run.dir}", file=sys.stderr)
             sys.exit(128 + interrupted[0])
     if run.main and run.history["steps"][-1:] != [step]:  # no update ran (a checkpoint at --total-steps): evaluate it
         evaluate_and_log(state, step, updates_per_s)
-    progress.close()
-    writer.close()
-    feed.close()
-    if args.track and run.main:
-        wandb.finish()
-    run.finish("finished", step)
+    close("finished", step)
     if run.main:  # the final return beside the data's, and whether the budget was short of the default one
         print(run.summary(updates_per_s, default_steps=apply_env_defaults(Args(env_id=args.env_id)).total_steps))
 
