@@ -159,6 +159,40 @@ class Args:
     """Atari and catch: an mp4 of one episode (first seed) per evaluation in runs/{run_name}/videos/ (or by --checkpoint)"""
 
 
+# The flags left at None in Args take their values from the data's family, here, first thing in main: Table 3 of
+# the paper on Atari, Table 4 on BSuite (but 20k updates on BSuite, a CPU's budget; the paper trains 200k).
+ENV_DEFAULTS = {
+    "atari": {
+        "num_simulations": 20,
+        "td_steps": 5,
+        "num_bins": 601,
+        "batch_size": 512,
+        "total_steps": 200_000,
+        "eval_every": 10_000,
+    },
+    "bsuite": {
+        "num_simulations": 4,
+        "td_steps": 3,
+        "num_bins": 20,
+        "batch_size": 128,
+        "total_steps": 20_000,
+        "eval_every": 2_000,
+    },
+}
+
+
+def apply_env_defaults(args: Args) -> Args:
+    """Args with the flags left at None filled from ENV_DEFAULTS, and --updates-per-dispatch (left at None) the
+    largest count up to 100 that divides both --eval-every and --total-steps: every dispatch then has one shape,
+    so the update compiles once."""
+    defaults = ENV_DEFAULTS["atari" if data.is_atari(args.env_id) else "bsuite"]
+    args = dataclasses.replace(args, **{k: v for k, v in defaults.items() if getattr(args, k) is None})
+    if args.updates_per_dispatch is None:
+        steps = math.gcd(args.eval_every, args.total_steps)
+        args = dataclasses.replace(args, updates_per_dispatch=max(d for d in range(1, 101) if steps % d == 0))
+    return args
+
+
 # ---------------------------------------------------------------------------------------------
 # ALGO LOGIC: targets and losses, small pure functions (tests check them on hand-made input).
 # ---------------------------------------------------------------------------------------------
@@ -480,25 +514,6 @@ def make_act(network: networks.MuZeroNetwork, greedy: bool, settings: dict):
 # Main: data, training loop, evaluation, logging, saving. Shared scaffolding, the same in every script
 # except the lines under "ALGO LOGIC" (which networks, which update, which acting rule).
 # ---------------------------------------------------------------------------------------------
-
-
-def apply_env_defaults(args: Args) -> Args:
-    """Fill the flags left at None from the env kind: Table 4 on BSuite, Table 3 on Atari (but a 20k-update
-    BSuite budget, for a CPU; the paper trains 200k)."""
-    atari = data.is_atari(args.env_id)
-    defaults = {
-        "num_simulations": 20 if atari else 4,
-        "td_steps": 5 if atari else 3,
-        "num_bins": 601 if atari else 20,
-        "batch_size": 512 if atari else 128,
-        "total_steps": 200_000 if atari else 20_000,
-        "eval_every": 10_000 if atari else 2_000,
-    }
-    args = dataclasses.replace(args, **{k: v for k, v in defaults.items() if getattr(args, k) is None})
-    if args.updates_per_dispatch is None:  # one dispatch size that ends on every evaluation: one compile
-        steps = math.gcd(args.eval_every, args.total_steps)
-        args = dataclasses.replace(args, updates_per_dispatch=max(d for d in range(1, 101) if steps % d == 0))
-    return args
 
 
 def check_args(args: Args) -> None:
