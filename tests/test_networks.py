@@ -388,6 +388,18 @@ def test_small_size_keeps_the_family_with_a_6x6_hidden_state_and_far_fewer_param
         assert set(out["params"]) >= {"representation_net", "prediction_trunk"}
 
 
+def test_small_torso_is_nonlinear_before_it_pools():
+    """The small torso's first residual block sits at 21x21 on the first convolution's 8 channels. Without it the
+    two strided convolutions and the pooling are one linear map of the pixels down to 6x6, and BC on Breakout's
+    tracker data needed about 5x more updates to learn the controller (docs/atari.md)."""
+    net = AtariMuZeroNetwork(num_actions=A, size="small")
+    params = shape_of(net.init, init_key(), frames((1,)), jnp.zeros((1,), jnp.int32))["params"]["representation_net"]
+    assert params["Conv_0"]["kernel"] == (4, 4, 4, 8)  # 84 -> 21, stride 4
+    assert params["ResBlock_0"]["Conv_0"]["kernel"] == (3, 3, 8, 8)  # the block at 21x21
+    x = net.apply(net.init(init_key(), frames((1,)), jnp.zeros((1,), jnp.int32)), frames((3,)), method=net.represent)
+    assert x.shape == (3, 6, 6, 16)
+
+
 @pytest.mark.parametrize("script", ["rosmo", "mzu", "mzu_q", "crr", "cql", "bc"])
 def test_every_script_passes_network_size_to_its_atari_networks(script):
     import importlib
