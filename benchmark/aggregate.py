@@ -256,7 +256,7 @@ def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
 
 
 def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -> List[Dict]:
-    """One row per (series, x) of the configurations (common_bench.Config, in order) and their results
+    """One row per (series, x) of the configurations (runner.Config, in order) and their results
     (None: not run), as `summarise_runs` makes it; a configuration with a task not run has the finished
     tasks' returns only."""
     rows = []

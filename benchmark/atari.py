@@ -27,7 +27,8 @@ import numpy as np
 import tyro
 
 from benchmark import aggregate as agg
-from benchmark.common_bench import ROOT, Config, device_backend, machine_description, run_configs, write_report
+from benchmark.common_bench import ROOT, machine_description, write_report
+from benchmark.runner import Config, device_backend, run_configs
 from common.networks import resolve_compute_dtype
 from common.scores import ATARI_SCORES
 

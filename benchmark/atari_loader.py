@@ -47,7 +47,8 @@ from typing import List
 import numpy as np
 import tyro
 
-from benchmark.common_bench import ROOT, machine_description, script_optimizer, write_report
+from benchmark.algorithms import script, script_optimizer
+from benchmark.common_bench import ROOT, machine_description, write_report
 
 UNROLL_STEPS = 5  # K, paper Table 3
 TD_STEPS = 5  # n, paper Table 3
@@ -380,13 +381,13 @@ def compare_losses(args: Args, data_dir: str) -> dict:
     import jax
     import jax.numpy as jnp
 
-    import rosmo
     from common.atari.env import num_actions
     from common.atari.loader import load_atari
     from common.atari.stream import StreamingStore, shard_locations
     from common.replay import make_store
     from common.sharding import data_mesh, replicate
 
+    rosmo = script("rosmo")
     actions = num_actions(args.game)
     # No warm-up: the learning rate is 7e-4 from the first update, so 40 updates move the losses (with the
     # default 1000-update warm-up they stay at their initial, data-independent value on both stores).

@@ -18,7 +18,8 @@ from typing import List
 import numpy as np
 import tyro
 
-from benchmark.common_bench import ROOT, find_results, machine_description, run_algorithm, write_report
+from benchmark.common_bench import ROOT, machine_description, write_report
+from benchmark.runner import find_results, run_algorithm
 
 
 @dataclass

@@ -23,7 +23,6 @@ stream row's store is the ring of `--stream-capacity` steps, whatever the data f
 Writes benchmark/results/learner_{platform}_{precision}.md.
 """
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,8 @@ from typing import List
 import numpy as np
 import tyro
 
-from benchmark.common_bench import ROOT, machine_description, script_optimizer, write_report
+from benchmark.algorithms import script, script_optimizer
+from benchmark.common_bench import ROOT, machine_description, write_report
 
 
 @dataclass
@@ -139,7 +139,7 @@ def measure(algo: str, args: Args, store) -> dict:
     from common.atari.env import num_actions
     from common.sharding import data_mesh, replicate
 
-    module = importlib.import_module(algo)
+    module = script(algo)
     run_args = module.apply_env_defaults(
         module.Args(
             env_id=args.env_id, batch_size=args.batch_size, compute_dtype=args.compute_dtype, network_size=args.network_size

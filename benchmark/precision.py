@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from benchmark.common_bench import ROOT, machine_description, script_optimizer, write_report
+from benchmark.algorithms import script, script_optimizer
+from benchmark.common_bench import ROOT, machine_description, write_report
 
 
 @dataclass
@@ -117,13 +118,12 @@ def main(args: Args) -> None:
 
     import jax
 
-    import mzu
-    import rosmo
     from common.atari.env import num_actions as game_actions
     from common.atari.loader import load_atari
     from common.data import ATARI_FRAME_STACK, host_store
     from common.replay import sample_windows
 
+    rosmo, mzu = script("rosmo"), script("mzu")
     if min(args.batch_size, args.train_batch_size, args.train_updates, args.updates_per_dispatch) < 1:
         raise SystemExit("error: the batch sizes, --train-updates and --updates-per-dispatch must be at least 1")
     num_actions = game_actions(args.env_id)

@@ -18,7 +18,7 @@ from typing import List
 
 import tyro
 
-from benchmark.common_bench import script_optimizer
+from benchmark.algorithms import script, script_optimizer
 
 
 @dataclass
@@ -40,8 +40,9 @@ def update_bytes(args: Args) -> tuple:
     import jax
     import jax.numpy as jnp
 
-    import rosmo
     from common.atari.memory import DEFAULT_CAPACITY_STEPS, store_shapes, update_memory
+
+    rosmo = script("rosmo")
 
     run_args = rosmo.apply_env_defaults(
         rosmo.Args(env_id="MsPacman", batch_size=args.batch_size, compute_dtype=args.compute_dtype)

@@ -32,7 +32,8 @@ import numpy as np
 import tyro
 
 from benchmark import aggregate as agg
-from benchmark.common_bench import RECORDS, ROOT, write_report
+from benchmark.common_bench import ROOT, write_report
+from benchmark.runner import RECORDS
 
 
 @dataclass

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 # The optimiser an algorithm script's main() builds from its flags; one helper for the tests and the benchmarks.
-from benchmark.common_bench import script_optimizer as optimizer_of  # noqa: F401
+from benchmark.algorithms import script_optimizer as optimizer_of  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 

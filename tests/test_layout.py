@@ -143,3 +143,114 @@ def test_common_files_do_one_job_each_none_over_600_lines():
         if (n := len((ROOT / "common" / f"{name.replace('.', '/')}.py").read_text().splitlines())) > 600
     }
     assert long == {}, long
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmark/: the studies' table, the runner, the micro-benchmarks, and one way to a script's code.
+
+BENCHMARK = sorted(p.stem for p in (ROOT / "benchmark").glob("*.py") if p.name != "__init__.py")
+# benchmark/algorithms.py's `script(name)`: the one way a benchmark reaches an algorithm script's code.
+SCRIPT_HELPER = "algorithms"
+LEAVES = ("algorithms", "common_bench")  # import nothing of benchmark/
+
+
+def benchmark_imports_of(path: Path):
+    """(benchmark modules imported, other top-level modules imported, modules imported by name at run time) by
+    `path`: `from benchmark import x` and `from benchmark.x import y` count as "x"; a call of `import_module` or
+    `__import__` (importlib's or the builtin) counts as a run-time import, its argument as written."""
+    modules, others, dynamic = set(), set(), []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "benchmark":
+                modules |= {alias.name for alias in node.names}
+            elif node.module.startswith("benchmark."):
+                modules.add(node.module.split(".")[1])
+            else:
+                others.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):  # relative: a sibling in benchmark/
+            modules |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                top, _, below = alias.name.partition(".")
+                (modules.add(below.split(".")[0]) if top == "benchmark" and below else others.add(top))
+        elif isinstance(node, ast.Call):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if called in ("import_module", "__import__"):
+                dynamic.append(ast.unparse(node.args[0]) if node.args else "")
+    return modules, others, dynamic
+
+
+def benchmark_graph():
+    return {name: benchmark_imports_of(ROOT / "benchmark" / f"{name}.py")[0] & set(BENCHMARK) for name in BENCHMARK}
+
+
+def test_the_script_check_sees_plain_lazy_and_run_time_imports(tmp_path):
+    (tmp_path / "a.py").write_text(
+        "import importlib\nfrom benchmark.runner import run_configs\n"
+        "def f():\n    import rosmo\n    from mzu import mcts\n    return importlib.import_module('bc')\n"
+    )
+    modules, others, dynamic = benchmark_imports_of(tmp_path / "a.py")
+    assert modules == {"runner"} and others >= {"importlib", "rosmo", "mzu"} and dynamic == ["'bc'"]
+
+
+def test_a_benchmark_reaches_an_algorithm_script_only_through_the_one_helper():
+    from benchmark.algorithms import SCRIPTS as HELPER_SCRIPTS
+
+    assert tuple(HELPER_SCRIPTS) == SCRIPTS  # the helper knows every script
+    for name in BENCHMARK:
+        _, others, dynamic = benchmark_imports_of(ROOT / "benchmark" / f"{name}.py")
+        assert not others & set(SCRIPTS), (name, others & set(SCRIPTS))
+        if name != SCRIPT_HELPER:
+            assert "importlib" not in others and not dynamic, (name, dynamic)
+    _, _, dynamic = benchmark_imports_of(ROOT / "benchmark" / f"{SCRIPT_HELPER}.py")
+    assert dynamic == ["name"]  # script(name) itself
+
+
+def test_benchmark_has_no_import_cycle_and_its_table_and_runner_sit_below_the_command_line():
+    graph = benchmark_graph()
+    assert in_cycles(graph) == []
+    assert {"reproduce", "runner", "studies", "study", "claims", SCRIPT_HELPER} <= set(graph)
+    for name in BENCHMARK:
+        assert "reproduce" not in graph[name], name  # the command line is the top: nothing imports it
+    for name in LEAVES:
+        assert graph[name] == set(), (name, graph[name])
+    assert "runner" not in graph["studies"] | graph["study"] | graph["claims"]  # the studies describe, never run
+
+
+def test_benchmark_files_none_over_600_lines():
+    long = {name: n for name in BENCHMARK if (n := len((ROOT / "benchmark" / f"{name}.py").read_text().splitlines())) > 600}
+    assert long == {}, long
+
+
+def sys_path_changes(path: Path) -> list:
+    """The lines of `path` that change sys.path: a call of one of its methods (insert, append, ...), or an
+    assignment to it or to a slice of it."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            targets = [node.func.value]
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            targets = [t.value if isinstance(t, ast.Subscript) else t for t in targets]
+        else:
+            continue
+        if any(ast.unparse(t) == "sys.path" for t in targets):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_sys_path_check_sees_every_way_to_change_it(tmp_path):
+    (tmp_path / "a.py").write_text(
+        "import sys\nsys.path.insert(0, 'x')\nsys.path[:0] = ['y']\nsys.path += ['z']\nsys.path = []\n"
+        "print(sys.path)\npaths = list(sys.path)\nos.path.join('a')\n"
+    )
+    assert sys_path_changes(tmp_path / "a.py") == [2, 3, 4, 5]
+
+
+def test_no_file_of_the_project_changes_sys_path():
+    """The scripts, common/, benchmark/ and tests/ find one another as run from the repository root (tests through
+    pytest.ini's pythonpath and PYTHONPATH), never by editing sys.path."""
+    files = [ROOT / f"{s}.py" for s in SCRIPTS]
+    files += [p for folder in ("common", "benchmark", "tests") for p in sorted((ROOT / folder).rglob("*.py"))]
+    changed = [f"{path.relative_to(ROOT)}:{line}" for path in files for line in sys_path_changes(path)]
+    assert changed == [], changed

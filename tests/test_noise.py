@@ -123,23 +123,21 @@ def test_data_of_the_generator_before_the_option_counts_as_behaviour_noise(tmp_p
 
 
 def test_the_studies_never_reuse_a_run_of_the_other_noise_kind():
-    from benchmark import common_bench
+    from benchmark import runner
 
     flags = ["--env-id", "catch", "--noise", "0.3"]
-    want = common_bench.comparable_args("rosmo", flags)
+    want = runner.comparable_args("rosmo", flags)
     assert want["noise_in"] == "environment"
-    defaults = common_bench.script_defaults("rosmo")
+    defaults = runner.script_defaults("rosmo")
     made_before = {k: v for k, v in want.items() if k != "noise_in"}  # a run made before the flag existed
-    assert not common_bench.same_run(made_before, want, defaults)  # its noise was in the behaviour
-    assert common_bench.same_run(
-        made_before, common_bench.comparable_args("rosmo", [*flags, "--noise-in", "behaviour"]), defaults
-    )
+    assert not runner.same_run(made_before, want, defaults)  # its noise was in the behaviour
+    assert runner.same_run(made_before, runner.comparable_args("rosmo", [*flags, "--noise-in", "behaviour"]), defaults)
     # Without noise the kind changes nothing: a noise-free run made before the flag is reused by any study.
-    clean = common_bench.comparable_args("rosmo", ["--env-id", "catch"])
+    clean = runner.comparable_args("rosmo", ["--env-id", "catch"])
     assert "noise_in" not in clean
-    assert common_bench.same_run(
+    assert runner.same_run(
         {k: v for k, v in clean.items()},
-        common_bench.comparable_args("rosmo", ["--env-id", "catch", "--noise-in", "behaviour"]),
+        runner.comparable_args("rosmo", ["--env-id", "catch", "--noise-in", "behaviour"]),
         defaults,
     )
 
@@ -165,6 +163,6 @@ def test_resuming_a_run_saved_before_the_flag_keeps_its_behaviour_noise(tmp_path
     (run_dir / "args.json").write_text(json.dumps(saved))
     args = runs.Run.saved_args(str(run_dir), rosmo.Args, rosmo.Args(resume=str(run_dir)))
     assert args.noise_in == "behaviour" and args.noise == 0.3 and args.resume == str(run_dir)
-    from benchmark import common_bench
+    from benchmark import runner
 
-    assert all(values["noise_in"] == runs.EARLIER_VALUES["noise_in"] for values in common_bench.EARLIER_VALUES.values())
+    assert all(values["noise_in"] == runs.EARLIER_VALUES["noise_in"] for values in runner.EARLIER_VALUES.values())

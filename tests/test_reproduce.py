@@ -119,7 +119,7 @@ def test_a_study_continues_an_unfinished_run_from_its_checkpoint(catch_data, tmp
 
 @pytest.mark.e2e
 def test_a_run_that_cannot_continue_is_marked_and_the_study_starts_it_afresh(catch_data, tmp_path):
-    from benchmark.common_bench import RESUME_FAILED, resolve_args
+    from benchmark.runner import RESUME_FAILED, resolve_args
 
     flags = "--env-id catch --num-seeds 2 --seed 0 --total-steps 60 --eval-every 30 --eval-episodes 2".split()
     # An unfinished run of the configuration whose checkpoint is damaged: --resume refuses it with one line.
@@ -151,10 +151,10 @@ def test_a_study_runs_the_free_configurations_before_waiting_for_one_another_stu
     # waited in order would never get there (the thread would time out and the test fail).
     import threading
 
-    from benchmark import common_bench as cb
+    from benchmark import runner
 
     flags = ["--env-id", "catch", "--total-steps", "10", "--eval-every", "10"]
-    configs = [cb.Config("bc", "catch", [*flags, "--seed", str(seed)], "bc") for seed in (0, 1)]
+    configs = [runner.Config("bc", "catch", [*flags, "--seed", str(seed)], "bc") for seed in (0, 1)]
     finished, order = {}, []
     ran_second = threading.Event()
 
@@ -165,14 +165,14 @@ def test_a_study_runs_the_free_configurations_before_waiting_for_one_another_stu
             ran_second.set()
         return finished[c.flags[-1]]
 
-    monkeypatch.setattr(cb, "_run_config", fake_run)
-    monkeypatch.setattr(cb, "find_finished", lambda algo, f, runs, records=None: finished.get(f[-1]))
+    monkeypatch.setattr(runner, "_run_config", fake_run)
+    monkeypatch.setattr(runner, "find_finished", lambda algo, f, runs, records=None: finished.get(f[-1]))
     logs = tmp_path / "runs" / "benchmark_logs"
     logs.mkdir(parents=True)
     held = threading.Event()
 
     def other_study():  # runs configuration 0 itself, after this study has run configuration 1
-        with cb.config_lock("bc", configs[0].flags, logs) as lock:
+        with runner.config_lock("bc", configs[0].flags, logs) as lock:
             assert lock is not None
             held.set()
             assert ran_second.wait(timeout=60), "the study waited for the held configuration first"
@@ -181,7 +181,7 @@ def test_a_study_runs_the_free_configurations_before_waiting_for_one_another_stu
     other = threading.Thread(target=other_study)
     other.start()
     assert held.wait(timeout=60)
-    results = cb.run_configs(configs, "test", workdir=tmp_path)
+    results = runner.run_configs(configs, "test", workdir=tmp_path)
     other.join(timeout=60)
     assert order == ["1"]  # it ran only the free one, then reused the other study's run of configuration 0
     assert results == [{"seed": "0", "by": "the other study"}, {"seed": "1"}]
@@ -192,14 +192,14 @@ def test_a_study_whose_code_changed_under_it_stops_with_one_line_saying_to_run_i
     # import a name they lack. The study stops with one line instead of a traceback.
     import importlib
 
-    from benchmark import common_bench as cb
+    from benchmark import runner
 
     def stale(name):
         raise ImportError(f"cannot import name 'logits_to_scalar' from 'common.networks' (while importing {name})")
 
     monkeypatch.setattr(importlib, "import_module", stale)
     with pytest.raises(SystemExit) as stopped:
-        cb.resolve_args("rosmo", ["--env-id", "catch"])
+        runner.resolve_args("rosmo", ["--env-id", "catch"])
     message = str(stopped.value)
     assert message.startswith("error: cannot import rosmo.py (cannot import name 'logits_to_scalar'") and "\n" not in message
     assert "run the study again: it reuses finished runs and continues unfinished ones" in message
@@ -239,6 +239,7 @@ def test_a_claim_whose_intervals_overlap_is_inconclusive_never_holds():
     # the difference contains 0, so the verdict is "inconclusive"; separated seeds make it "holds", and the
     # reverse order "does not hold".
     from benchmark import reproduce
+    from benchmark.claims import VERDICTS, from_interval
 
     args = reproduce.Args(study="ablation_sampling", bootstrap_reps=1000)
     rosmo = row("ROSMO sampled (N=4)", None, [0.9, 0.9, 0.9])
@@ -252,9 +253,9 @@ def test_a_claim_whose_intervals_overlap_is_inconclusive_never_holds():
     assert verdict([0.8, 0.9, 1.0], [0.1, 0.2, 0.3])[2] == "holds"
     assert verdict([0.1, 0.2, 0.3], [0.8, 0.9, 1.0])[2] == "does not hold"
     assert verdict([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])[2] == "inconclusive"  # a tie is no effect either way
-    assert reproduce.from_interval((-0.1, -0.2, -1e-15)) == "inconclusive"  # rounding in the sums is no effect
-    assert reproduce.from_interval((0.1, 0.0, 0.2), at_least=True) == "holds"  # an "at least as good" claim
-    assert all(v in (*reproduce.VERDICTS, "not measured") for _, _, v in reproduce.claims("ablation_sampling", [rosmo], args))
+    assert from_interval((-0.1, -0.2, -1e-15)) == "inconclusive"  # rounding in the sums is no effect
+    assert from_interval((0.1, 0.0, 0.2), at_least=True) == "holds"  # an "at least as good" claim
+    assert all(v in (*VERDICTS, "not measured") for _, _, v in reproduce.claims("ablation_sampling", [rosmo], args))
 
 
 def test_verdicts_read_each_seeds_late_average_when_every_row_has_its_history():
