@@ -155,7 +155,7 @@ class AtariSize(NamedTuple):
     family (the pre-activation LayerNorm blocks, the action planes of the dynamics, the heads, the 6x6 hidden
     state) with a coarser first stride (a 4x4 stride-4 patch convolution to 21x21x8), 16 channels, one pooling
     (11 -> 6), one residual block at 21x21 and one at 6x6 in the torso, one in the dynamics and the prediction each,
-    and smaller heads (16 channels, one dense layer of 64): ROSMO's update has about 1/60 of the paper's FLOPs
+    and smaller heads (16 channels, one dense layer of 64): ROSMO's update has about 1/50 of the paper's FLOPs
     (docs/atari.md). The block at 21x21 is the torso's first nonlinearity: without it everything down to the 6x6
     pooling is one linear map of the pixels, and BC learnt Breakout's controller about 5x more slowly.
     """
