@@ -435,11 +435,12 @@ ABLATION_REGULARIZATION = Study(
 # --controller tracker: the paddle follows the ball, a function of the screen, mixed with random actions as epsilon
 # falls from 1 to 0 across the shards). ATARI_SMALL_GAMES: the games and episodes per shard of their data;
 # ATARI_SMALL_FLAGS: the settings every run shares (the small networks at batch 32, episodes cut at 2,000 agent
-# steps in the data and in evaluation alike, a 200-update warm-up). The budget, 3 seeds x 30,000 updates, is the
-# one BC was measured to learn in (Breakout: 1.0 at 4k updates, 6.2 at 30k; docs/atari.md); 2,000 updates, what 2
-# CPU cores do for the six methods on two games in about 6 hours, leave every method at the random policy's level.
-# A 3-seed update of the small networks at batch 32 takes about 1.0 s (ROSMO), 1.3 s (MZU, 20 simulations), 0.4 s
-# (CRR, CQL) and 0.13 s (BC) of a 2-core CPU, so the whole study is about 75 CPU-hours there: it is meant for an
+# steps in the data and in evaluation alike, a 200-update warm-up). The budget, 3 seeds x 30,000 updates: with the
+# small networks BC clones the controller in about 6,000 updates at batch 32 (Breakout), and ROSMO's policy learns
+# about 5x more slowly than BC's (its behaviour term, weight 0.2, does the cloning while the one-step advantages are
+# near 0.01; docs/atari.md); 2,000 updates leave every method at the random policy's level. One seed's update of the
+# small networks at batch 32 takes 0.14 s (ROSMO), 0.26 s (MZU, 20 simulations) and 0.04 s (BC) of an idle 2-core
+# CPU, so the whole study is about 45 CPU-hours there: it is meant for an
 # accelerator (benchmark/gpu.sh), or for --total-steps and --envs chosen to fit. Not part of `--study all`.
 
 ATARI_SMALL_GAMES = {"Breakout": 2, "Pong": 1}
