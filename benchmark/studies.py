@@ -435,21 +435,21 @@ ABLATION_REGULARIZATION = Study(
 # --controller tracker: the paddle follows the ball, a function of the screen, mixed with random actions as epsilon
 # falls from 1 to 0 across the shards). ATARI_SMALL_GAMES: the games and episodes per shard of their data;
 # ATARI_SMALL_FLAGS: the settings every run shares (the small networks at batch 32, episodes cut at 2,000 agent
-# steps in the data and in evaluation alike, a 200-update warm-up). The budget, 3 seeds x 30,000 updates: with the
-# small networks BC clones the controller in about 6,000 updates at batch 32 (Breakout), and ROSMO's policy learns
-# about 5x more slowly than BC's (its behaviour term, weight 0.2, does the cloning while the one-step advantages are
-# near 0.01; docs/atari.md); 2,000 updates leave every method at the random policy's level. One seed's update of the
-# small networks at batch 32 takes 0.14 s (ROSMO), 0.26 s (MZU, 20 simulations) and 0.04 s (BC) of an idle 2-core
-# CPU, so the whole study is about 45 CPU-hours there: it is meant for an
-# accelerator (benchmark/gpu.sh), or for --total-steps and --envs chosen to fit. Not part of `--study all`.
+# steps in the data and in evaluation alike, a 200-update warm-up). The budget, 3 seeds x 10,000 updates, the scale
+# of the 60-minute ROSMO check (docs/atari.md): one seed's update of the small networks at batch 32 takes 0.14 s
+# (ROSMO), 0.26 s (MZU, 20 simulations) and 0.04 s (BC) of an idle 2-core CPU, so the study is about 14 hours
+# of that CPU, MZU and MZU-Q two thirds of it (about 45 hours at 30,000 updates; 2,000 updates leave every method
+# at the random policy's level). The runs go in the order of what they decide: ROSMO and BC first (ROSMO against
+# the data and BC), then MZU (the wall-clock comparison), then the rest. Not part of `--study all`.
 
 ATARI_SMALL_GAMES = {"Breakout": 2, "Pong": 1}
+ATARI_SMALL_ORDER = ["rosmo", "bc", "mzu", "crr", "cql", "mzu_q"]  # ALGOS, in the order the runs go
 ATARI_SMALL_FLAGS = ["--network-size", "small", "--batch-size", "32", "--eval-max-steps", "2000", "--warmup-steps", "200"]
 
 
 def _atari_small_configs(args, add) -> None:
     data_flags = ["--data-dir", args.atari_data_dir, *ATARI_SMALL_FLAGS]
-    for algo in ALGOS:
+    for algo in ATARI_SMALL_ORDER:
         add(algo, algo, **{f.lstrip("-").replace("-", "_"): v for f, v in zip(data_flags[::2], data_flags[1::2])})
 
 
@@ -540,7 +540,7 @@ ATARI_SMALL = Study(
     _atari_small_configs,
     _atari_small_claims,
     envs=tuple(ATARI_SMALL_GAMES),
-    budget=Budget(num_seeds=3, total_steps=30_000, eval_episodes=5),
+    budget=Budget(num_seeds=3, total_steps=10_000, eval_episodes=5),
     in_all=False,  # 'all' is the BSuite reproduction; this study has its own budget and is run by name
     check_envs=atari_games_only,
     prepare=ensure_atari_data,
