@@ -1,6 +1,7 @@
 """The files of a training run under `runs/{run_name}/`: its arguments, results and checkpoint.
 
-`Run` is the one name the scripts use. It gives every run its own directory (a time stamp plus a
+`Run` is the name the scripts use (beside the progress bar's format and wandb's mode, for the
+logging they keep). It gives every run its own directory (a time stamp plus a
 random suffix, created exclusively, so runs launched at the same instant with the same name and
 seed never share one), writes `args.json` there at the start, keeps the evaluation history in
 `results.json`, and saves and restores the full training state in `checkpoint.msgpack`.
