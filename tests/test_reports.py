@@ -96,6 +96,31 @@ def test_every_verdict_in_the_reports_and_docs_is_holds_inconclusive_or_does_not
     assert not odd, "verdicts outside holds / inconclusive / does not hold: " + "; ".join(odd)
 
 
+def claims_summary_rows():
+    """(report stem, claim, verdict) of every row of docs/reproduction.md's claims summary."""
+    page = (ROOT / "docs" / "reproduction.md").read_text()
+    section = page[page.index("## The paper's claims, as measured here") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = set()
+    for line in section.splitlines():
+        match = re.match(r"\| \[[^\]]*\]\(\.\./benchmark/results/([^)]+)\.md\) \|[^|]*\| (.*) \| (.*) \| ([^|]*) \|$", line)
+        if match:
+            rows.add((match.group(1), match.group(2).strip(), match.group(4).strip()))
+    return rows
+
+
+def test_the_claims_summary_lists_every_claim_of_every_kept_report_with_its_verdict():
+    rows = claims_summary_rows()
+    assert len(rows) > 30
+    missing = [
+        f"{report.stem}: {claim['claim']} ({claim['verdict']})"
+        for report in STUDY_REPORTS
+        for claim in json.loads(report.read_text())["claims"]
+        if (report.stem, claim["claim"], claim["verdict"]) not in rows
+    ]
+    assert not missing, "docs/reproduction.md's claims summary lacks: " + "; ".join(missing)
+
+
 @pytest.mark.parametrize("name", ["table2_10k", "lr_decay_50k"])
 def test_regenerating_a_committed_report_from_its_json_gives_it_again(name, tmp_path):
     # One report read back from its intervals (no run files kept) and one recomputed from its kept run records.
