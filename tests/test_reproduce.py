@@ -455,3 +455,54 @@ def test_the_gumbel_report_gives_each_configurations_updates_per_second_and_draw
     assert "| gumbel d=unlimited @ 2 | 0.80 +- 0.16 |" in md and md.count(" | 40.0 (25.0) |\n") == 1
     assert " | 200.0 (5.0) |\n" in md and "| Gumbel's search beats MuZero's at N=2 (unlimited depth) |" in md
     assert (tmp_path / "search_budget_catch_10.png").stat().st_size > 0
+
+
+def atari_row(series, finals):
+    """A measured atari_small row: per game each seed's final return (one evaluation), e.g. {"Breakout": [..]}."""
+    seeds = {
+        "steps": [10_000],
+        "returns": {game: [list(v)] for game, v in finals.items()},
+        "final_returns": {game: list(v) for game, v in finals.items()},
+        "aligned": True,
+    }
+    return {"series": series, "x": None, "missing": False, "iqm": (0.0,) * 3, "per_seed": seeds}
+
+
+def test_the_atari_study_judges_each_method_against_the_data_s_raw_mean_game_score(tmp_path):
+    # The data's mean comes from the generator's summary (raw game score: Breakout 12.97, Pong -14.76), and the
+    # scores are normalised by the game's random and DQN returns (common/scores.py) before they are compared.
+    from benchmark import reproduce
+
+    for game, mean in (("Breakout", 12.97), ("Pong", -14.76)):
+        (tmp_path / "data" / game).mkdir(parents=True)
+        (tmp_path / "data" / game / "behaviour_run_1.json").write_text(json.dumps({"mean_return": mean}))
+    args = reproduce.Args(study="atari_small", workdir=str(tmp_path), atari_data_dir="data", bootstrap_reps=500)
+    rows = [
+        atari_row("rosmo", {"Breakout": [30.0, 32.0, 35.0], "Pong": [-5.0, -4.0, -6.0]}),  # above the data, surely
+        atari_row("bc", {"Breakout": [6.0, 7.0, 8.0], "Pong": [-19.0, -18.0, -20.0]}),  # below it, surely
+        atari_row("mzu", {"Breakout": [2.0, 40.0, 60.0], "Pong": [-21.0, -3.0, 5.0]}),  # spread across it
+    ]
+    verdicts = {claim: verdict for claim, _, verdict in reproduce.claims("atari_small", rows, args, "final")}
+    assert verdicts["rosmo ends above the data's mean return"] == "holds"
+    assert verdicts["bc ends above the data's mean return"] == "does not hold"
+    assert verdicts["mzu ends above the data's mean return"] == "inconclusive"
+    assert "crr ends above the data's mean return" not in verdicts  # a method not run is not judged
+    assert verdicts["ROSMO ends above behaviour cloning"] == "holds"
+    assert verdicts["ROSMO ends above MuZero Unplugged at the same number of updates"] == "inconclusive"
+    # Without the generator's summary, and with no count of the data's mean in the rows, nothing is judged.
+    args = reproduce.Args(study="atari_small", workdir=str(tmp_path), atari_data_dir="elsewhere", bootstrap_reps=500)
+    verdicts = {claim: verdict for claim, _, verdict in reproduce.claims("atari_small", rows, args, "final")}
+    assert verdicts["rosmo ends above the data's mean return"] == "not measured"
+
+
+def test_the_atari_study_runs_rosmo_and_bc_first_at_its_stated_budget():
+    from benchmark import reproduce
+    from benchmark.studies import STUDIES
+
+    study = STUDIES["atari_small"]
+    assert (study.budget.num_seeds, study.budget.total_steps) == (3, 10_000)
+    args = reproduce.Args(study="atari_small", num_seeds=3, total_steps=10_000, eval_every=1000, eval_episodes=5)
+    configs = reproduce.study_configs("atari_small", args, ["Breakout", "Pong"])
+    assert [c.algo for c in configs][:6] == ["rosmo", "rosmo", "bc", "bc", "mzu", "mzu"]
+    assert sorted({c.algo for c in configs}) == ["bc", "cql", "crr", "mzu", "mzu_q", "rosmo"]
+    assert all("--network-size" in c.flags and "small" in c.flags for c in configs)
