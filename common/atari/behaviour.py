@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import numpy as np
+import tyro
 
 from common.atari.env import make_single_frame_env
 from common.atari.fixture import RecordedEpisode, episode_example, play_episode, write_tfrecord_gzip
@@ -289,8 +290,6 @@ def generate(args: Args) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import tyro
-
     args = tyro.cli(
         Args,
         args=argv,

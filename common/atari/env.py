@@ -36,6 +36,8 @@ STICKY_ACTION_PROBABILITY = 0.25
 
 
 def _gymnasium():
+    # The emulator's packages (ale_py, gymnasium; OpenCV in its preprocessing) load here, when an Atari environment
+    # is made, so a BSuite run or a data tool never loads them; the imports in the functions below are the same.
     import ale_py
     import gymnasium
 

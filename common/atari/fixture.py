@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
+import tyro
 
 from common.atari.env import make_single_frame_env, num_actions
 from common.atari.games import check_game, check_run, shard_name
@@ -38,7 +39,7 @@ from common.tfrecord import bytes_feature, encode_example, float_feature, int64_
 
 def encode_png(frame: np.ndarray) -> bytes:
     """An [84, 84] uint8 frame -> 8-bit grayscale PNG (decodes to 84x84x1)."""
-    import cv2
+    import cv2  # OpenCV (a heavy import) loads only where frames are coded
 
     ok, png = cv2.imencode(".png", np.ascontiguousarray(frame, np.uint8))
     if not ok:
@@ -159,8 +160,6 @@ class Args:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import tyro
-
     args = tyro.cli(
         Args, args=argv, prog="python -m common.atari.fixture", description="Write small RL Unplugged Atari shards."
     )

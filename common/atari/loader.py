@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import tyro
 
 from common.atari.cache import CACHE_FORMAT, load_or_build
 from common.atari.env import num_actions
@@ -212,8 +213,6 @@ class Args:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import tyro
-
     args = tyro.cli(
         Args,
         args=argv,

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from common.atari.env import num_actions
 from common.atari.games import FRAME_SHAPE, PUBLIC_DATA_DIR, is_remote, to_url
@@ -327,7 +328,7 @@ def episode_steps(raw: RawEpisode) -> dict[str, np.ndarray]:
 
 def decode_frame(png: bytes | memoryview) -> np.ndarray | None:
     """One stored PNG -> [84, 84] uint8 frame, or None if it does not decode to one."""
-    import cv2
+    import cv2  # OpenCV (a heavy import) loads only where frames are coded
 
     frame = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     if frame is None or frame.dtype != np.uint8:
@@ -351,8 +352,6 @@ def read_shards(
     The first failure stops the other readers at their next block; the error raised is that of the
     earliest shard that failed.
     """
-    from tqdm import tqdm
-
     stop = threading.Event()
 
     def stop_on_error(future: concurrent.futures.Future) -> None:
@@ -387,7 +386,6 @@ def decode_frames(
     kept: Sequence[tuple[str, RawEpisode]], offsets: np.ndarray, out: np.ndarray, workers: int, progress: bool
 ) -> None:
     """Decode every kept episode's PNGs into out[offsets[k]:offsets[k + 1]], `workers` episodes at a time."""
-    from tqdm import tqdm
 
     def decode(k: int) -> int:
         location, ep = kept[k]

@@ -65,6 +65,7 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from common.atari import games, loader, shards
@@ -258,8 +259,6 @@ class _Placement:
         """Whether `value` holds in every process (a collective with several processes)."""
         if self.parts == 1:
             return value
-        from jax.experimental import multihost_utils
-
         return bool(np.all(multihost_utils.process_allgather(np.asarray(value))))
 
 

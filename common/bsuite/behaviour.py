@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from tqdm import tqdm
 
 from common.bsuite.env import BSUITE_ENVS, NOISE_IN, check_env_id, check_noise_in, make_env  # noqa: F401 - part of this module's interface
 
@@ -85,11 +91,6 @@ class Agent(NamedTuple):
 
 def make_agent(obs_shape: Sequence[int], num_actions: int, noise: float, config: DQNConfig = DQNConfig()) -> Agent:
     """The DQN agent; with probability `noise` the action it returns is replaced by a uniform one."""
-    import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-    import optax
-    from jax.flatten_util import ravel_pytree
 
     class QNetwork(nn.Module):
         hidden_sizes: tuple[int, ...]
@@ -216,9 +217,6 @@ def run_behaviour_agent(
     `config` defaults to DQN_CONFIGS[env_id]. `noise_in` "environment": the environment replaces the
     action (the agent's action is recorded); "behaviour": the agent does (the executed one is recorded).
     """
-    import jax
-    from tqdm import tqdm
-
     check_env_id(env_id)
     check_noise_in(noise_in)
     config = DQN_CONFIGS[env_id] if config is None else config

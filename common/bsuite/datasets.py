@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
+import tyro
 
 from common.bsuite import tfds_files
 from common.bsuite.behaviour import DQN_CONFIGS, DQNConfig, run_behaviour_agent
@@ -542,8 +543,6 @@ class Args:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import tyro
-
     args = tyro.cli(
         Args,
         args=argv,

@@ -7,6 +7,7 @@ counterpart of common/atari/env.py: it holds no data reading, generation or lear
 """
 
 import numpy as np
+from bsuite.environments import cartpole, catch, mountain_car
 
 from common.errors import DataError
 
@@ -49,15 +50,9 @@ def make_env(env_id: str, seed: int, noise: float = 0.0, noise_seed: int = 0):
 def _make_bsuite_env(env_id: str, seed: int):
     check_env_id(env_id)
     if env_id == "catch":
-        from bsuite.environments import catch
-
         return catch.Catch(seed=seed)
     if env_id == "cartpole":
-        from bsuite.environments import cartpole
-
         return cartpole.Cartpole(seed=seed)
-    from bsuite.environments import mountain_car
-
     return mountain_car.MountainCar(seed=seed)
 
 
