@@ -396,7 +396,7 @@ def write_study(
         lines += ["No claim of the paper is checked by this study."]
     choice = best_setting(rows) if options.best_setting else None
     if choice:
-        lines += ["", f"The setting chosen from this sweep (the highest final IQM; a choice, not a claim): {choice}."]
+        lines += ["", f"The setting chosen from this sweep (a choice, not a claim): {choice}."]
     profiles = [r for r in done if "per_seed" in r]
     plot_profiles = 0 < len(profiles) <= 8
     lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]

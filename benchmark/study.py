@@ -78,4 +78,4 @@ class Study:
     data_lines: Callable[[Any, List[str], Optional[Dict[str, float]]], List[str]] = lambda args, envs, data: []
     """data_lines(args, envs, data returns of a measured row or None): the report's paragraph on the data"""
     best_setting: bool = False
-    """whether the report names the configuration with the highest final IQM (a sweep's choice)"""
+    """whether the report names the configurations with the highest final and late IQM (a sweep's choice)"""

@@ -506,3 +506,18 @@ def test_the_atari_study_runs_rosmo_and_bc_first_at_its_stated_budget():
     assert [c.algo for c in configs][:6] == ["rosmo", "rosmo", "bc", "bc", "mzu", "mzu"]
     assert sorted({c.algo for c in configs}) == ["bc", "cql", "crr", "mzu", "mzu_q", "rosmo"]
     assert all("--network-size" in c.flags and "small" in c.flags for c in configs)
+
+
+def test_a_sweep_names_its_best_setting_by_the_final_and_by_the_late_iqm():
+    # A choice read from one final evaluation can differ from one read from the late average (the issue with
+    # the learning-rate schedule): the report names both.
+    from benchmark.claims import best_setting
+
+    def swept(x, final, late):
+        return {"series": "cql", "x": x, "missing": False, "iqm": (final, final, final), "late": {"iqm": (late,) * 3}}
+
+    rows = [swept(0.01, 0.9, 0.5), swept(0.1, 0.8, 0.7), {"series": "cql", "x": 1.0, "missing": True}]
+    choice = best_setting(rows)
+    assert choice.startswith("by the highest final IQM, cql @ 0.01") and "by the highest late IQM, cql @ 0.1" in choice
+    assert "late" not in best_setting([{**rows[0], "late": {}}])  # a row without a late average: final only
+    assert best_setting(rows[2:]) is None
