@@ -27,7 +27,7 @@ atari() {
 
 evidence() {
     $PY -m benchmark.reproduce --study table2 --envs cartpole mountain_car "${BSUITE[@]}" \
-        --algos rosmo mzu mzu_q cql crr bc bc-greedy rosmo-data
+        --algos rosmo mzu mzu_q cql crr bc bc-greedy rosmo-data cql-alpha0.1
     $PY -m benchmark.time_to_score benchmark/results/table2_cartpole_mountain_car_50k.json
     $PY -m benchmark.reproduce --study noise --envs catch "${BSUITE[@]}"
     $PY -m benchmark.reproduce --study lr_decay --seed 5 --num-seeds 3 --total-steps 50000

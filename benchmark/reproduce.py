@@ -55,7 +55,7 @@ from benchmark import aggregate as agg
 from benchmark.claims import best_setting, verdict_measure
 from benchmark.common_bench import ROOT, machine_description, write_report
 from benchmark.runner import RECORDS, Config, run_configs
-from benchmark.studies import ROWS, STUDIES
+from benchmark.studies import ROWS, STUDIES, VARIANTS
 
 # --study: a study's name (an entry of STUDIES) or 'all'.
 StudyName = Literal[(*STUDIES, "all")]  # type: ignore[valid-type]
@@ -82,7 +82,7 @@ class Args:
     """atari_small: where its behaviour data is generated (python -m common.atari.behaviour) and read, under --workdir;
     its own directory, as finished runs and kept records are reused by their flags (--data-dir among them)"""
     algos: List[str] = field(default_factory=lambda: list(ROWS))
-    """table2: the rows (the algorithms, 'rosmo-data' and 'bc-greedy'), run in this order"""
+    """table2: the rows (the algorithms, 'rosmo-data', 'bc-greedy' and 'cql-alpha0.1'), run in this order"""
     lr_decay_steps: Optional[int] = None
     """--lr-decay-steps of every run (default: the scripts' 100k, i.e. no decay within 100k updates);
     the paper's shape is x0.1 at half the budget (100k of 200k)"""
@@ -496,9 +496,10 @@ def main(args: Args) -> None:
         study.check_envs(args.envs or [])
         if study.prepare is not None and not (args.dry_run or args.report_only):
             study.prepare(args, args.envs or list(study.envs))
-    bad = [a for a in args.algos if a not in ROWS]
+    known = list(dict.fromkeys([*ROWS, *VARIANTS]))
+    bad = [a for a in args.algos if a not in known]
     if bad:
-        raise SystemExit(f"error: --algos {' '.join(bad)} are not Table 2 rows; use some of {', '.join(ROWS)}")
+        raise SystemExit(f"error: --algos {' '.join(bad)} are not Table 2 rows; use some of {', '.join(known)}")
     start = time.time()
     for study in studies:
         envs = args.envs or list(study.envs)
