@@ -449,13 +449,12 @@ ABLATION_REGULARIZATION = Study(
 
 ATARI_SMALL_GAMES = {"Breakout": 2, "Pong": 1}
 ATARI_SMALL_ORDER = ["rosmo", "bc", "mzu", "crr", "cql", "mzu_q"]  # ALGOS, in the order the runs go
-ATARI_SMALL_FLAGS = ["--network-size", "small", "--batch-size", "32", "--eval-max-steps", "2000", "--warmup-steps", "200"]
+ATARI_SMALL_FLAGS = {"network_size": "small", "batch_size": 32, "eval_max_steps": 2000, "warmup_steps": 200}
 
 
 def _atari_small_configs(args, add) -> None:
-    data_flags = ["--data-dir", args.atari_data_dir, *ATARI_SMALL_FLAGS]
     for algo in ATARI_SMALL_ORDER:
-        add(algo, algo, **{f.lstrip("-").replace("-", "_"): v for f, v in zip(data_flags[::2], data_flags[1::2])})
+        add(algo, algo, data_dir=args.atari_data_dir, **ATARI_SMALL_FLAGS)
 
 
 def behaviour_summary(args, game: str) -> Optional[dict]:

@@ -103,7 +103,7 @@ def claims_summary_rows():
     section = section[: section.index("\n## ", 1)]
     rows = set()
     for line in section.splitlines():
-        match = re.match(r"\| \[[^\]]*\]\(\.\./benchmark/results/([^)]+)\.md\) \|[^|]*\| (.*) \| (.*) \| ([^|]*) \|$", line)
+        match = re.match(r"\| \[[^\]]*\]\(\.\./benchmark/results/([^)]+)\.md\) \|[^|]*\| ([^|]*) \| (.*) \| ([^|]*) \|$", line)
         if match:
             rows.add((match.group(1), match.group(2).strip(), match.group(4).strip()))
     return rows
