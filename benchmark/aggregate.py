@@ -226,11 +226,65 @@ def late_summary(seeds: dict, reps: int) -> dict:
     return {"steps": [steps[0], steps[-1]], "returns": returns, "iqm": list(estimate)}
 
 
+def _summed(values: List[Optional[List[float]]]) -> Optional[List[float]]:
+    """The element-wise sum of lists of one length, None where any of them is missing or has a gap."""
+    if any(v is None or None in v for v in values):
+        return None
+    return np.sum(np.asarray(values, np.float64), axis=0).tolist()
+
+
+def join_seed_runs(runs: Sequence[dict]) -> List[dict]:
+    """One results per task, in the tasks' order: the runs of a task that each trained some of its seeds (a study
+    with `seed_per_run`, so that each piece fits in a sitting) joined into one with all its seeds, in the order of
+    their --seed. Per seed: the final returns and scores and each evaluation's returns; the wall-clock and
+    evaluation seconds at each evaluation, the run's wall-clock time and its training-loop rate are those of all
+    the seeds, one run after another (what one process training them vmapped would spend on a CPU)."""
+    by_task: Dict[str, List[dict]] = {}
+    for r in runs:
+        by_task.setdefault(r["env_id"], []).append(r)
+    joined = []
+    for task, group in by_task.items():
+        if len(group) == 1:
+            joined.append(group[0])
+            continue
+        group = sorted(group, key=lambda r: r["args"]["seed"])
+        seeds = [list(range(r["args"]["seed"], r["args"]["seed"] + r["args"]["num_seeds"])) for r in group]
+        flat = [s for run_seeds in seeds for s in run_seeds]
+        if len(set(flat)) != len(flat):
+            raise ValueError(f"runs of {task} to join share seeds: {seeds}")
+        steps = {tuple(r["eval_history"]["steps"]) for r in group}
+        if len(steps) != 1:
+            raise ValueError(f"runs of {task} to join were evaluated at different steps: {sorted(steps)}")
+
+        history = {
+            "steps": list(group[0]["eval_history"]["steps"]),
+            "returns": [[float(v) for r in group for v in r["eval_history"]["returns"][e]] for e in range(len(steps.pop()))],
+            "wall_clock_s": _summed([r["eval_history"].get("wall_clock_s") for r in group]),
+            "eval_seconds": _summed([r["eval_history"].get("eval_seconds") for r in group]),
+        }
+        rates = [r.get("updates_per_s") for r in group]
+        joined.append(
+            {
+                **group[0],
+                "args": {**group[0]["args"], "num_seeds": len(flat)},
+                "final_returns": [float(v) for r in group for v in r["final_returns"]],
+                "normalized_scores": [float(v) for r in group for v in r["normalized_scores"]],
+                "eval_history": history,
+                "wall_clock_s": float(sum(r["wall_clock_s"] for r in group)),
+                "updates_per_s": None if None in rates else float(1.0 / sum(1.0 / v for v in rates)),
+                "devices": list(dict.fromkeys(d for r in group for d in r.get("devices", []))),
+            }
+        )
+    return joined
+
+
 def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
     """The row of one configuration (series, x) from its finished runs (one results.json per task): mean and
     std of the final return per task, the final IQM with its interval, every seed's returns, the late average,
     the IQM curve over updates and wall-clock time, and the mean over the runs of their training-loop updates
     per second (`updates_per_s` of results.json, every vmapped seed advancing; None where a run lacks it)."""
+    names = [r["run_dir"] for r in runs]
+    runs = join_seed_runs(runs)
     curve = curves(runs)
     seeds = per_seed(runs)
     speeds = [r.get("updates_per_s") for r in runs]
@@ -251,7 +305,7 @@ def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
         "wall_clock_s": float(sum(r["wall_clock_s"] for r in runs)),
         "updates_per_s": None if None in speeds else float(np.mean(speeds)),
         "devices": list(dict.fromkeys(d for r in runs for d in r.get("devices", []))),
-        "runs": [r["run_dir"] for r in runs],
+        "runs": names,
     }
 
 

@@ -42,6 +42,7 @@ budget and the machine.
 """
 
 import dataclasses
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -125,15 +126,20 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
     """The runs of one study: algorithm, task, flags, and where each goes in the table."""
     configs = []
 
+    # (first seed, seeds) of each run of a configuration: all seeds vmapped in one, or one run per seed
+    pieces = [(args.seed, args.num_seeds)]
+    if STUDIES[study].seed_per_run:
+        pieces = [(seed, 1) for seed in range(args.seed, args.seed + args.num_seeds)]
+
     def add(algo: str, series: str, x=None, **flags) -> None:
-        for env_id in envs:
+        for env_id, (seed, num_seeds) in itertools.product(envs, pieces):
             cli = [
                 "--env-id",
                 env_id,
                 "--num-seeds",
-                str(args.num_seeds),
+                str(num_seeds),
                 "--seed",
-                str(args.seed),
+                str(seed),
                 "--total-steps",
                 str(args.total_steps),
                 "--eval-every",
@@ -224,7 +230,7 @@ def kept_row(row: Dict, envs: List[str], num_seeds: int, reps: int) -> Dict:
     if row["missing"] or "per_seed" in row:
         return row
     runs = [_kept_results(run) for run in row.get("runs", [])]
-    if runs and None not in runs and [r["env_id"] for r in runs] == envs:
+    if runs and None not in runs and list(dict.fromkeys(r["env_id"] for r in runs)) == envs:
         again = agg.summarise_runs(row["series"], row["x"], runs, reps)
         if np.allclose(again["iqm"], row["iqm"], rtol=0, atol=1e-9):
             return again

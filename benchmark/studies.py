@@ -547,6 +547,7 @@ ATARI_SMALL = Study(
     budget=Budget(num_seeds=3, total_steps=10_000, eval_episodes=5),
     in_all=False,  # 'all' is the BSuite reproduction; this study has its own budget and is run by name
     check_envs=atari_games_only,
+    seed_per_run=True,  # a configuration's 3 seeds take 1-4 hours on 2 cores: each seed's run fits in a sitting
     prepare=ensure_atari_data,
     data_lines=atari_data_lines,
 )

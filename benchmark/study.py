@@ -2,8 +2,9 @@
 
 A `Study` holds its name, its default tasks and budget, the configurations it runs (`configs(args, add)` calls
 `add(algo, series, x=None, **flags)` once per configuration; reproduce.py turns each call into one run per task,
-all seeds vmapped in one process), the paper's claims it checks (`claims(rows, args, measure)`, built from
-benchmark/claims.py), and the few things its report does differently from the others'. Here too the pieces
+all seeds vmapped in one process, or with `seed_per_run` one run per task and seed), the paper's claims it checks
+(`claims(rows, args, measure)`, built from benchmark/claims.py), and the few things its report does differently
+from the others'. Here too the pieces
 that several studies share: the BSuite tasks, the paper's budget, the line on the data's mean return.
 
 `args` is the parsed command line, reproduce.Args; `rows` the study's rows (aggregate.summarise_runs, one per
@@ -58,6 +59,9 @@ class Study:
     """whether `--study all` runs it (the BSuite reproduction)"""
     check_envs: Callable[[List[str]], None] = bsuite_tasks_only
     """check_envs(--envs): stop with an error for a task the study cannot run"""
+    seed_per_run: bool = False
+    """each seed its own run (then joined per task, aggregate.join_seed_runs), so that a study whose configurations
+    take longer than a sitting finishes over several, each finished seed kept; else all seeds vmapped in one run"""
     prepare: Optional[Callable[[Any, List[str]], None]] = None
     """prepare(args, envs): made before its runs (not with --dry-run or --report-only), e.g. its data"""
     # The report.

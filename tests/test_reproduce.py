@@ -503,9 +503,55 @@ def test_the_atari_study_runs_rosmo_and_bc_first_at_its_stated_budget():
     assert (study.budget.num_seeds, study.budget.total_steps) == (3, 10_000)
     args = reproduce.Args(study="atari_small", num_seeds=3, total_steps=10_000, eval_every=1000, eval_episodes=5)
     configs = reproduce.study_configs("atari_small", args, ["Breakout", "Pong"])
-    assert [c.algo for c in configs][:6] == ["rosmo", "rosmo", "bc", "bc", "mzu", "mzu"]
+    assert [c.algo for c in configs][:18] == ["rosmo"] * 6 + ["bc"] * 6 + ["mzu"] * 6
     assert sorted({c.algo for c in configs}) == ["bc", "cql", "crr", "mzu", "mzu_q", "rosmo"]
     assert all("--network-size" in c.flags and "small" in c.flags for c in configs)
+    # One run per seed (each fits in a sitting), so a configuration is 3 runs per game with seeds 0, 1, 2.
+    flag = lambda c, name: c.flags[c.flags.index(name) + 1]  # noqa: E731
+    assert [(c.env_id, flag(c, "--seed"), flag(c, "--num-seeds")) for c in configs[:6]] == [
+        (game, str(seed), "1") for game in ("Breakout", "Pong") for seed in range(3)
+    ]
+
+
+def test_runs_of_one_seed_each_are_joined_into_the_row_all_seeds_in_one_run_makes():
+    # A study with seed_per_run keeps each seed's run; its row must be the one a single run of all the seeds
+    # gives: every seed's returns in the order of --seed, and the seconds of the seeds one after another.
+    from benchmark import aggregate as agg
+    from common.scores import normalized_score
+
+    def run(seed, num_seeds, finals, wall, env_id="catch"):
+        returns = [[v - 0.5 for v in finals], list(finals)]
+        history = {"steps": [5, 10], "returns": returns, "wall_clock_s": [wall / 2, wall], "eval_seconds": [1.0, 1.0]}
+        return {
+            "env_id": env_id,
+            "args": {"seed": seed, "num_seeds": num_seeds},
+            "final_returns": list(finals),
+            "normalized_scores": [normalized_score(env_id, v) for v in finals],
+            "eval_history": history,
+            "wall_clock_s": wall,
+            "updates_per_s": 10 / wall,
+            "data": {"mean_return": 0.1},
+            "devices": ["1 x cpu (cpu)"],
+            "run_dir": f"runs/{env_id}__{seed}",
+        }
+
+    whole = agg.summarise_runs("x", None, [run(0, 3, [0.2, 0.6, 1.0], 30.0)], 200)
+    pieces = [run(2, 1, [1.0], 10.0), run(0, 1, [0.2], 10.0), run(1, 1, [0.6], 10.0)]  # found in any order
+    joined = agg.summarise_runs("x", None, pieces, 200)
+    for key in ("returns", "iqm", "late", "per_seed", "curve", "wall_clock_s", "data_returns"):
+        assert joined[key] == whole[key], key
+    assert joined["updates_per_s"] == pytest.approx(whole["updates_per_s"])
+    assert joined["runs"] == ["runs/catch__2", "runs/catch__0", "runs/catch__1"]  # every piece named
+    (task,) = agg.join_seed_runs(pieces)
+    assert task["eval_history"]["eval_seconds"] == [3.0, 3.0] and task["args"]["num_seeds"] == 3
+    # Two tasks stay two; pieces that share a seed, or were evaluated at other steps, are refused.
+    assert len(agg.join_seed_runs([*pieces, run(0, 1, [0.5], 5.0, "cartpole")])) == 2
+    with pytest.raises(ValueError, match="share seeds"):
+        agg.join_seed_runs([run(0, 2, [0.2, 0.6], 20.0), run(1, 1, [0.6], 10.0)])
+    other = run(1, 1, [0.6], 10.0)
+    other["eval_history"]["steps"] = [4, 10]
+    with pytest.raises(ValueError, match="different steps"):
+        agg.join_seed_runs([run(0, 1, [0.2], 10.0), other])
 
 
 def test_a_sweep_names_its_best_setting_by_the_final_and_by_the_late_iqm():
