@@ -511,7 +511,8 @@ def main(args: Args) -> None:
         envs = args.envs or list(study.envs)
         study_start = time.time()
         configs = study_configs(study.name, args, envs)
-        print(f"== {study.name}: {len(configs)} runs ({args.num_seeds} seeds each) ==", flush=True)
+        each = 1 if study.seed_per_run else args.num_seeds
+        print(f"== {study.name}: {len(configs)} runs ({each} seed{'s' * (each > 1)} each) ==", flush=True)
         results = run_configs(configs, f"repro_{study.name}", args.dry_run or args.report_only, Path(args.workdir))
         if args.dry_run:
             continue
