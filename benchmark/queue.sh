@@ -8,9 +8,9 @@
 # A lane that runs out of its own work joins the other's (a configuration the other lane is running is left for
 # later, then reused), so both cores stay busy to the end.
 #
-# atari:    the six methods on Atari with the small networks and the tracker's behaviour data (about 14 idle
-#           CPU-hours at 10k updates: it runs over several sittings, one run per seed, each kept when it
-#           finishes and resumed from its checkpoints while runs/ survives; docs/atari.md), then time to score.
+# atari:    the six methods on Atari, small networks, the tracker's data (about 14 idle CPU-hours at 10k
+#           updates: over several sittings, one run per seed, each kept when it finishes; docs/atari.md),
+#           then time to score on it.
 # evidence: the paper's 5 seeds for Table 2 and Table 1 on catch (finished: reused), the choices made on the
 #           reported seeds made again on seeds they never saw (5-7: the learning-rate schedule of every row and
 #           CQL's setting; their reports carry _seeds5-7 in their names), then the low-budget search study (MZU
