@@ -263,10 +263,11 @@ def _compares_searches(args) -> bool:
 
 
 def _search_budget_configs(args, add) -> None:
-    for search in args.searches:
-        search_flag = {} if search == "muzero" else {"search": search}  # muzero: the runs made before the flag
-        for depth in args.depths:
-            for n in args.simulations:
+    # The lowest budget first, each search at it, so an unfinished study has the comparison the claims rest on.
+    for depth in args.depths:
+        for n in args.simulations:
+            for search in args.searches:
+                search_flag = {} if search == "muzero" else {"search": search}  # muzero: runs made before the flag
                 depth_flag = {} if depth == 0 else {"max_depth": depth}
                 add("mzu", search_series(search, depth), n, num_simulations=n, **search_flag, **depth_flag)
     if "gumbel" in args.searches:
