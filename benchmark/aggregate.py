@@ -317,17 +317,19 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
     keys = list(dict.fromkeys((c.series, c.x) for c in configs))
     for series, x in keys:
         runs = [r for c, r in zip(configs, results) if (c.series, c.x) == (series, x)]
-        if any(r is None for r in runs):  # the tasks that finished are shown; the IQM needs them all
+        if any(r is None for r in runs):  # the tasks and seeds that finished are shown; the IQM needs them all
             done = [r for r in runs if r is not None]
+            joined = join_seed_runs(done)
             rows.append(
                 {
                     "series": series,
                     "x": x,
                     "missing": True,
                     "returns": {
-                        r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in done
+                        r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in joined
                     },
-                    "data_returns": data_returns(done),
+                    "seeds_done": {r["env_id"]: len(r["final_returns"]) for r in joined},
+                    "data_returns": data_returns(joined),
                     "runs": [r["run_dir"] for r in done],
                 }
             )

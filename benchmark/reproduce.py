@@ -268,6 +268,11 @@ def keep_measured(rows: List[Dict], stem: Path, args: Args, envs: List[str]) -> 
     return rows
 
 
+def _seeds_note(done: Optional[int], num_seeds: int) -> str:
+    """' (2 of 3 seeds)' for a task whose seeds have not all finished (a study with one run per seed), else ''."""
+    return f" ({done} of {num_seeds} seeds)" if done is not None and done < num_seeds else ""
+
+
 def _cell(estimate) -> str:
     if estimate is None:
         return "-"
@@ -355,8 +360,11 @@ def write_study(
     for r in rows:
         name = r["series"] + (f" @ {r['x']}" if r["x"] is not None else "")
         if r["missing"]:
-            partial = r.get("returns", {})
-            cells = [f"{_cell(partial[e])} | -" if e in partial else "not run | -" for e in envs]
+            partial, seeds = r.get("returns", {}), r.get("seeds_done", {})
+            cells = [
+                f"{_cell(partial[e])}{_seeds_note(seeds.get(e), args.num_seeds)} | -" if e in partial else "not run | -"
+                for e in envs
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " | - | - |" + (" - |" if speeds else ""))
             continue
         row_late = r.get("late", {})

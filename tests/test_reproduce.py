@@ -548,6 +548,14 @@ def test_runs_of_one_seed_each_are_joined_into_the_row_all_seeds_in_one_run_make
     assert len(agg.join_seed_runs([*pieces, run(0, 1, [0.5], 5.0, "cartpole")])) == 2
     with pytest.raises(ValueError, match="share seeds"):
         agg.join_seed_runs([run(0, 2, [0.2, 0.6], 20.0), run(1, 1, [0.6], 10.0)])
+    # A configuration with a seed still to run: the finished seeds' returns, and how many of them, no IQM.
+    from benchmark import reproduce
+    from benchmark.runner import Config
+
+    configs = [Config("rosmo", "catch", ["--seed", str(seed)], "x") for seed in range(3)]
+    (row,) = agg.summarise(configs, [pieces[1], None, pieces[0]], 200)
+    assert row["missing"] and row["returns"]["catch"] == pytest.approx((0.6, 0.4)) and row["seeds_done"] == {"catch": 2}
+    assert reproduce._seeds_note(2, 3) == " (2 of 3 seeds)" and reproduce._seeds_note(3, 3) == ""
     other = run(1, 1, [0.6], 10.0)
     other["eval_history"]["steps"] = [4, 10]
     with pytest.raises(ValueError, match="different steps"):
