@@ -17,6 +17,7 @@ Learning curves are the IQM at each evaluation over updates and over wall-clock 
 LATE_EVALUATIONS evaluations. No run is launched here.
 """
 
+import json
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -169,6 +170,21 @@ def data_returns(runs) -> dict:
     return {r["env_id"]: r["data"]["mean_return"] for r in runs if "mean_return" in r["data"]}
 
 
+# The flags that pick a run's dataset (with its task): runs with equal values should have read the same data.
+DATA_FLAGS = ("noise", "noise_in", "data_fraction", "run", "num_episodes")
+
+
+def data_settings(runs) -> dict:
+    """{env_id: the flags that picked its dataset, as one string} of the runs (noise_in only where there is noise)."""
+    out = {}
+    for r in runs:
+        flags = {k: r["args"].get(k) for k in DATA_FLAGS if k in r.get("args", {})}
+        if not flags.get("noise"):
+            flags.pop("noise_in", None)
+        out[r["env_id"]] = json.dumps(flags, sort_keys=True)
+    return out
+
+
 def per_seed(results: Sequence[dict]) -> dict:
     """Every run's return per seed at every evaluation and at the end, one configuration's runs (one
     results.json per task): {"steps": [E], "returns": {env_id: [E][seeds]}, "final_returns": {env_id: [seeds]},
@@ -233,6 +249,28 @@ def _summed(values: List[Optional[List[float]]]) -> Optional[List[float]]:
     return np.sum(np.asarray(values, np.float64), axis=0).tolist()
 
 
+def other_data(rows: Sequence[dict]) -> Dict[Tuple[str, object], Dict[str, Tuple[float, float]]]:
+    """The rows that trained on other data than the rest of their report: {(series, x): {task: (its data's mean
+    return, the others')}}. Rows whose flags pick the same dataset of a task (`data_settings`) should have read the
+    same data; where their data's mean returns differ (a dataset generated on another machine: the behaviour DQN is
+    not bit-reproducible across CPUs), the value most rows have is the report's, and the others are flagged (a tie
+    goes to the first row's). Rows without `data_settings` or `data_returns` (older kept reports) are not checked."""
+    groups: Dict[Tuple[str, str], List[Tuple[Tuple[str, object], float]]] = {}
+    for r in rows:
+        for task, mean in r.get("data_returns", {}).items():
+            setting = r.get("data_settings", {}).get(task)
+            if setting is not None:
+                groups.setdefault((task, setting), []).append(((r["series"], r["x"]), float(mean)))
+    flagged: Dict[Tuple[str, object], Dict[str, Tuple[float, float]]] = {}
+    for (task, _), members in groups.items():
+        values = [round(mean, 6) for _, mean in members]
+        usual = max(dict.fromkeys(values), key=values.count)  # the most common; the first row's on a tie
+        for key, mean in members:
+            if round(mean, 6) != usual:
+                flagged.setdefault(key, {})[task] = (mean, usual)
+    return flagged
+
+
 def join_seed_runs(runs: Sequence[dict]) -> List[dict]:
     """One results per task, in the tasks' order: the runs of a task that each trained some of its seeds (a study
     with `seed_per_run`, so that each piece fits in a sitting) joined into one with all its seeds, in the order of
@@ -294,6 +332,7 @@ def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
         "missing": False,
         "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs},
         "data_returns": data_returns(runs),
+        "data_settings": data_settings(runs),
         "iqm": iqm_with_ci(final_scores(runs), reps),
         "late": late_summary(seeds, reps),
         "per_seed": seeds,
@@ -330,6 +369,7 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                     },
                     "seeds_done": {r["env_id"]: len(r["final_returns"]) for r in joined},
                     "data_returns": data_returns(joined),
+                    "data_settings": data_settings(joined),
                     "runs": [r["run_dir"] for r in done],
                 }
             )

@@ -305,6 +305,8 @@ def write_study(
         else f"learning rate x0.1 every {args.lr_decay_steps} updates"
     )
     done = [r for r in rows if not r["missing"]]
+    other = agg.other_data(rows)  # rows that trained on another dataset than the rest: shown, left out of the claims
+    comparable = [r for r in rows if (r["series"], r["x"]) not in other]
     measure = verdict_measure(rows)
     late = next((r["late"] for r in done if "late" in r), None)
     window = f"updates {late['steps'][0]}-{late['steps'][1]}" if late else "-"
@@ -359,6 +361,7 @@ def write_study(
     ]
     for r in rows:
         name = r["series"] + (f" @ {r['x']}" if r["x"] is not None else "")
+        name += " (other data)" if (r["series"], r["x"]) in other else ""
         if r["missing"]:
             partial, seeds = r.get("returns", {}), r.get("seeds_done", {})
             cells = [
@@ -374,18 +377,35 @@ def write_study(
         lines.append(
             f"| {name} | "
             + " | ".join(cells)
-            + f" | {agg.fmt_ci(r['iqm'])} | {agg.fmt_ci(row_late.get('iqm'))} |"
+            + (  # an IQM over tasks of which one read other data compares with no other row
+                " | - | - |"
+                if (r["series"], r["x"]) in other
+                else f" | {agg.fmt_ci(r['iqm'])} | {agg.fmt_ci(row_late.get('iqm'))} |"
+            )
             + (f" {speed} |" if speeds else "")
         )
     data = next(
-        (r["data_returns"] for r in rows if not r["missing"] and r["x"] in (None, 1.0, 0.0, max(args.hidden_units))), None
+        (r["data_returns"] for r in comparable if not r["missing"] and r["x"] in (None, 1.0, 0.0, max(args.hidden_units))),
+        None,
     )
     about_data = options.data_lines(args, envs, data)
     if about_data:
         lines += ["", *about_data]
+    if other:
+        cases = "; ".join(
+            f"{series}{f' @ {x}' if x is not None else ''} on {task} (data's mean return {mine:.3f}, the others' {usual:.3f})"
+            for (series, x), tasks in other.items()
+            for task, (mine, usual) in tasks.items()
+        )
+        lines += [
+            "",
+            "(other data): trained on another dataset of the task than the rest of this table, under the same flags "
+            f"(generated on another machine: the behaviour DQN is not bit-reproducible across CPUs, docs/data.md): "
+            f"{cases}. Its returns are shown; its IQM over the tasks and the claims below leave it out.",
+        ]
     if unkept:
         lines += ["", "Kept without per-seed scores (no claim can use them): " + ", ".join(r["series"] for r in unkept) + "."]
-    found = claims(study, rows, args, measure)
+    found = claims(study, comparable, args, measure)
     measure_name = (
         f"each seed's normalised late average (its mean over its last {agg.LATE_EVALUATIONS} evaluations)"
         if measure == "late"
@@ -408,9 +428,10 @@ def write_study(
         lines += [f"| {c} | {m} | {v} |" for c, m, v in found]
     else:
         lines += ["No claim of the paper is checked by this study."]
-    choice = best_setting(rows) if options.best_setting else None
+    choice = best_setting(comparable) if options.best_setting else None
     if choice:
         lines += ["", f"The setting chosen from this sweep (a choice, not a claim): {choice}."]
+    done = [r for r in done if (r["series"], r["x"]) not in other]  # the plots compare like with like
     profiles = [r for r in done if "per_seed" in r]
     plot_profiles = 0 < len(profiles) <= 8
     lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]

@@ -575,3 +575,40 @@ def test_a_sweep_names_its_best_setting_by_the_final_and_by_the_late_iqm():
     assert choice.startswith("by the highest final IQM, cql @ 0.01") and "by the highest late IQM, cql @ 0.1" in choice
     assert "late" not in best_setting([{**rows[0], "late": {}}])  # a row without a late average: final only
     assert best_setting(rows[2:]) is None
+
+
+def test_a_row_trained_on_other_data_is_flagged_shown_and_left_out_of_the_claims(tmp_path):
+    # A kept run reused beside one trained on a dataset regenerated on another machine (same flags, other
+    # episodes): the report must not compare them as if they had read the same data.
+    from benchmark import aggregate as agg
+    from benchmark import reproduce
+    from common.scores import normalized_score
+
+    def results(final, data_mean, noise=0.0):
+        return {
+            "env_id": "catch",
+            "args": {"seed": 0, "num_seeds": 3, "noise": noise, "noise_in": "environment", "data_fraction": 1.0},
+            "final_returns": list(final),
+            "normalized_scores": [normalized_score("catch", r) for r in final],
+            "eval_history": {"steps": [5, 10], "returns": [list(final), list(final)], "wall_clock_s": [1.0, 2.0]},
+            "wall_clock_s": 2.0,
+            "data": {"mean_return": data_mean},
+            "run_dir": "runs/catch__x",
+        }
+
+    rows = [
+        agg.summarise_runs("rosmo", None, [results([1.0, 1.0, 0.8], 0.5)], 100),
+        agg.summarise_runs("cql", None, [results([0.2, 0.4, 0.0], 0.5)], 100),
+        agg.summarise_runs("cql-alpha0.1", None, [results([1.0, 1.0, 1.0], 0.7)], 100),  # other data, better
+        agg.summarise_runs("bc", None, [results([0.0, 0.0, 0.2], 0.3, noise=0.3)], 100),  # other flags: not compared
+    ]
+    assert agg.other_data(rows) == {("cql-alpha0.1", None): {"catch": (0.7, 0.5)}}
+    args = reproduce.Args(study="table2", envs=["catch"], num_seeds=3, total_steps=10, eval_every=5, eval_episodes=2)
+    args.bootstrap_reps, args.out_dir = 100, str(tmp_path)
+    reproduce.write_study("table2", args, ["catch"], rows, machine="test")
+    md = (tmp_path / "table2_catch_10.md").read_text()
+    assert "| cql-alpha0.1 (other data) | 1.00 +- 0.00 | 1.00 +- 0.00 | - | - |" in md
+    assert "cql-alpha0.1 on catch (data's mean return 0.700, the others' 0.500)" in md
+    claims = {c["claim"]: c for c in json.loads((tmp_path / "table2_catch_10.json").read_text())["claims"]}
+    best = claims["ROSMO has the best overall result (IQM over the tasks)"]
+    assert "cql-alpha0.1" not in best["measured"] and "vs cql " in best["measured"]
