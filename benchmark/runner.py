@@ -249,6 +249,67 @@ def config_lock(algo: str, flags: List[str], logs: Path, wait: bool = True):
         yield lock.fileno()  # passed to the run, so the lock lasts as long as the run even if the study dies
 
 
+def local_data(algo: str, flags: List[str], workdir: Path) -> Optional[Dict[str, float]]:
+    """{transitions, mean_return} of the BSuite dataset a run of `algo` FLAGS reads in `workdir` (generated first
+    where it is missing, as the run itself would), None for Atari (its data is checked by its generator's summary)."""
+    from common.bsuite import datasets as bsuite_data
+    from common.bsuite.env import BSUITE_ENVS
+
+    args = resolve_args(algo, flags)
+    if args["env_id"] not in BSUITE_ENVS:
+        return None
+    data_dir = args["data_dir"] if args["data_dir"] is None else str(Path(workdir) / args["data_dir"])
+    key = (args["env_id"], args["noise"], data_dir, args["data_fraction"], args["noise_in"], str(workdir))
+    if key not in _LOCAL_DATA:
+        here = os.getcwd()
+        os.chdir(workdir)  # the default data root, ./datasets, is the run's
+        try:
+            episodes, _ = bsuite_data.load_bsuite(
+                args["env_id"], args["noise"], data_dir, args["data_fraction"], noise_in=args["noise_in"]
+            )
+        finally:
+            os.chdir(here)
+        _LOCAL_DATA[key] = {
+            "transitions": int(episodes.num_transitions),
+            "mean_return": float(episodes.episode_returns().mean()),
+        }
+    return _LOCAL_DATA[key]
+
+
+_LOCAL_DATA: Dict[tuple, Dict[str, float]] = {}
+
+
+def other_data_here(i: int, configs: List["Config"], found: List[Optional[dict]], workdir: Path) -> Optional[str]:
+    """Why configuration i would not compare with the finished runs of its study (one line), or None: where the
+    runs of its task that read the same dataset by their flags (aggregate.data_settings) read data whose mean
+    return differs from the data here (a dataset generated on another machine: the behaviour DQN is not
+    bit-reproducible across CPUs), a run here would train on other data than theirs."""
+    from benchmark.aggregate import data_settings
+
+    c = configs[i]
+    if c.env_id not in {"catch", "cartpole", "mountain_car"}:
+        return None
+    mine = data_settings([{"env_id": c.env_id, "args": resolve_args(c.algo, c.flags)}])[c.env_id]
+    theirs = [
+        r["data"]["mean_return"]
+        for r in found
+        if r is not None
+        and r["env_id"] == c.env_id
+        and "mean_return" in r.get("data", {})
+        and data_settings([r])[c.env_id] == mine
+    ]
+    if not theirs:
+        return None
+    usual = max(dict.fromkeys(round(v, 6) for v in theirs), key=[round(v, 6) for v in theirs].count)
+    here = local_data(c.algo, c.flags, workdir)
+    if here is None or round(here["mean_return"], 6) == usual:
+        return None
+    return (
+        f"the study's other {c.env_id} runs read data with mean return {usual:.3f}, this machine's has "
+        f"{here['mean_return']:.3f} ({here['transitions']} transitions): a run here would not compare with them"
+    )
+
+
 def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, workdir: Path = ROOT) -> List[Optional[dict]]:
     """Run every configuration that has no finished run under `workdir`/runs yet (one at a time, in
     `workdir`); their results, in order. A run of the same configuration that stopped early (a killed
@@ -261,9 +322,14 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
     logs = workdir / "runs" / "benchmark_logs"
     logs.mkdir(parents=True, exist_ok=True)
     out: List[Optional[dict]] = [None] * len(configs)
+    found = [find_finished(c.algo, c.flags, workdir / "runs", records) for c in configs]
     deferred = []  # configurations another study is running: come back to them after the others
     for i, c in enumerate(configs):
-        results = find_finished(c.algo, c.flags, workdir / "runs", records)
+        results = found[i] or find_finished(c.algo, c.flags, workdir / "runs", records)
+        clash = None if results is not None or dry_run else other_data_here(i, configs, found, workdir)
+        if clash is not None:
+            print(f"[{i + 1}/{len(configs)}] not running {c.algo}.py {' '.join(c.flags)}: {clash}", flush=True)
+            continue
         if results is None and not dry_run:
             with config_lock(c.algo, c.flags, logs, wait=False) as lock:
                 if lock is None:

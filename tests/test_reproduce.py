@@ -612,3 +612,38 @@ def test_a_row_trained_on_other_data_is_flagged_shown_and_left_out_of_the_claims
     claims = {c["claim"]: c for c in json.loads((tmp_path / "table2_catch_10.json").read_text())["claims"]}
     best = claims["ROSMO has the best overall result (IQM over the tasks)"]
     assert "cql-alpha0.1" not in best["measured"] and "vs cql " in best["measured"]
+
+
+def test_a_study_does_not_run_a_configuration_whose_data_here_differs_from_its_finished_runs(tmp_path, monkeypatch):
+    # The kept runs of a study read the dataset of one machine; on a machine whose generator wrote other episodes
+    # under the same flags, a new run would not compare with them: the study says so and leaves it out.
+    from benchmark import runner
+
+    flags = ["--env-id", "catch", "--total-steps", "10", "--eval-every", "10"]
+    configs = [runner.Config("bc", "catch", [*flags, "--seed", str(seed)], "bc") for seed in (0, 1, 2)]
+    args = runner.resolve_args("bc", configs[0].flags)  # a finished run's results.json keeps all its arguments
+    kept = {"0": {"env_id": "catch", "args": args, "data": {"mean_return": 0.5}}}
+    ran = []
+    monkeypatch.setattr(runner, "find_finished", lambda algo, f, runs, records=None: kept.get(f[-1]))
+    monkeypatch.setattr(runner, "_run_config", lambda i, total, c, *rest: ran.append(c.flags[-1]) or {"seed": c.flags[-1]})
+    monkeypatch.setattr(runner, "local_data", lambda algo, f, workdir: {"transitions": 90, "mean_return": 0.7})
+    results = runner.run_configs(configs, "test", workdir=tmp_path)
+    assert ran == [] and results == [kept["0"], None, None]
+    # Where the data here is the kept runs' data, the others run.
+    monkeypatch.setattr(runner, "local_data", lambda algo, f, workdir: {"transitions": 90, "mean_return": 0.5})
+    assert runner.run_configs(configs, "test", workdir=tmp_path)[1:] == [{"seed": "1"}, {"seed": "2"}] and ran == ["1", "2"]
+    # Data picked by other flags (here more noise) is not compared.
+    ran.clear()
+    noisy = [runner.Config("bc", "catch", [*flags, "--noise", "0.3", "--seed", "1"], "bc")]
+    monkeypatch.setattr(runner, "local_data", lambda algo, f, workdir: {"transitions": 90, "mean_return": 0.1})
+    assert runner.run_configs([configs[0], *noisy], "test", workdir=tmp_path)[1] == {"seed": "1"}
+
+
+def test_the_data_here_is_read_from_the_dataset_a_run_would_read(tmp_path):
+    from benchmark import runner
+    from common.bsuite import datasets as bsuite_data
+
+    stats = bsuite_data.generate("catch", 0.0, tmp_path / "datasets", num_episodes=20, progress=False)
+    flags = ["--env-id", "catch", "--data-dir", str(stats["path"])]
+    got = runner.local_data("bc", flags, tmp_path)
+    assert got == {"transitions": stats["transitions"], "mean_return": pytest.approx(stats["mean_return"])}
