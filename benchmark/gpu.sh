@@ -38,8 +38,7 @@ done
 if [ -d datasets/atari_tracker/Breakout ]; then
     timeout 240 $PY rosmo.py --env-id Breakout --data-dir datasets/atari_tracker --network-size paper \
         --batch-size 32 --eval-max-steps 2000 --warmup-steps 200 --num-seeds 3 --total-steps 10000 --eval-every 1000 \
-        --eval-episodes 5 \
-        --exp-name gpu_atari_small_paper 2>&1 | tail -5 | tee "$OUT/atari_small_paper.log"
+        --eval-episodes 5 --exp-name gpu_atari_small_paper 2>&1 | tail -5 | tee "$OUT/atari_small_paper.log"
     cp runs/Breakout__gpu_atari_small_paper__*/results.json "$OUT/atari_small_paper_results.json" 2>/dev/null
 else
     echo "no datasets/atari_tracker/Breakout: skipping the study run (carry the data)" | tee "$OUT/atari_small_paper.log"
