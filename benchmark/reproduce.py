@@ -157,7 +157,8 @@ def study_configs(study: str, args: Args, envs: List[str]) -> List[Config]:
             configs.append(Config(algo, env_id, cli, series, x))
 
     STUDIES[study].configs(args, add)
-    return configs
+    order = STUDIES[study].run_order
+    return configs if order is None else sorted(configs, key=order)
 
 
 def claims(study: str, rows: List[Dict], args: Args, measure: Optional[str] = None) -> List[tuple]:

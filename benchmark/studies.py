@@ -445,7 +445,7 @@ ABLATION_REGULARIZATION = Study(
 # of the 60-minute ROSMO check (docs/atari.md): one seed's update of the small networks at batch 32 takes 0.14 s
 # (ROSMO), 0.26 s (MZU, 20 simulations) and 0.04 s (BC) of an idle 2-core CPU, so the study is about 14 hours
 # of that CPU, MZU and MZU-Q two thirds of it (about 45 hours at 30,000 updates; 2,000 updates leave every method
-# at the random policy's level). The runs go in the order of what they decide: ROSMO and BC first (ROSMO against
+# at the random policy's level). The runs go in the order of what they decide: ROSMO and BC game by game (ROSMO against
 # the data and BC), then MZU (the wall-clock comparison), then the rest. Not part of `--study all`.
 
 ATARI_SMALL_GAMES = {"Breakout": 2, "Pong": 1}
@@ -456,6 +456,14 @@ ATARI_SMALL_FLAGS = {"network_size": "small", "batch_size": 32, "eval_max_steps"
 def _atari_small_configs(args, add) -> None:
     for algo in ATARI_SMALL_ORDER:
         add(algo, algo, data_dir=args.atari_data_dir, **ATARI_SMALL_FLAGS)
+
+
+def _atari_small_run_order(config) -> tuple:
+    """ROSMO and BC game by game first (each game's "ROSMO above BC" complete before the next game starts), then
+    the others in ATARI_SMALL_ORDER, each game's seeds together."""
+    stage = 0 if config.algo in ("rosmo", "bc") else ATARI_SMALL_ORDER.index(config.algo)
+    game = list(ATARI_SMALL_GAMES).index(config.env_id) if config.env_id in ATARI_SMALL_GAMES else len(ATARI_SMALL_GAMES)
+    return stage, game, ATARI_SMALL_ORDER.index(config.algo)
 
 
 def behaviour_summary(args, game: str) -> Optional[dict]:
@@ -549,6 +557,7 @@ ATARI_SMALL = Study(
     in_all=False,  # 'all' is the BSuite reproduction; this study has its own budget and is run by name
     check_envs=atari_games_only,
     seed_per_run=True,  # a configuration's 3 seeds take 1-4 hours on 2 cores: each seed's run fits in a sitting
+    run_order=_atari_small_run_order,
     prepare=ensure_atari_data,
     data_lines=atari_data_lines,
 )

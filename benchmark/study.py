@@ -62,6 +62,9 @@ class Study:
     seed_per_run: bool = False
     """each seed its own run (then joined per task, aggregate.join_seed_runs), so that a study whose configurations
     take longer than a sitting finishes over several, each finished seed kept; else all seeds vmapped in one run"""
+    run_order: Optional[Callable[[Any], Any]] = None
+    """a sort key of its runs (runner.Config) where they should not run in the order `configs` adds them (the
+    report's rows keep that order)"""
     prepare: Optional[Callable[[Any, List[str]], None]] = None
     """prepare(args, envs): made before its runs (not with --dry-run or --report-only), e.g. its data"""
     # The report.

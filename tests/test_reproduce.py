@@ -503,14 +503,24 @@ def test_the_atari_study_runs_rosmo_and_bc_first_at_its_stated_budget():
     assert (study.budget.num_seeds, study.budget.total_steps) == (3, 10_000)
     args = reproduce.Args(study="atari_small", num_seeds=3, total_steps=10_000, eval_every=1000, eval_episodes=5)
     configs = reproduce.study_configs("atari_small", args, ["Breakout", "Pong"])
-    assert [c.algo for c in configs][:18] == ["rosmo"] * 6 + ["bc"] * 6 + ["mzu"] * 6
-    assert sorted({c.algo for c in configs}) == ["bc", "cql", "crr", "mzu", "mzu_q", "rosmo"]
-    assert all("--network-size" in c.flags and "small" in c.flags for c in configs)
-    # One run per seed (each fits in a sitting), so a configuration is 3 runs per game with seeds 0, 1, 2.
+    # One run per seed (each fits in a sitting): ROSMO's and BC's 3 seeds on Breakout, then on Pong, then MZU.
     flag = lambda c, name: c.flags[c.flags.index(name) + 1]  # noqa: E731
-    assert [(c.env_id, flag(c, "--seed"), flag(c, "--num-seeds")) for c in configs[:6]] == [
-        (game, str(seed), "1") for game in ("Breakout", "Pong") for seed in range(3)
+    first = [(c.algo, c.env_id, flag(c, "--seed"), flag(c, "--num-seeds")) for c in configs[:18]]
+    assert first == [
+        (algo, game, str(seed), "1")
+        for game, algos in (
+            ("Breakout", ("rosmo", "bc")),
+            ("Pong", ("rosmo", "bc")),
+            ("Breakout", ("mzu",)),
+            ("Pong", ("mzu",)),
+        )
+        for algo in algos
+        for seed in range(3)
     ]
+    assert sorted({c.algo for c in configs}) == ["bc", "cql", "crr", "mzu", "mzu_q", "rosmo"] and len(configs) == 36
+    assert all("--network-size" in c.flags and "small" in c.flags for c in configs)
+    # The report's rows keep the methods' order.
+    assert list(dict.fromkeys(c.series for c in configs)) == ["rosmo", "bc", "mzu", "crr", "cql", "mzu_q"]
 
 
 def test_runs_of_one_seed_each_are_joined_into_the_row_all_seeds_in_one_run_makes():
