@@ -249,6 +249,12 @@ def _summed(values: List[Optional[List[float]]]) -> Optional[List[float]]:
     return np.sum(np.asarray(values, np.float64), axis=0).tolist()
 
 
+def usual_data_return(means: Sequence[float]) -> float:
+    """The data's mean return most runs read (to 6 places; the first one's on a tie)."""
+    values = [round(float(m), 6) for m in means]
+    return max(dict.fromkeys(values), key=values.count)
+
+
 def other_data(rows: Sequence[dict]) -> Dict[Tuple[str, object], Dict[str, Tuple[float, float]]]:
     """The rows that trained on other data than the rest of their report: {(series, x): {task: (its data's mean
     return, the others')}}. Rows whose flags pick the same dataset of a task (`data_settings`) should have read the
@@ -263,8 +269,7 @@ def other_data(rows: Sequence[dict]) -> Dict[Tuple[str, object], Dict[str, Tuple
                 groups.setdefault((task, setting), []).append(((r["series"], r["x"]), float(mean)))
     flagged: Dict[Tuple[str, object], Dict[str, Tuple[float, float]]] = {}
     for (task, _), members in groups.items():
-        values = [round(mean, 6) for _, mean in members]
-        usual = max(dict.fromkeys(values), key=values.count)  # the most common; the first row's on a tie
+        usual = usual_data_return([mean for _, mean in members])
         for key, mean in members:
             if round(mean, 6) != usual:
                 flagged.setdefault(key, {})[task] = (mean, usual)

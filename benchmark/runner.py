@@ -284,10 +284,11 @@ def other_data_here(i: int, configs: List["Config"], found: List[Optional[dict]]
     runs of its task that read the same dataset by their flags (aggregate.data_settings) read data whose mean
     return differs from the data here (a dataset generated on another machine: the behaviour DQN is not
     bit-reproducible across CPUs), a run here would train on other data than theirs."""
-    from benchmark.aggregate import data_settings
+    from benchmark.aggregate import data_settings, usual_data_return
+    from common.bsuite.env import BSUITE_ENVS
 
     c = configs[i]
-    if c.env_id not in {"catch", "cartpole", "mountain_car"}:
+    if c.env_id not in BSUITE_ENVS:
         return None
     mine = data_settings([{"env_id": c.env_id, "args": resolve_args(c.algo, c.flags)}])[c.env_id]
     theirs = [
@@ -300,7 +301,7 @@ def other_data_here(i: int, configs: List["Config"], found: List[Optional[dict]]
     ]
     if not theirs:
         return None
-    usual = max(dict.fromkeys(round(v, 6) for v in theirs), key=[round(v, 6) for v in theirs].count)
+    usual = usual_data_return(theirs)
     here = local_data(c.algo, c.flags, workdir)
     if here is None or round(here["mean_return"], 6) == usual:
         return None
