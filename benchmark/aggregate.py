@@ -171,7 +171,7 @@ def data_returns(runs) -> dict:
 
 
 # The flags that pick a run's dataset (with its task): runs with equal values should have read the same data.
-DATA_FLAGS = ("noise", "noise_in", "data_fraction", "run", "num_episodes")
+DATA_FLAGS = ("noise", "noise_in", "data_fraction", "run")
 
 
 def data_settings(runs) -> dict:
@@ -298,10 +298,10 @@ def join_seed_runs(runs: Sequence[dict]) -> List[dict]:
         steps = {tuple(r["eval_history"]["steps"]) for r in group}
         if len(steps) != 1:
             raise ValueError(f"runs of {task} to join were evaluated at different steps: {sorted(steps)}")
-
+        evaluations = range(len(group[0]["eval_history"]["steps"]))
         history = {
             "steps": list(group[0]["eval_history"]["steps"]),
-            "returns": [[float(v) for r in group for v in r["eval_history"]["returns"][e]] for e in range(len(steps.pop()))],
+            "returns": [[float(v) for r in group for v in r["eval_history"]["returns"][e]] for e in evaluations],
             "wall_clock_s": _summed([r["eval_history"].get("wall_clock_s") for r in group]),
             "eval_seconds": _summed([r["eval_history"].get("eval_seconds") for r in group]),
         }
@@ -321,6 +321,11 @@ def join_seed_runs(runs: Sequence[dict]) -> List[dict]:
     return joined
 
 
+def final_returns(runs: Sequence[dict]) -> Dict[str, Tuple[float, float]]:
+    """{env_id: (mean, std) over seeds of the final return} of one configuration's runs (one per task)."""
+    return {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs}
+
+
 def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
     """The row of one configuration (series, x) from its finished runs (one results.json per task): mean and
     std of the final return per task, the final IQM with its interval, every seed's returns, the late average,
@@ -335,7 +340,7 @@ def summarise_runs(series, x, runs: Sequence[dict], reps: int) -> Dict:
         "series": series,
         "x": x,
         "missing": False,
-        "returns": {r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in runs},
+        "returns": final_returns(runs),
         "data_returns": data_returns(runs),
         "data_settings": data_settings(runs),
         "iqm": iqm_with_ci(final_scores(runs), reps),
@@ -369,9 +374,7 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                     "series": series,
                     "x": x,
                     "missing": True,
-                    "returns": {
-                        r["env_id"]: (float(np.mean(r["final_returns"])), float(np.std(r["final_returns"]))) for r in joined
-                    },
+                    "returns": final_returns(joined),
                     "seeds_done": {r["env_id"]: len(r["final_returns"]) for r in joined},
                     "data_returns": data_returns(joined),
                     "data_settings": data_settings(joined),

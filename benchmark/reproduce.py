@@ -261,12 +261,22 @@ def keep_measured(rows: List[Dict], stem: Path, args: Args, envs: List[str]) -> 
         ]
     lost = set(measured) - {(r["series"], r["x"]) for r in rows if not r["missing"]}
     if lost:
-        names = ", ".join(f"{s}" + (f" @ {x}" if x is not None else "") for s, x in sorted(lost, key=str))
+        names = ", ".join(config_name(s, x) for s, x in sorted(lost, key=str))
         raise SystemExit(
             f"error: {path} measures {len(lost)} configuration(s) this report would leave out or show as not run "
             f"({names}); nothing written. Run them, regenerate it with --from-json {path}, or pass another --out-dir"
         )
     return rows
+
+
+def config_name(series: str, x=None) -> str:
+    """A configuration's name in the reports: its series, and its position on the study's axis ("mzu @ 2")."""
+    return series + (f" @ {x}" if x is not None else "")
+
+
+def _key(row: Dict) -> tuple:
+    """A row's configuration, (series, x)."""
+    return row["series"], row["x"]
 
 
 def _seeds_note(done: Optional[int], num_seeds: int) -> str:
@@ -307,7 +317,7 @@ def write_study(
     )
     done = [r for r in rows if not r["missing"]]
     other = agg.other_data(rows)  # rows that trained on another dataset than the rest: shown, left out of the claims
-    comparable = [r for r in rows if (r["series"], r["x"]) not in other]
+    comparable = [r for r in rows if _key(r) not in other]
     measure = verdict_measure(rows)
     late = next((r["late"] for r in done if "late" in r), None)
     window = f"updates {late['steps'][0]}-{late['steps'][1]}" if late else "-"
@@ -316,7 +326,7 @@ def write_study(
     devices: Dict[str, List[str]] = {}  # the devices a configuration's runs trained on: its configurations
     for r in done:
         where = " then ".join(r.get("devices") or ["not recorded"])
-        devices.setdefault(where, []).append(r["series"] + (f" @ {r['x']}" if r["x"] is not None else ""))
+        devices.setdefault(where, []).append(config_name(*_key(r)))
     values = args.num_seeds * len(envs)
     head = (
         "| configuration | "
@@ -361,8 +371,7 @@ def write_study(
         "|---|" + "---|---|" * len(envs) + "---|---|" + ("---|" if speeds else ""),
     ]
     for r in rows:
-        name = r["series"] + (f" @ {r['x']}" if r["x"] is not None else "")
-        name += " (other data)" if (r["series"], r["x"]) in other else ""
+        name = config_name(*_key(r)) + (" (other data)" if _key(r) in other else "")
         if r["missing"]:
             partial, seeds = r.get("returns", {}), r.get("seeds_done", {})
             cells = [
@@ -379,9 +388,7 @@ def write_study(
             f"| {name} | "
             + " | ".join(cells)
             + (  # an IQM over tasks of which one read other data compares with no other row
-                " | - | - |"
-                if (r["series"], r["x"]) in other
-                else f" | {agg.fmt_ci(r['iqm'])} | {agg.fmt_ci(row_late.get('iqm'))} |"
+                " | - | - |" if _key(r) in other else f" | {agg.fmt_ci(r['iqm'])} | {agg.fmt_ci(row_late.get('iqm'))} |"
             )
             + (f" {speed} |" if speeds else "")
         )
@@ -394,8 +401,8 @@ def write_study(
         lines += ["", *about_data]
     if other:
         cases = "; ".join(
-            f"{series}{f' @ {x}' if x is not None else ''} on {task} (data's mean return {mine:.3f}, the others' {usual:.3f})"
-            for (series, x), tasks in other.items()
+            f"{config_name(*key)} on {task} (data's mean return {mine:.3f}, the others' {usual:.3f})"
+            for key, tasks in other.items()
             for task, (mine, usual) in tasks.items()
         )
         lines += [
@@ -432,7 +439,7 @@ def write_study(
     choice = best_setting(comparable) if options.best_setting else None
     if choice:
         lines += ["", f"The setting chosen from this sweep (a choice, not a claim): {choice}."]
-    done = [r for r in done if (r["series"], r["x"]) not in other]  # the plots compare like with like
+    done = [r for r in done if _key(r) not in other]  # the plots compare like with like
     profiles = [r for r in done if "per_seed" in r]
     plot_profiles = 0 < len(profiles) <= 8
     lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]
@@ -478,16 +485,10 @@ def write_study(
     agg.plot_curves(
         stem.parent / f"{stem.name}_curves.png",
         title,
-        {
-            r["series"] + (f" @ {r['x']}" if r["x"] is not None else ""): {k: np.asarray(v) for k, v in r["curve"].items()}
-            for r in done
-        },
+        {config_name(*_key(r)): {k: np.asarray(v) for k, v in r["curve"].items()} for r in done},
     )
     if plot_profiles:
-        scores = {
-            r["series"] + (f" @ {r['x']}" if r["x"] is not None else ""): agg.seed_scores(r["per_seed"], measure)
-            for r in profiles
-        }
+        scores = {config_name(*_key(r)): agg.seed_scores(r["per_seed"], measure) for r in profiles}
         every = np.concatenate([s.ravel() for s in scores.values()])
         taus = np.linspace(min(every.min(), 0.0) - 0.05, max(every.max(), 1.0) + 0.05, 121)
         agg.plot_profiles(

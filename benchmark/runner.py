@@ -249,15 +249,12 @@ def config_lock(algo: str, flags: List[str], logs: Path, wait: bool = True):
         yield lock.fileno()  # passed to the run, so the lock lasts as long as the run even if the study dies
 
 
-def local_data(algo: str, flags: List[str], workdir: Path) -> Optional[Dict[str, float]]:
+def local_data(algo: str, flags: List[str], workdir: Path) -> Dict[str, float]:
     """{transitions, mean_return} of the BSuite dataset a run of `algo` FLAGS reads in `workdir` (generated first
-    where it is missing, as the run itself would), None for Atari (its data is checked by its generator's summary)."""
+    where it is missing, as the run itself would)."""
     from common.bsuite import datasets as bsuite_data
-    from common.bsuite.env import BSUITE_ENVS
 
     args = resolve_args(algo, flags)
-    if args["env_id"] not in BSUITE_ENVS:
-        return None
     data_dir = args["data_dir"] if args["data_dir"] is None else str(Path(workdir) / args["data_dir"])
     key = (args["env_id"], args["noise"], data_dir, args["data_fraction"], args["noise_in"], str(workdir))
     if key not in _LOCAL_DATA:
@@ -288,7 +285,7 @@ def other_data_here(i: int, configs: List["Config"], found: List[Optional[dict]]
     from common.bsuite.env import BSUITE_ENVS
 
     c = configs[i]
-    if c.env_id not in BSUITE_ENVS:
+    if c.env_id not in BSUITE_ENVS:  # Atari: the data is the generator's or the bucket's, checked by their summaries
         return None
     mine = data_settings([{"env_id": c.env_id, "args": resolve_args(c.algo, c.flags)}])[c.env_id]
     theirs = [
@@ -303,7 +300,7 @@ def other_data_here(i: int, configs: List["Config"], found: List[Optional[dict]]
         return None
     usual = usual_data_return(theirs)
     here = local_data(c.algo, c.flags, workdir)
-    if here is None or round(here["mean_return"], 6) == usual:
+    if round(here["mean_return"], 6) == usual:
         return None
     return (
         f"the study's other {c.env_id} runs read data with mean return {usual:.3f}, this machine's has "
@@ -326,7 +323,7 @@ def run_configs(configs: List[Config], exp_prefix: str, dry_run: bool = False, w
     found = [find_finished(c.algo, c.flags, workdir / "runs", records) for c in configs]
     deferred = []  # configurations another study is running: come back to them after the others
     for i, c in enumerate(configs):
-        results = found[i] or find_finished(c.algo, c.flags, workdir / "runs", records)
+        results = found[i] or find_finished(c.algo, c.flags, workdir / "runs", records)  # or another study finished it since
         clash = None if results is not None or dry_run else other_data_here(i, configs, found, workdir)
         if clash is not None:
             print(f"[{i + 1}/{len(configs)}] not running {c.algo}.py {' '.join(c.flags)}: {clash}", flush=True)

@@ -76,9 +76,9 @@ def hardware(run: dict) -> str:
 
 
 def series_curve(runs: List[dict], reps: int) -> Dict:
-    """IQM [E, 3] over seeds x tasks, training seconds [E] summed over tasks, steps [E], and the hardware (the
-    runs of a task that trained one seed each joined first: their seconds are summed too)."""
-    runs = agg.join_seed_runs(runs)
+    """IQM [E, 3] over seeds x tasks, training seconds [E] summed over the runs (one per task, or one per task and
+    seed in a study with `seed_per_run`: its seeds' seconds add up as they trained one after another), steps [E],
+    and the hardware."""
     curve = agg.curves(runs)
     seconds = np.sum([training_seconds(r) for r in runs], axis=0)
     kinds = sorted({hardware(r) for r in runs})
