@@ -23,7 +23,8 @@ def named_paths(page):
     runs/.../results.json left out)."""
     for match in PATH.finditer(page.read_text()):
         path = match.group(1).rstrip(".:")
-        if not re.search(r"[<>{}*]|\.\.\.", path):
+        bare_folder = path.lstrip("./").rstrip("/") in ("runs", "benchmark/results")
+        if not bare_folder and not re.search(r"[<>{}*]|\.\.\.", path):
             yield path
 
 
@@ -32,7 +33,8 @@ def test_every_run_or_results_file_a_page_names_exists():
         f"{page.relative_to(ROOT)} -> {path}"
         for page in PAGES
         for path in named_paths(page)
-        if not ((page.parent if path.startswith("..") else ROOT) / path).exists()
+        # runs/ is git-ignored, so a file there is missing from a clean checkout even where this machine has it.
+        if path.startswith("runs/") or not ((page.parent if path.startswith("..") else ROOT) / path).exists()
     ]
     assert not missing, "pages name files the repository does not have: " + "; ".join(missing)
 
@@ -41,7 +43,8 @@ def test_the_path_finder_sees_paths_in_prose_code_and_links_but_not_templates(tm
     page = tmp_path / "page.md"
     page.write_text(
         "see `runs/catch__x__0__1/results.json`, [t](../benchmark/results/t.md) and benchmark/results/a.md. "
-        "Not runs/<run_name>/checkpoint.msgpack, runs/.../results.json nor benchmark/results/{study}_{budget}."
+        "Not runs/<run_name>/checkpoint.msgpack, runs/.../results.json, benchmark/results/{study}_{budget} "
+        "nor the folder runs/ itself."
     )
     assert list(named_paths(page)) == [
         "runs/catch__x__0__1/results.json",
