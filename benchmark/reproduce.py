@@ -74,7 +74,7 @@ class Args:
     seed: int = 0
     """first seed"""
     total_steps: Optional[int] = None
-    """learner updates per run (default 200k, the paper's; atari_small 30k)"""
+    """learner updates per run (default 200k, the paper's; atari_small 10k)"""
     eval_every: Optional[int] = None
     """updates between evaluations (default total_steps / 10)"""
     eval_episodes: Optional[int] = None
