@@ -376,6 +376,9 @@ def make_loss_fn(args: Args, network: networks.MuZeroNetwork, num_actions: int):
             "behavior_filter_rate": jnp.sum((adv_behavior > 0) * window.has_action[:, : K + 1])
             / jnp.maximum(1, jnp.sum(window.has_action[:, : K + 1])),
             "policy_entropy": jnp.mean(-jnp.sum(probs * jnp.log(probs + 1e-12), -1)),
+            # The share of the data's actions the policy's argmax at s^0 = h(o_t) matches (BC's accuracy): above the
+            # most frequent action's share, the policy reads the observation, not only the action frequencies.
+            "accuracy": jnp.mean(jnp.argmax(policy_logits[:, 0], -1) == data_action[:, 0]),
         }
         return total, metrics
 

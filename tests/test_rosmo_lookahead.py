@@ -103,6 +103,7 @@ def appended_column_loss(args, params, target_params, window):
         "advantage": jnp.mean(adv),
         "behavior_filter_rate": jnp.sum((adv_data > 0) * has_action) / jnp.maximum(1, jnp.sum(has_action)),
         "policy_entropy": jnp.mean(-jnp.sum(probs * jnp.log(probs + 1e-12), -1)),
+        "accuracy": jnp.mean(jnp.argmax(policy_logits[:, 0], -1) == data_action[:, 0]),
     }
     return total, (metrics, adv_data)
 

@@ -243,6 +243,7 @@ def reference(params, window, targets, behavior_only=False):
         value_target=targets["value_target"].mean(),
         advantage=targets["adv"].mean(),
         behavior_filter_rate=constants["filter"].sum() / has_action.sum(),
+        accuracy=np.mean(np.argmax(np.asarray(metrics["log_pi"])[:, 0], -1) == np.asarray(window.action[:, 0])),
     )
     return total, metrics, grads
 
@@ -263,6 +264,7 @@ def test_loss_and_every_metric_equal_the_hand_computation(example, behavior_adva
     expected_total, expected, _ = reference(params, window, targets, behavior_only)
     np.testing.assert_allclose(total, expected_total, rtol=1e-4)
     expected.pop("log_pi")
+    assert 0 < expected["accuracy"] < 1  # the argmax matches some of the data's actions, not all
     assert set(expected) <= set(metrics), set(expected) - set(metrics)
     for name, value in expected.items():
         np.testing.assert_allclose(metrics[name], value, rtol=1e-4, atol=3e-5, err_msg=name)
