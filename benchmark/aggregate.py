@@ -221,6 +221,13 @@ def seed_scores(seeds: dict, which: str = "final") -> Optional[np.ndarray]:
     raise ValueError(f"which must be 'final', 'first' or 'late', got {which!r}")
 
 
+def late_mean_std(returns) -> tuple:
+    """(mean, std) over seeds of each seed's mean return over its last LATE_EVALUATIONS evaluations, from one task's
+    returns at every evaluation ([E][seeds], seed i the same run at every evaluation)."""
+    per_seed_late = np.asarray(returns, np.float64)[-LATE_EVALUATIONS:].mean(axis=0)
+    return float(per_seed_late.mean()), float(per_seed_late.std())
+
+
 def late_summary(seeds: dict, reps: int) -> dict:
     """The late average of a configuration: its evaluations ([first, last] step), per task the mean and std
     over seeds of each seed's mean return over them (std None where the seeds are not `aligned`), and the IQM
@@ -231,7 +238,7 @@ def late_summary(seeds: dict, reps: int) -> dict:
     steps = seeds["steps"][-min(LATE_EVALUATIONS, len(seeds["steps"])) :]
     late = {e: np.asarray(v, np.float64)[-len(steps) :] for e, v in seeds["returns"].items()}  # [L, seeds]
     if seeds["aligned"]:
-        returns = {e: (float(v.mean(axis=0).mean()), float(v.mean(axis=0).std())) for e, v in late.items()}
+        returns = {e: late_mean_std(v) for e, v in late.items()}
         estimate = iqm_with_ci(seed_scores(seeds, "late"), reps)
     else:
         returns = {e: (float(v.mean()), None) for e, v in late.items()}
@@ -375,7 +382,12 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                     "x": x,
                     "missing": True,
                     "returns": final_returns(joined),
+                    "late_returns": {r["env_id"]: late_mean_std(r["eval_history"]["returns"]) for r in joined},
+                    "late_steps": [joined[0]["eval_history"]["steps"][-LATE_EVALUATIONS:][i] for i in (0, -1)]
+                    if joined
+                    else None,
                     "seeds_done": {r["env_id"]: len(r["final_returns"]) for r in joined},
+                    "wall_clock_s": float(sum(r["wall_clock_s"] for r in joined)),
                     "data_returns": data_returns(joined),
                     "data_settings": data_settings(joined),
                     "runs": [r["run_dir"] for r in done],

@@ -319,8 +319,9 @@ def write_study(
     other = agg.other_data(rows)  # rows that trained on another dataset than the rest: shown, left out of the claims
     comparable = [r for r in rows if _key(r) not in other]
     measure = verdict_measure(rows)
-    late = next((r["late"] for r in done if "late" in r), None)
-    window = f"updates {late['steps'][0]}-{late['steps'][1]}" if late else "-"
+    late = next((r["late"]["steps"] for r in done if "late" in r), None)
+    late = late or next((r["late_steps"] for r in rows if r.get("late_steps")), None)  # a study's first sittings
+    window = f"updates {late[0]}-{late[1]}" if late else "-"
     read_back = [r for r in done if r.get("per_seed", {}).get("source", "").startswith("read back")]
     unkept = [r for r in done if "per_seed" not in r]
     devices: Dict[str, List[str]] = {}  # the devices a configuration's runs trained on: its configurations
@@ -373,9 +374,11 @@ def write_study(
     for r in rows:
         name = config_name(*_key(r)) + (" (other data)" if _key(r) in other else "")
         if r["missing"]:
-            partial, seeds = r.get("returns", {}), r.get("seeds_done", {})
+            partial, seeds, partial_late = r.get("returns", {}), r.get("seeds_done", {}), r.get("late_returns", {})
             cells = [
-                f"{_cell(partial[e])}{_seeds_note(seeds.get(e), args.num_seeds)} | -" if e in partial else "not run | -"
+                f"{_cell(partial[e])}{_seeds_note(seeds.get(e), args.num_seeds)} | {_cell(partial_late.get(e))}"
+                if e in partial
+                else "not run | -"
                 for e in envs
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " | - | - |" + (" - |" if speeds else ""))
@@ -395,7 +398,7 @@ def write_study(
     data = next(
         (r["data_returns"] for r in comparable if not r["missing"] and r["x"] in (None, 1.0, 0.0, max(args.hidden_units))),
         None,
-    )
+    ) or next((r["data_returns"] for r in comparable if r.get("data_returns")), None)  # a study's first sittings
     about_data = options.data_lines(args, envs, data)
     if about_data:
         lines += ["", *about_data]
@@ -442,7 +445,7 @@ def write_study(
     done = [r for r in done if _key(r) not in other]  # the plots compare like with like
     profiles = [r for r in done if "per_seed" in r]
     plot_profiles = 0 < len(profiles) <= 8
-    lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""]
+    lines += ["", f"![final]({stem.name}.png)", "", f"![curves]({stem.name}_curves.png)", ""] if done else [""]
     lines += [f"![score distributions]({stem.name}_profiles.png)", ""] if plot_profiles else []
     data = {
         "study": study,
@@ -549,7 +552,8 @@ def main(args: Args) -> None:
             continue
         stem = report_stem(study.name, args, envs)
         rows = keep_measured(agg.summarise(configs, results, args.bootstrap_reps), stem, args, envs)
-        if all(r["missing"] for r in rows):
+        # A report with the tasks and seeds finished so far, where any finished (a study's first sittings).
+        if all(r["missing"] and not r["returns"] for r in rows):
             print(f"{study.name}: no finished run at this budget and no kept report at {stem}.json; nothing written")
             continue
         write_study(study.name, args, envs, rows)

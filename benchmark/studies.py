@@ -493,9 +493,9 @@ def _atari_small_claims(rows, args, measure) -> List[tuple]:
 
 
 def atari_data_lines(args, games: List[str], data_returns: Optional[Dict[str, float]]) -> List[str]:
-    """The atari_small report's description of its data: per game the mean return of all its episodes, of the
-    uniformly random policy (the first shard) and of the controller alone (the last), from the generator's summary."""
-    data_returns = data_returns or {}
+    """The atari_small report's description of its data: per game the mean return (game score) of all its episodes,
+    of the uniformly random policy (the first shard) and of the controller alone (the last), from the generator's
+    summary (`data_returns`, the runs' count of the same, is not needed: the scripts count game scores too)."""
     summaries = [behaviour_summary(args, game) for game in games]
     kinds = {(summary or {}).get("settings", {}).get("controller", "planner") for summary in summaries if summary}
     controller = {
@@ -507,21 +507,19 @@ def atari_data_lines(args, games: List[str], data_returns: Optional[Dict[str, fl
         "(shard 0) to 0 (shard 49); episodes and evaluation both cut at 2,000 agent steps; the small networks "
         "(--network-size small) at batch 32. Normalised scores use the game's random and online DQN returns.",
         "",
-        "| game | episodes | transitions | data's mean return (raw; clipped) | random policy (shard 0) | "
+        "| game | episodes | transitions | data's mean return | random policy (shard 0) | "
         "controller with epsilon <= 0.08 (shards 45-49) | best shard |",
         "|---|---|---|---|---|---|---|",
     ]
     for game in games:
         summary = behaviour_summary(args, game)
-        clipped = data_returns.get(game)
-        clipped = "-" if clipped is None else f"{clipped:.2f}"
         if summary is None:
-            lines.append(f"| {game} | - | - | -; {clipped} | - | - | - |")
+            lines.append(f"| {game} | - | - | - | - | - | - |")
             continue
         shards = summary["shards"]
         best = max(shards, key=lambda s: np.mean(s["returns"]))
         lines.append(
-            f"| {game} | {summary['episodes']} | {summary['steps']} | {summary['mean_return']:.2f}; {clipped} | "
+            f"| {game} | {summary['episodes']} | {summary['steps']} | {summary['mean_return']:.2f} | "
             f"{np.mean(shards[0]['returns']):.2f} | {np.mean([r for s in shards[-5:] for r in s['returns']]):.2f} | "
             f"{np.mean(best['returns']):.2f} (shard {best['shard']}) |"
         )

@@ -566,10 +566,52 @@ def test_runs_of_one_seed_each_are_joined_into_the_row_all_seeds_in_one_run_make
     (row,) = agg.summarise(configs, [pieces[1], None, pieces[0]], 200)
     assert row["missing"] and row["returns"]["catch"] == pytest.approx((0.6, 0.4)) and row["seeds_done"] == {"catch": 2}
     assert reproduce._seeds_note(2, 3) == " (2 of 3 seeds)" and reproduce._seeds_note(3, 3) == ""
+    # Its late average per seed over both evaluations: seed 0 (-0.3 + 0.2) / 2, seed 2 (0.5 + 1.0) / 2; its seconds.
+    assert row["late_returns"]["catch"] == pytest.approx((0.35, 0.4)) and row["late_steps"] == [5, 10]
+    assert row["wall_clock_s"] == 20.0
     other = run(1, 1, [0.6], 10.0)
     other["eval_history"]["steps"] = [4, 10]
     with pytest.raises(ValueError, match="different steps"):
         agg.join_seed_runs([run(0, 1, [0.2], 10.0), other])
+
+
+def test_a_study_s_first_sittings_write_a_report_of_the_tasks_finished_so_far(tmp_path):
+    # atari_small: ROSMO and BC finished on Breakout only. The report shows their final and late returns there,
+    # the other game and methods as not run, no IQM, no claim, and no plot it has not drawn.
+    from benchmark import aggregate as agg
+    from benchmark import reproduce
+    from benchmark.runner import Config
+    from common.scores import normalized_score
+
+    def run(seed, returns):
+        return {
+            "env_id": "Breakout",
+            "args": {"seed": seed, "num_seeds": 1},
+            "final_returns": [returns[-1]],
+            "normalized_scores": [normalized_score("Breakout", returns[-1])],
+            "eval_history": {"steps": [5000, 10000], "returns": [[v] for v in returns], "wall_clock_s": [30.0, 60.0]},
+            "wall_clock_s": 60.0,
+            "data": {"mean_return": 12.97},
+            "run_dir": f"runs/Breakout__{seed}",
+        }
+
+    configs = [Config(a, g, ["--seed", str(s)], a) for a in ("rosmo", "bc") for g in ("Breakout", "Pong") for s in (0, 1)]
+    results = [
+        run(s, [1.0, 2.0 + s]) if g == "Breakout" else None
+        for a in ("rosmo", "bc")
+        for g in ("Breakout", "Pong")
+        for s in (0, 1)
+    ]
+    rows = agg.summarise(configs, results, 100)
+    args = reproduce.Args(study="atari_small", num_seeds=2, total_steps=10_000, eval_every=5000, eval_episodes=5)
+    args.bootstrap_reps, args.out_dir, args.workdir = 100, str(tmp_path), str(tmp_path)
+    reproduce.write_study("atari_small", args, ["Breakout", "Pong"], rows, machine="test")
+    md = (tmp_path / "atari_small_10k.md").read_text()
+    assert "| rosmo | 2.50 +- 0.50 | 1.75 +- 0.25 | not run | - | - | - |" in md  # seeds' late: 1.5 and 2.0
+    assert "last 5 evaluations (updates 5000-10000)" in md and "The runs took 4.0 min" in md
+    assert "![" not in md and not list(tmp_path.glob("*.png"))
+    kept = json.loads((tmp_path / "atari_small_10k.json").read_text())
+    assert {c["verdict"] for c in kept["claims"]} == {"not measured"}
 
 
 def test_a_sweep_names_its_best_setting_by_the_final_and_by_the_late_iqm():
