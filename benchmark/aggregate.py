@@ -376,6 +376,7 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
         if any(r is None for r in runs):  # the tasks and seeds that finished are shown; the IQM needs them all
             done = [r for r in runs if r is not None]
             joined = join_seed_runs(done)
+            late_steps = joined[0]["eval_history"]["steps"][-LATE_EVALUATIONS:] if joined else None
             rows.append(
                 {
                     "series": series,
@@ -383,9 +384,7 @@ def summarise(configs: Sequence, results: Sequence[Optional[dict]], reps: int) -
                     "missing": True,
                     "returns": final_returns(joined),
                     "late_returns": {r["env_id"]: late_mean_std(r["eval_history"]["returns"]) for r in joined},
-                    "late_steps": [joined[0]["eval_history"]["steps"][-LATE_EVALUATIONS:][i] for i in (0, -1)]
-                    if joined
-                    else None,
+                    "late_steps": [late_steps[0], late_steps[-1]] if late_steps else None,  # as late_summary's
                     "seeds_done": {r["env_id"]: len(r["final_returns"]) for r in joined},
                     "wall_clock_s": float(sum(r["wall_clock_s"] for r in joined)),
                     "data_returns": data_returns(joined),
