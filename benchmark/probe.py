@@ -1,0 +1,222 @@
+"""What a saved ROSMO agent's learned model says about the states of its own Atari data.
+
+    python -m benchmark.probe runs/<run_name>/checkpoint.msgpack [--stride 10] [--out probe.json]
+
+A run that stays at the random policy's return (or below it) can do so for reasons the training scalars
+cannot tell apart: a value that does not follow the returns, a reward head that does not see the rewards, one-step
+advantages that favour an action everywhere, or an acting policy stuck on a few actions. This reads every
+`--stride`-th state of the run's data (its --data-dir, run and fraction) and, with the checkpoint's first seed,
+measures at each:
+
+- how much the hidden state h(o) differs from state to state (`state_spread`);
+- the value v(s) against the discounted return G_t of the data's clipped rewards (the run's discount);
+- the reward predicted for the data's action, r_g(s, a_t), where the data's reward is 0 and where it is not;
+- the one-step advantages of Eq. 7 for every action, and for the data's action the two advantages Eq. 11 may be
+  read with (--behavior-advantage model: through the dynamics; data: at the real next observation), with the share
+  of states each lets through the filter H(adv > 0);
+- the policy pi(.|s) and the acting policy pi exp(adv) / Z (what evaluation samples from): the mean probability of
+  every action, the mean entropy, and how often the argmax is the data's action.
+
+The data's episodes are split into thirds by the behaviour's epsilon where `behaviour_run_1.json` (written by
+common.atari.behaviour) lies beside the shards; otherwise the report has the whole data only. The report prints as
+a table and is written as JSON (`--out`, default beside the checkpoint: probe_<step>.json).
+"""
+
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmark.algorithms import script
+from common import data, replay, runs
+from common.errors import UsageError
+from common.networks import logits_to_scalar
+
+MODEL_SCRIPTS = ("rosmo", "mzu", "mzu_q")  # the scripts whose agents have a learned model (represent, dynamics, predict)
+
+
+def discounted_returns(reward: np.ndarray, is_last: np.ndarray, gamma: float) -> np.ndarray:
+    """G_i = r_i + gamma G_{i+1} within each episode (Episodes layout: reward after a_i, 0 on the last step)."""
+    out = np.zeros(reward.shape, np.float64)
+    running = 0.0
+    for i in range(len(reward) - 1, -1, -1):
+        running = reward[i] if is_last[i] else reward[i] + gamma * running
+        out[i] = running
+    return out
+
+
+def episode_epsilons(data_dir: Path, game: str, run: int, lengths: np.ndarray) -> Optional[np.ndarray]:
+    """The behaviour's epsilon of every episode, from the generator's summary, if its episodes are these ones
+    (same count and lengths, in shard order); None otherwise (public data, or a fraction of it)."""
+    summary = Path(data_dir) / game / f"behaviour_run_{run}.json"
+    if not summary.is_file():
+        return None
+    shards = json.loads(summary.read_text())["shards"]
+    eps = [s["epsilon"] for s in shards for _ in s["steps"]]
+    steps = [n for s in shards for n in s["steps"]]
+    # an episode of n agent steps holds n + 1 observations (the last one without an action)
+    if len(steps) != len(lengths) or not np.array_equal(np.asarray(steps) + 1, lengths):
+        return None
+    return np.asarray(eps)
+
+
+def make_measure(network, gamma: float):
+    """jitted `measure(params, observation [B, 2, 84, 84, F], action [B]) -> dict of [B] or [B, A] arrays`."""
+
+    def measure(params, observation, action):
+        state = network.apply(params, observation[:, 0], method=network.represent)
+        policy_logits, value_logits, _ = network.apply(params, state, method=network.predict)
+        value = logits_to_scalar(value_logits)
+        num_actions = policy_logits.shape[-1]
+        actions = jnp.broadcast_to(jnp.arange(num_actions), value.shape + (num_actions,))
+        next_state = jax.vmap(lambda a: network.apply(params, state, a, method=network.dynamics), 1, 1)(actions)
+        _, next_value_logits, reward_logits = network.apply(params, next_state, method=network.predict)
+        reward = logits_to_scalar(reward_logits)  # [B, A]
+        adv = reward + gamma * logits_to_scalar(next_value_logits) - value[:, None]
+        real_next = network.apply(params, observation[:, 1], method=network.represent)
+        _, real_next_value_logits, _ = network.apply(params, real_next, method=network.predict)
+        reward_data = jnp.take_along_axis(reward, action[:, None], 1)[:, 0]
+        return {
+            "state": state.reshape(state.shape[0], -1),
+            "value": value,
+            "policy": jax.nn.softmax(policy_logits),
+            "acting": jax.nn.softmax(jax.nn.log_softmax(policy_logits) + adv),
+            "adv": adv,
+            "reward_data": reward_data,
+            "adv_model_data": jnp.take_along_axis(adv, action[:, None], 1)[:, 0],
+            "adv_data_data": reward_data + gamma * logits_to_scalar(real_next_value_logits) - value,
+        }
+
+    return jax.jit(measure)
+
+
+def entropy(p: np.ndarray) -> np.ndarray:
+    return -np.sum(p * np.log(np.clip(p, 1e-12, 1.0)), axis=-1)
+
+
+def summarise(m: Dict[str, np.ndarray], action: np.ndarray, reward: np.ndarray, ret: np.ndarray) -> dict:
+    """The report of one group of states (arrays as `make_measure` returns them, with the data's action, clipped
+    reward and discounted return of each state)."""
+    num_actions = m["policy"].shape[1]
+    nonzero = reward != 0
+    corr = float(np.corrcoef(m["value"], ret)[0, 1]) if np.std(m["value"]) > 0 and np.std(ret) > 0 else float("nan")
+    adv_best = np.argmax(m["adv"], axis=1)
+    state = m["state"]
+    return {
+        "states": int(len(action)),
+        # how much the hidden state differs between states: the std over states of each unit, averaged over the
+        # units, relative to the mean magnitude (near 0: the representation does not read the screen yet)
+        "state_spread": float(np.mean(np.std(state, axis=0)) / max(np.mean(np.abs(state)), 1e-12)),
+        "value_mean": float(np.mean(m["value"])),
+        "return_mean": float(np.mean(ret)),
+        "value_return_corr": corr,
+        "reward_pred_where_reward_nonzero": float(np.mean(m["reward_data"][nonzero])) if nonzero.any() else None,
+        "abs_reward_where_nonzero": float(np.mean(np.abs(reward[nonzero]))) if nonzero.any() else None,
+        "reward_pred_where_reward_zero": float(np.mean(m["reward_data"][~nonzero])) if (~nonzero).any() else None,
+        "adv_mean_per_action": np.mean(m["adv"], axis=0).round(5).tolist(),
+        "adv_spread": float(np.mean(np.std(m["adv"], axis=1))),  # across actions, mean over states
+        "adv_best_share_per_action": np.bincount(adv_best, minlength=num_actions).astype(float) / len(adv_best),
+        "filter_rate_model": float(np.mean(m["adv_model_data"] > 0)),
+        "filter_rate_data": float(np.mean(m["adv_data_data"] > 0)),
+        "data_action_share": np.bincount(action, minlength=num_actions).astype(float) / len(action),
+        "policy_mean": np.mean(m["policy"], axis=0),
+        "acting_mean": np.mean(m["acting"], axis=0),
+        "policy_entropy": float(np.mean(entropy(m["policy"]))),
+        "acting_entropy": float(np.mean(entropy(m["acting"]))),
+        "policy_accuracy": float(np.mean(np.argmax(m["policy"], 1) == action)),
+        "acting_accuracy": float(np.mean(np.argmax(m["acting"], 1) == action)),
+    }
+
+
+def probe(checkpoint: Path, stride: int = 10, batch_size: int = 256, data_dir: Optional[str] = None) -> dict:
+    """The report of `checkpoint`'s first seed on every `stride`-th state of its data (module docstring)."""
+    payload, meta = runs.read_checkpoint(checkpoint, {})
+    algo = meta.get("algo")
+    if algo not in MODEL_SCRIPTS:
+        raise UsageError(f"checkpoint '{checkpoint}' is a {algo} agent; the probe reads {', '.join(MODEL_SCRIPTS)}")
+    args = SimpleNamespace(**meta["args"])
+    if not data.is_atari(args.env_id):
+        raise UsageError(f"checkpoint '{checkpoint}' was trained on {args.env_id}; the probe reads Atari agents")
+    args.compute_dtype = "float32"
+    module = script(algo)
+    network = module.make_network(args, meta["num_actions"])
+    params = jax.tree.map(lambda x: jnp.asarray(x[0]), payload["state"]["params"])  # the first seed's online network
+
+    from common.atari.loader import load_atari  # the Atari loader only where it is needed
+
+    data_dir = data_dir or args.data_dir
+    episodes, source = load_atari(args.env_id, args.run, data_dir, args.data_fraction, progress=False)
+    store = replay.make_store(episodes, frame_stack=4)
+    starts = np.asarray(store.starts)[:: max(1, stride)]
+    ret = discounted_returns(episodes.reward.astype(np.float64), episodes.is_last, args.discount)
+    first = np.flatnonzero(episodes.is_first)
+    lengths = np.diff(np.append(first, episodes.num_steps))
+    eps = episode_epsilons(Path(data_dir), args.env_id, args.run, lengths)
+    episode_id = np.cumsum(episodes.is_first) - 1
+
+    measure = make_measure(network, args.discount)
+    parts = []
+    for i in range(0, len(starts), batch_size):
+        idx = jnp.asarray(starts[i : i + batch_size])
+        window = replay.gather_windows(store, idx, 2, jnp.zeros((len(idx), 2), jnp.int32))
+        parts.append(jax.tree.map(np.asarray, measure(params, window.observation, window.action[:, 0])))
+    m = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    action, reward = episodes.action[starts], episodes.reward[starts]
+    groups = {"all": np.ones(len(starts), bool)}
+    if eps is not None:
+        state_eps = eps[episode_id[starts]]
+        cuts = np.quantile(state_eps, [1 / 3, 2 / 3])
+        groups["epsilon_high"] = state_eps > cuts[1]
+        groups["epsilon_mid"] = (state_eps > cuts[0]) & (state_eps <= cuts[1])
+        groups["epsilon_low"] = state_eps <= cuts[0]
+    report = {
+        "checkpoint": str(checkpoint),
+        "algo": algo,
+        "env_id": args.env_id,
+        "step": meta.get("step"),
+        "data": source,
+        "stride": stride,
+        "groups": {},
+    }
+    for name, mask in groups.items():
+        g = summarise({k: v[mask] for k, v in m.items()}, action[mask], reward[mask], ret[starts][mask])
+        if eps is not None:
+            g["epsilon_range"] = [float(eps[episode_id[starts]][mask].min()), float(eps[episode_id[starts]][mask].max())]
+        report["groups"][name] = g
+    return json.loads(json.dumps(report, default=lambda x: np.asarray(x).round(4).tolist()))
+
+
+def print_report(report: dict) -> None:
+    print(f"{report['algo']} on {report['env_id']} at update {report['step']} ({report['data']})")
+    keys = [k for k in report["groups"]["all"] if k != "epsilon_range"]
+    names = list(report["groups"])
+    print(f"{'':34s}" + "".join(f"{n:>40s}" for n in names))
+    for k in keys:
+        cells = []
+        for n in names:
+            v = report["groups"][n][k]
+            cells.append(" ".join(f"{x:.2f}" for x in v) if isinstance(v, list) else ("-" if v is None else f"{v:.4g}"))
+        print(f"{k:34s}" + "".join(f"{c:>40s}" for c in cells))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="runs/<run_name>/checkpoint.msgpack of a rosmo, mzu or mzu_q run")
+    parser.add_argument("--stride", type=int, default=10, help="read every stride-th state of the data")
+    parser.add_argument("--data-dir", default=None, help="the data's directory, if not the run's --data-dir")
+    parser.add_argument("--out", type=Path, default=None, help="the JSON report (default beside the checkpoint)")
+    a = parser.parse_args(argv)
+    report = probe(a.checkpoint, a.stride, data_dir=a.data_dir)
+    print_report(report)
+    out = a.out or a.checkpoint.with_name(f"probe_{report['step']}.json")
+    runs.write_json(out, report)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
