@@ -1,6 +1,6 @@
 """What a saved ROSMO agent's learned model says about the states of its own Atari data.
 
-    python -m benchmark.probe runs/<run_name>/checkpoint.msgpack [--stride 10] [--out probe.json]
+    python -m benchmark.probe runs/<run_name>/checkpoint.msgpack [more checkpoints] [--stride 10] [--out probe.json]
 
 A run that stays at the random policy's return (or below it) can do so for reasons the training scalars
 cannot tell apart: a value that does not follow the returns, a reward head that does not see the rewards, one-step
@@ -206,15 +206,26 @@ def print_report(report: dict) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="runs/<run_name>/checkpoint.msgpack of a rosmo, mzu or mzu_q run")
+    parser.add_argument(
+        "checkpoints",
+        type=Path,
+        nargs="+",
+        help="runs/<run_name>/checkpoint.msgpack of a rosmo, mzu or mzu_q run (or several)",
+    )
     parser.add_argument("--stride", type=int, default=10, help="read every stride-th state of the data")
     parser.add_argument("--data-dir", default=None, help="the data's directory, if not the run's --data-dir")
-    parser.add_argument("--out", type=Path, default=None, help="the JSON report (default beside the checkpoint)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="the JSON report (default beside the checkpoint; several: one file, required)"
+    )
     a = parser.parse_args(argv)
-    report = probe(a.checkpoint, a.stride, data_dir=a.data_dir)
-    print_report(report)
-    out = a.out or a.checkpoint.with_name(f"probe_{report['step']}.json")
-    runs.write_json(out, report)
+    if len(a.checkpoints) > 1 and a.out is None:
+        parser.error("several checkpoints are reported in one file: pass --out FILE")
+    reports = []
+    for checkpoint in a.checkpoints:
+        reports.append(probe(checkpoint, a.stride, data_dir=a.data_dir))
+        print_report(reports[-1])
+    out = a.out or a.checkpoints[0].with_name(f"probe_{reports[0]['step']}.json")
+    runs.write_json(out, reports[0] if len(reports) == 1 else {"reports": reports})
     print(f"wrote {out}")
 
 
