@@ -91,3 +91,16 @@ def test_measure_reads_the_agents_own_advantages_and_acting_policy():
     reward = logits_to_scalar(NETWORK.apply(params, one, method=NETWORK.predict)[2])
     np.testing.assert_allclose(m["reward_data"], reward, atol=1e-6)
     np.testing.assert_allclose(m["adv_data_data"], reward + gamma * next_value - value, atol=1e-6)
+
+
+def test_probe_refuses_agents_without_a_model_and_several_checkpoints_without_out(tmp_path, capsys):
+    from common import runs
+    from common.errors import UsageError
+
+    path = tmp_path / "checkpoint.msgpack"
+    runs.save_checkpoint(path, {"params": {"w": np.zeros((1, 2))}}, {"algo": "bc", "args": {"env_id": "Pong"}})
+    with pytest.raises(UsageError, match="bc agent; the probe reads rosmo, mzu, mzu_q"):
+        probe.probe(path)
+    with pytest.raises(SystemExit):
+        probe.main([str(path), str(path)])
+    assert "pass --out FILE" in capsys.readouterr().err
