@@ -12,8 +12,8 @@ measures at each:
 - the value v(s) against the discounted return G_t of the data's clipped rewards (the run's discount);
 - the reward predicted for the data's action, r_g(s, a_t), where the data's reward is 0 and where it is not;
 - the one-step advantages of Eq. 7 for every action, and for the data's action the two advantages Eq. 11 may be
-  read with (--behavior-advantage model: through the dynamics; data: at the real next observation), with the share
-  of states each lets through the filter H(adv > 0);
+  read with (--behavior-advantage model: through the dynamics; data: the reward and value heads at the real next
+  observation), with the share of states each lets through the filter H(adv > 0);
 - the policy pi(.|s) and the acting policy pi exp(adv) / Z (what evaluation samples from): the mean probability of
   every action, the mean entropy, and how often the argmax is the data's action.
 
@@ -66,30 +66,35 @@ def episode_epsilons(data_dir: Path, game: str, run: int, lengths: np.ndarray) -
 
 
 def make_measure(network, gamma: float):
-    """jitted `measure(params, observation [B, 2, 84, 84, F], action [B]) -> dict of [B] or [B, A] arrays`."""
+    """jitted `measure(params, window) -> dict of [B] or [B, A] arrays` for replay windows of length 2.
 
-    def measure(params, observation, action):
-        state = network.apply(params, observation[:, 0], method=network.represent)
-        policy_logits, value_logits, _ = network.apply(params, state, method=network.predict)
-        value = logits_to_scalar(value_logits)
-        num_actions = policy_logits.shape[-1]
-        actions = jnp.broadcast_to(jnp.arange(num_actions), value.shape + (num_actions,))
-        next_state = jax.vmap(lambda a: network.apply(params, state, a, method=network.dynamics), 1, 1)(actions)
-        _, next_value_logits, reward_logits = network.apply(params, next_state, method=network.predict)
-        reward = logits_to_scalar(reward_logits)  # [B, A]
-        adv = reward + gamma * logits_to_scalar(next_value_logits) - value[:, None]
-        real_next = network.apply(params, observation[:, 1], method=network.represent)
-        _, real_next_value_logits, _ = network.apply(params, real_next, method=network.predict)
-        reward_data = jnp.take_along_axis(reward, action[:, None], 1)[:, 0]
+    The model quantities are rosmo.py's own: Eq. 7's advantages (`one_step_advantage`), the acting policy of Eq. 6
+    (`exact_policy_target`, what `make_act` samples from), and Eq. 11's two readings as make_loss_fn computes them:
+    'model' = adv_g(s, a_t); 'data' = the reward head at h(o_{t+1}) + gamma d_t v(h(o_{t+1})) - v(s), with v = 0 past
+    a terminal state. They are read with the online network (what acts); training reads the target network's.
+    """
+    rosmo = script("rosmo")
+
+    def measure(params, window):
+        action = window.action[:, 0]
+        states = network.apply(params, window.observation, method=network.represent)  # h(o_t), h(o_{t+1})
+        policy_logits, value_logits, reward_logits = network.apply(params, states, method=network.predict)
+        value, next_value = logits_to_scalar(value_logits[:, 0]), logits_to_scalar(value_logits[:, 1])
+        state = states[:, 0]
+        candidates = jnp.broadcast_to(jnp.arange(policy_logits.shape[-1]), value.shape + policy_logits.shape[-1:])
+        adv = rosmo.one_step_advantage(network, params, state, value, candidates, gamma)  # [B, A]
+        next_state = network.apply(params, state, action, method=network.dynamics)
+        reward_model = logits_to_scalar(network.apply(params, next_state, method=network.predict)[2])  # r_g(s, a_t)
+        next_value = jnp.where(window.absorbing[:, 1], 0.0, next_value)
         return {
             "state": state.reshape(state.shape[0], -1),
             "value": value,
-            "policy": jax.nn.softmax(policy_logits),
-            "acting": jax.nn.softmax(jax.nn.log_softmax(policy_logits) + adv),
+            "policy": jax.nn.softmax(policy_logits[:, 0]),
+            "acting": rosmo.exact_policy_target(policy_logits[:, 0], adv),
             "adv": adv,
-            "reward_data": reward_data,
-            "adv_model_data": jnp.take_along_axis(adv, action[:, None], 1)[:, 0],
-            "adv_data_data": reward_data + gamma * logits_to_scalar(real_next_value_logits) - value,
+            "reward_model": reward_model,
+            "behavior_adv_model": jnp.take_along_axis(adv, action[:, None], 1)[:, 0],
+            "behavior_adv_data": logits_to_scalar(reward_logits[:, 1]) + gamma * window.discount[:, 0] * next_value - value,
         }
 
     return jax.jit(measure)
@@ -115,14 +120,14 @@ def summarise(m: Dict[str, np.ndarray], action: np.ndarray, reward: np.ndarray, 
         "value_mean": float(np.mean(m["value"])),
         "return_mean": float(np.mean(ret)),
         "value_return_corr": corr,
-        "reward_pred_where_reward_nonzero": float(np.mean(m["reward_data"][nonzero])) if nonzero.any() else None,
+        "reward_pred_where_reward_nonzero": float(np.mean(m["reward_model"][nonzero])) if nonzero.any() else None,
         "abs_reward_where_nonzero": float(np.mean(np.abs(reward[nonzero]))) if nonzero.any() else None,
-        "reward_pred_where_reward_zero": float(np.mean(m["reward_data"][~nonzero])) if (~nonzero).any() else None,
+        "reward_pred_where_reward_zero": float(np.mean(m["reward_model"][~nonzero])) if (~nonzero).any() else None,
         "adv_mean_per_action": np.mean(m["adv"], axis=0).round(5).tolist(),
         "adv_spread": float(np.mean(np.std(m["adv"], axis=1))),  # across actions, mean over states
         "adv_best_share_per_action": np.bincount(adv_best, minlength=num_actions).astype(float) / len(adv_best),
-        "filter_rate_model": float(np.mean(m["adv_model_data"] > 0)),
-        "filter_rate_data": float(np.mean(m["adv_data_data"] > 0)),
+        "filter_rate_model": float(np.mean(m["behavior_adv_model"] > 0)),
+        "filter_rate_data": float(np.mean(m["behavior_adv_data"] > 0)),
         "data_action_share": np.bincount(action, minlength=num_actions).astype(float) / len(action),
         "policy_mean": np.mean(m["policy"], axis=0),
         "acting_mean": np.mean(m["acting"], axis=0),
@@ -164,7 +169,7 @@ def probe(checkpoint: Path, stride: int = 10, batch_size: int = 256, data_dir: O
     for i in range(0, len(starts), batch_size):
         idx = jnp.asarray(starts[i : i + batch_size])
         window = replay.gather_windows(store, idx, 2, jnp.zeros((len(idx), 2), jnp.int32))
-        parts.append(jax.tree.map(np.asarray, measure(params, window.observation, window.action[:, 0])))
+        parts.append(jax.tree.map(np.asarray, measure(params, window)))
     m = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     action, reward = episodes.action[starts], episodes.reward[starts]
     groups = {"all": np.ones(len(starts), bool)}

@@ -16,6 +16,7 @@ import pytest
 import rosmo
 from benchmark import probe
 from common.networks import logits_to_scalar
+from common.replay import Window
 
 A, BINS, D, B = 3, 20, 5, 4
 NETWORK = rosmo.networks.MuZeroNetwork(
@@ -49,9 +50,9 @@ def test_summarise_counts_filters_shares_and_accuracy():
         "policy": np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.5, 0.5]]),
         "acting": np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.6, 0.4]]),
         "adv": np.array([[0.1, -0.1], [-0.2, 0.3], [0.0, 0.5], [0.2, 0.1]]),
-        "reward_data": np.array([0.9, 0.1, -0.1, 0.0]),
-        "adv_model_data": np.array([0.1, 0.3, 0.5, -0.1]),
-        "adv_data_data": np.array([-0.5, 0.2, -0.1, -0.3]),
+        "reward_model": np.array([0.9, 0.1, -0.1, 0.0]),
+        "behavior_adv_model": np.array([0.1, 0.3, 0.5, -0.1]),
+        "behavior_adv_data": np.array([-0.5, 0.2, -0.1, -0.3]),
     }
     action, reward, ret = np.array([0, 1, 1, 1]), np.array([1.0, 0.0, 0.0, 0.0]), np.array([0.0, 1.0, 2.0, 3.0])
     s = probe.summarise(m, action, reward, ret)
@@ -67,30 +68,47 @@ def test_summarise_counts_filters_shares_and_accuracy():
     np.testing.assert_allclose(s["acting_mean"], [0.45, 0.55])
 
 
-def test_measure_reads_the_agents_own_advantages_and_acting_policy():
+def test_measure_reads_the_agents_own_advantages_and_both_readings_of_eq_11():
     params = NETWORK.init(jax.random.PRNGKey(0), jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32))
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda p: p + jnp.asarray(rng.normal(0.0, 0.3, p.shape), p.dtype), params)
     observation = jnp.asarray(rng.normal(size=(B, 2, D)), jnp.float32)
     action = jnp.array([0, 2, 1, 2])
+    discount = jnp.array([1.0, 1.0, 0.0, 1.0])  # row 2: a_t ended the episode in a terminal state
+    window = Window(
+        observation=observation,
+        action=jnp.stack([action, action], 1),
+        reward=jnp.zeros((B, 2)),
+        discount=jnp.stack([discount, jnp.ones(B)], 1),
+        has_action=jnp.ones((B, 2), bool),
+        absorbing=jnp.array([[False, False], [False, False], [False, True], [False, False]]),
+    )
     gamma = 0.9
-    m = probe.make_measure(NETWORK, gamma)(params, observation, action)
+    m = probe.make_measure(NETWORK, gamma)(params, window)
+
+    def heads(obs):
+        policy_logits, value_logits, reward_logits = NETWORK.apply(
+            params, NETWORK.apply(params, obs, method=NETWORK.represent), method=NETWORK.predict
+        )
+        return policy_logits, logits_to_scalar(value_logits), logits_to_scalar(reward_logits)
 
     state = NETWORK.apply(params, observation[:, 0], method=NETWORK.represent)
-    policy_logits, value_logits, _ = NETWORK.apply(params, state, method=NETWORK.predict)
-    value = logits_to_scalar(value_logits)
+    policy_logits, value, _ = heads(observation[:, 0])
     adv = rosmo.one_step_advantage(NETWORK, params, state, value, jnp.broadcast_to(jnp.arange(A), (B, A)), gamma)
-    assert float(jnp.std(adv)) > 1e-3  # distinct advantages: the comparison below can fail
+    assert float(jnp.std(adv)) > 1e-3  # distinct advantages: the comparisons below can fail
     np.testing.assert_allclose(m["adv"], adv, atol=1e-6)
-    np.testing.assert_allclose(m["acting"], rosmo.exact_policy_target(policy_logits, adv), atol=1e-6)
-    np.testing.assert_allclose(m["adv_model_data"], adv[jnp.arange(B), action], atol=1e-6)
-    # Eq. 11 read at the real next observation: r_g(s, a) + gamma v(h(o')) - v(s)
-    next_state = NETWORK.apply(params, observation[:, 1], method=NETWORK.represent)
-    next_value = logits_to_scalar(NETWORK.apply(params, next_state, method=NETWORK.predict)[1])
+    np.testing.assert_allclose(m["acting"], jax.nn.softmax(jax.nn.log_softmax(policy_logits) + adv), atol=1e-6)
+    np.testing.assert_allclose(m["behavior_adv_model"], adv[jnp.arange(B), action], atol=1e-6)
+    # r_g(s, a_t): the reward head after the dynamics
     one = NETWORK.apply(params, state, action, method=NETWORK.dynamics)
-    reward = logits_to_scalar(NETWORK.apply(params, one, method=NETWORK.predict)[2])
-    np.testing.assert_allclose(m["reward_data"], reward, atol=1e-6)
-    np.testing.assert_allclose(m["adv_data_data"], reward + gamma * next_value - value, atol=1e-6)
+    np.testing.assert_allclose(
+        m["reward_model"], logits_to_scalar(NETWORK.apply(params, one, method=NETWORK.predict)[2]), atol=1e-6
+    )
+    # --behavior-advantage data: reward and value heads at h(o_{t+1}); no value after a terminal state
+    _, next_value, next_reward = heads(observation[:, 1])
+    expected = next_reward + gamma * discount * jnp.where(jnp.arange(B) == 2, 0.0, next_value) - value
+    np.testing.assert_allclose(m["behavior_adv_data"], expected, atol=1e-6)
+    assert abs(float(m["behavior_adv_data"][2] - (next_reward[2] - value[2]))) < 1e-6
 
 
 def test_probe_refuses_agents_without_a_model_and_several_checkpoints_without_out(tmp_path, capsys):
