@@ -126,6 +126,9 @@ def summarise(m: Dict[str, np.ndarray], action: np.ndarray, reward: np.ndarray, 
         "adv_mean_per_action": np.mean(m["adv"], axis=0).round(5).tolist(),
         "adv_spread": float(np.mean(np.std(m["adv"], axis=1))),  # across actions, mean over states
         "adv_best_share_per_action": np.bincount(adv_best, minlength=num_actions).astype(float) / len(adv_best),
+        # the share of states whose largest one-step advantage is the data's action: with the controller's
+        # actions (the low-epsilon third) it says whether the model's improvement points where the controller does
+        "adv_accuracy": float(np.mean(adv_best == action)),
         "filter_rate_model": float(np.mean(m["behavior_adv_model"] > 0)),
         "filter_rate_data": float(np.mean(m["behavior_adv_data"] > 0)),
         "data_action_share": np.bincount(action, minlength=num_actions).astype(float) / len(action),
