@@ -129,6 +129,10 @@ def summarise(m: Dict[str, np.ndarray], action: np.ndarray, reward: np.ndarray, 
         # the share of states whose largest one-step advantage is the data's action: with the controller's
         # actions (the low-epsilon third) it says whether the model's improvement points where the controller does
         "adv_accuracy": float(np.mean(adv_best == action)),
+        # what it would be if the best action were independent of the data's: sum over a of both shares
+        "adv_accuracy_chance": float(
+            np.bincount(adv_best, minlength=num_actions) @ np.bincount(action, minlength=num_actions) / len(action) ** 2
+        ),
         "filter_rate_model": float(np.mean(m["behavior_adv_model"] > 0)),
         "filter_rate_data": float(np.mean(m["behavior_adv_data"] > 0)),
         "data_action_share": np.bincount(action, minlength=num_actions).astype(float) / len(action),

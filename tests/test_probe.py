@@ -63,6 +63,7 @@ def test_summarise_counts_filters_shares_and_accuracy():
     assert s["filter_rate_model"] == pytest.approx(0.75) and s["filter_rate_data"] == pytest.approx(0.25)
     np.testing.assert_allclose(s["adv_best_share_per_action"], [0.5, 0.5])
     assert s["adv_accuracy"] == pytest.approx(0.75)  # argmax 0, 1, 1, 0 against 0, 1, 1, 1
+    assert s["adv_accuracy_chance"] == pytest.approx(0.5 * 0.25 + 0.5 * 0.75)  # shares of the argmax x the data's
     np.testing.assert_allclose(s["data_action_share"], [0.25, 0.75])
     assert s["policy_accuracy"] == pytest.approx(0.5)  # argmax 0, 0, 1, 0 against 0, 1, 1, 1
     assert s["acting_accuracy"] == pytest.approx(0.75)  # argmax 0, 1, 1, 0 against 0, 1, 1, 1
