@@ -111,6 +111,8 @@ def summarise(m: Dict[str, np.ndarray], action: np.ndarray, reward: np.ndarray, 
     nonzero = reward != 0
     corr = float(np.corrcoef(m["value"], ret)[0, 1]) if np.std(m["value"]) > 0 and np.std(ret) > 0 else float("nan")
     adv_best = np.argmax(m["adv"], axis=1)
+    best_share = np.bincount(adv_best, minlength=num_actions) / len(adv_best)  # of the model's best action
+    data_share = np.bincount(action, minlength=num_actions) / len(action)  # of the data's action
     state = m["state"]
     return {
         "states": int(len(action)),
@@ -125,17 +127,15 @@ def summarise(m: Dict[str, np.ndarray], action: np.ndarray, reward: np.ndarray, 
         "reward_pred_where_reward_zero": float(np.mean(m["reward_model"][~nonzero])) if (~nonzero).any() else None,
         "adv_mean_per_action": np.mean(m["adv"], axis=0).round(5).tolist(),
         "adv_spread": float(np.mean(np.std(m["adv"], axis=1))),  # across actions, mean over states
-        "adv_best_share_per_action": np.bincount(adv_best, minlength=num_actions).astype(float) / len(adv_best),
+        "adv_best_share_per_action": best_share,
         # the share of states whose largest one-step advantage is the data's action: with the controller's
         # actions (the low-epsilon third) it says whether the model's improvement points where the controller does
         "adv_accuracy": float(np.mean(adv_best == action)),
         # what it would be if the best action were independent of the data's: sum over a of both shares
-        "adv_accuracy_chance": float(
-            np.bincount(adv_best, minlength=num_actions) @ np.bincount(action, minlength=num_actions) / len(action) ** 2
-        ),
+        "adv_accuracy_chance": float(best_share @ data_share),
         "filter_rate_model": float(np.mean(m["behavior_adv_model"] > 0)),
         "filter_rate_data": float(np.mean(m["behavior_adv_data"] > 0)),
-        "data_action_share": np.bincount(action, minlength=num_actions).astype(float) / len(action),
+        "data_action_share": data_share,
         "policy_mean": np.mean(m["policy"], axis=0),
         "acting_mean": np.mean(m["acting"], axis=0),
         "policy_entropy": float(np.mean(entropy(m["policy"]))),
