@@ -405,7 +405,10 @@ def main(args: Args) -> None:
         writer.add_scalar("charts/eval_return", returns.mean(), step)
         for seed, seed_return in zip(seeds, returns):
             writer.add_scalar(f"charts/eval_return_seed{seed}", seed_return, step)
-        scores = run.record(step, returns, state, updates_per_s, eval_seconds)["normalized_scores"]  # results.json, checkpoint
+        episodes = evaluate.episodes[-1]  # Atari: mean episode length and action shares per seed (BSuite: None)
+        if episodes is not None:
+            writer.add_scalar("charts/eval_episode_length", np.mean(episodes["lengths"]), step)
+        scores = run.record(step, returns, state, updates_per_s, eval_seconds, episodes)["normalized_scores"]
         if scores[0] is not None:  # Atari: human-normalised
             writer.add_scalar("charts/normalized_score", np.mean(scores), step)
         progress.set_postfix(eval_return=f"{returns.mean():.3f}", ups=f"{updates_per_s:.0f}")

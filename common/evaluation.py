@@ -20,7 +20,7 @@ its 10x5 board scaled up 20 times. cartpole and mountain_car have no picture to 
 import functools
 import time
 from pathlib import Path
-from typing import Callable, List, Literal, Optional, Sequence
+from typing import Callable, Dict, List, Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -175,6 +175,8 @@ def make_evaluator(
     several processes (jax.distributed) are evaluated from this process's copy. With `video_dir`,
     every call also records one episode (see the module docstring) to
     `video_dir`/update_{step}_seed{seed}.mp4 (`step` names the file; `evaluate.videos` lists them).
+    `evaluate.episodes` holds one entry per call: on Atari what its episodes played (`episode_summary`:
+    mean length and action shares per seed), on BSuite None.
     """
 
     if video_dir is not None:
@@ -197,17 +199,19 @@ def make_evaluator(
 
     if env_id not in BSUITE_ENVS:  # an Atari game: observations stay [S, E, 84, 84, 4] uint8
         seconds = []  # wall-clock seconds of each evaluation (environments and policy), in call order
+        episodes = []  # what each evaluation played (`episode_summary`), in call order
 
         def evaluate_atari(params, key, step: Optional[int] = None) -> np.ndarray:
             # ALE's threaded vector environment, keys from `key` alone (a resumed run evaluates the same way)
             evaluator = make_atari_evaluator(env_id, act, seeds, num_episodes, key, max_episode_steps)
             mean_returns = evaluator(local_copy(params))
             seconds.extend(evaluator.seconds)
+            episodes.extend(evaluator.episodes)
             if video_dir is not None:
                 record(params, key, step)
             return mean_returns
 
-        evaluate_atari.seconds, evaluate_atari.videos = seconds, videos
+        evaluate_atari.seconds, evaluate_atari.episodes, evaluate_atari.videos = seconds, episodes, videos
         return evaluate_atari
 
     def evaluate(params, key, step: Optional[int] = None) -> np.ndarray:
@@ -222,9 +226,10 @@ def make_evaluator(
         returns = evaluate_bsuite(env_id, policy, seeds, num_episodes).mean(axis=1)
         if video_dir is not None:
             record(params, key, step)
+        evaluate.episodes.append(None)  # BSuite episodes end by themselves; nothing to summarise
         return returns
 
-    evaluate.videos = videos
+    evaluate.episodes, evaluate.videos = [], videos
     return evaluate
 
 
@@ -247,7 +252,7 @@ def make_atari_evaluator(
     `backend` "vector" (default) steps the environments in ALE's threads (`atari_env.evaluate_atari_vector`),
     "gymnasium" one after another (`atari_env.evaluate_atari`). `evaluate.seconds` lists the wall-clock
     seconds of every call so far, environments and policy together (the first includes
-    compiling `act`).
+    compiling `act`); `evaluate.episodes` what each call played (`episode_summary`).
     """
 
     if backend not in ("vector", "gymnasium"):
@@ -264,13 +269,24 @@ def make_atari_evaluator(
             return np.asarray(act(params, obs, step_keys))
 
         if backend == "vector":
-            returns = atari_env.evaluate_atari_vector(
+            episodes = atari_env.evaluate_atari_vector(
                 game, policy, seeds, num_episodes, max_episode_steps, num_threads=num_threads
             )
         else:
-            returns = atari_env.evaluate_atari(game, policy, seeds, num_episodes, max_episode_steps)
+            episodes = atari_env.evaluate_atari(game, policy, seeds, num_episodes, max_episode_steps)
         evaluate.seconds.append(time.perf_counter() - start)
-        return returns.mean(axis=1)
+        evaluate.episodes.append(episode_summary(episodes))
+        return episodes.returns.mean(axis=1)
 
-    evaluate.seconds = []
+    evaluate.seconds, evaluate.episodes = [], []
     return evaluate
+
+
+def episode_summary(episodes: atari_env.Episodes) -> Dict[str, list]:
+    """Per seed: the mean episode length in agent steps and the share of each action in its episodes' steps
+    (what results.json keeps beside an evaluation's returns)."""
+    counts = episodes.action_counts.astype(np.float64)
+    return {
+        "lengths": episodes.lengths.mean(axis=1).tolist(),
+        "action_shares": (counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)).round(4).tolist(),
+    }

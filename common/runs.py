@@ -298,7 +298,7 @@ class Run:
         self.algo, self.args, self.main = algo, args, is_main_process()
         self.seeds = [args.seed + i for i in range(args.num_seeds)]
         self.meta = {"algo": algo, "env_id": args.env_id, "num_seeds": args.num_seeds}
-        self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": []}
+        self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": [], "episodes": []}
         self.data_info: Dict[str, Any] = {}
         self.updates_per_s = float("nan")
         self.devices: list = []  # where the run trained, one entry per change of machine across resumes
@@ -374,6 +374,7 @@ class Run:
             "eval_max_steps": self.args.eval_max_steps,
             "eval_greedy": self.args.eval_greedy,
             "eval_seconds": seconds,
+            "episodes": evaluate.episodes[-1] if getattr(evaluate, "episodes", None) else None,
             "videos": videos,
         }
         out = path.parent / "eval.json"
@@ -436,7 +437,7 @@ class Run:
             state, meta = load_checkpoint(path, state, {k: self.meta[k] for k in ("algo", "env_id", "num_seeds")})
             print(f"{'resumed' if self.args.resume else 'restored'} from {path} at update {meta['step']}")
         elif self.args.resume:  # stopped before its first checkpoint: start again, in place
-            self.history = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": []}
+            self.history = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": [], "episodes": []}
         step = int(np.asarray(local_copy(state.step)).ravel()[0])
         if step % self.args.updates_per_dispatch:
             raise UsageError(
@@ -457,16 +458,25 @@ class Run:
             save_checkpoint(self.checkpoint_path, jax.device_get(local_copy(state)), meta)
 
     def record(
-        self, step: int, returns: np.ndarray, state: Any, updates_per_s: float, eval_seconds: Optional[float] = None
+        self,
+        step: int,
+        returns: np.ndarray,
+        state: Any,
+        updates_per_s: float,
+        eval_seconds: Optional[float] = None,
+        episodes: Optional[Dict[str, list]] = None,
     ) -> Dict[str, Any]:
-        """An evaluation at `step` (mean return per seed) that took `eval_seconds` of wall clock:
+        """An evaluation at `step` (mean return per seed) that took `eval_seconds` of wall clock and played
+        `episodes` (Atari: mean length and action shares per seed, common/evaluation.py's `episode_summary`):
         history, checkpoint, results.json (returned)."""
         self.updates_per_s = updates_per_s
-        self.history.setdefault("eval_seconds", [None] * len(self.history["steps"]))  # older results.json lack it
+        for key in ("eval_seconds", "episodes"):  # older results.json lack them
+            self.history.setdefault(key, [None] * len(self.history["steps"]))
         self.history["steps"].append(step)
         self.history["returns"].append(np.asarray(returns, np.float64).tolist())
         self.history["wall_clock_s"].append(time.time() - self.start_time)
         self.history["eval_seconds"].append(eval_seconds)
+        self.history["episodes"].append(episodes)
         self.save(state, step)
         return self.write("running", step)
 

@@ -86,6 +86,10 @@ def test_rosmo_trains_on_rl_unplugged_shards_and_evaluates_in_the_real_game(atar
     # Pong's raw return over 12 agent steps of real play is 0 or a lost point; normalised with Pong's table.
     (ret,) = results["final_returns"]
     assert -12 <= ret <= 1 and results["normalized_scores"][0] == pytest.approx((ret + 20.3) / (18.25 + 20.3))
+    # What the evaluation played: one 12-step episode (Pong outlasts the cap), its shares over Pong's 6 actions.
+    (episodes,) = results["eval_history"]["episodes"]
+    assert episodes["lengths"] == [12.0] and len(episodes["action_shares"][0]) == 6
+    assert sum(episodes["action_shares"][0]) == pytest.approx(1.0, abs=1e-3)  # shares kept to 4 decimals
 
 
 def test_a_run_outside_the_five_rl_unplugged_runs_is_a_one_line_error(tmp_path):

@@ -1,5 +1,7 @@
 """Atari environments under the Dopamine protocol, batched evaluation in a real game, Atari scores."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -46,15 +48,17 @@ def test_evaluate_atari_calls_the_policy_once_per_step_for_every_env(evaluate):
         assert observation.dtype == np.uint8
         return rng.integers(0, 4, observation.shape[:2])
 
-    returns = evaluate("Breakout", act, seeds=[0, 1], num_episodes=2, max_episode_steps=25)
-    assert returns.shape == (2, 2) and np.all(np.isfinite(returns))
+    episodes = evaluate("Breakout", act, seeds=[0, 1], num_episodes=2, max_episode_steps=25)
+    assert episodes.returns.shape == (2, 2) and np.all(np.isfinite(episodes.returns))
     assert calls == [(2, 2, 84, 84, 4)] * 25  # a random Breakout game outlives 25 steps: the cap ends all four
+    np.testing.assert_array_equal(episodes.lengths, np.full((2, 2), 25))
+    assert episodes.action_counts.shape == (2, 4) and episodes.action_counts.sum(axis=1).tolist() == [50, 50]
 
 
 def record_episodes(evaluate, game, actions, seeds, num_episodes, sticky, **kwargs):
     """Plays `actions` [T, S, E] (row t at call t) with episodes capped at T steps.
 
-    Returns (returns [S, E], the observations the policy saw [calls, S, E, 84, 84, 4]).
+    Returns (the `Episodes`, the observations the policy saw [calls, S, E, 84, 84, 4]).
     """
     seen = []
 
@@ -62,19 +66,36 @@ def record_episodes(evaluate, game, actions, seeds, num_episodes, sticky, **kwar
         seen.append(observation.copy())
         return actions[len(seen) - 1]
 
-    returns = evaluate(game, act, seeds, num_episodes, len(actions), sticky_action_probability=sticky, **kwargs)
-    return returns, np.stack(seen)
+    episodes = evaluate(game, act, seeds, num_episodes, len(actions), sticky_action_probability=sticky, **kwargs)
+    return episodes, np.stack(seen)
 
 
 def test_vector_evaluation_sees_the_same_pixels_as_the_gymnasium_path_without_sticky_actions():
     # 200 random Breakout actions: three of the 4 games end (all lives lost) at steps 130-178, the cap cuts the fourth.
     actions = np.random.default_rng(7).integers(0, 4, (200, 2, 2))
-    ref_returns, ref_obs = record_episodes(evaluate_atari, "Breakout", actions, [0, 1], 2, sticky=0.0)
-    returns, obs = record_episodes(evaluate_atari_vector, "Breakout", actions, [0, 1], 2, sticky=0.0, num_threads=2)
+    ref, ref_obs = record_episodes(evaluate_atari, "Breakout", actions, [0, 1], 2, sticky=0.0)
+    episodes, obs = record_episodes(evaluate_atari_vector, "Breakout", actions, [0, 1], 2, sticky=0.0, num_threads=2)
     assert ref_obs.shape == (200, 2, 2, 84, 84, 4) and obs.shape == ref_obs.shape
     np.testing.assert_array_equal(obs, ref_obs)  # every frame of every stack, the padded first stacks included
-    np.testing.assert_array_equal(returns, ref_returns)
-    assert ref_obs[:, :, :, :, :, -1].std() > 0 and len(np.unique(ref_returns)) > 1  # the games moved and scored
+    for field in ("returns", "lengths", "action_counts"):
+        np.testing.assert_array_equal(getattr(episodes, field), getattr(ref, field), err_msg=field)
+    assert ref_obs[:, :, :, :, :, -1].std() > 0 and len(np.unique(ref.returns)) > 1  # the games moved and scored
+    # Lengths: three games end before the cap, one is cut by it; the actions counted are those of each game's steps.
+    assert sorted(ref.lengths.ravel().tolist())[-1] == 200 and sorted(ref.lengths.ravel().tolist())[-2] < 200
+    played = np.arange(200)[:, None, None] < ref.lengths[None]  # [T, S, E]: step t belongs to the game
+    for s in range(2):
+        expected = np.bincount(actions[:, s][played[:, s]], minlength=4)
+        np.testing.assert_array_equal(ref.action_counts[s], expected)
+
+
+def test_a_breakout_policy_that_only_presses_fire_loses_its_lives_fast_and_one_that_never_does_plays_to_the_cap():
+    # What the lengths and action counts tell about a score of 0: never serving, or serving and never moving.
+    for action, short in ((1, True), (0, False)):
+        policy = functools.partial(lambda obs, a: np.full(obs.shape[:2], a), a=action)
+        episodes = evaluate_atari_vector("Breakout", policy, [0], 2, 1000, num_threads=1)
+        assert episodes.returns.tolist() == [[0.0, 0.0]]
+        assert (episodes.lengths < 300).all() if short else (episodes.lengths == 1000).all()
+        assert episodes.action_counts[0, action] == episodes.lengths.sum() == episodes.action_counts.sum()
 
 
 def test_vector_evaluation_with_sticky_actions_is_reproducible_from_the_seeds():
@@ -83,7 +104,7 @@ def test_vector_evaluation_with_sticky_actions_is_reproducible_from_the_seeds():
     first = record_episodes(evaluate_atari_vector, "Breakout", actions, [4], 3, sticky=0.25, num_threads=1)
     again = record_episodes(evaluate_atari_vector, "Breakout", actions, [4], 3, sticky=0.25, num_threads=2)
     np.testing.assert_array_equal(first[1], again[1])
-    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[0].returns, again[0].returns)
     final = first[1][-1, 0]  # [3, 84, 84, 4]: episodes of one seed use different environment seeds
     assert not (np.array_equal(final[0], final[1]) and np.array_equal(final[1], final[2]))
 
@@ -121,8 +142,10 @@ def test_atari_evaluator_passes_params_stacked_frames_and_one_key_per_seed_and_r
     mean_returns = evaluate(0)
     assert mean_returns.shape == (1,) and np.all(np.isfinite(mean_returns))
     assert seen == [((1, 2, 84, 84, 4), 1)] * 5
-    evaluate(0)
+    assert evaluate.episodes == [{"lengths": [5.0], "action_shares": [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]}]  # NOOP only
+    evaluate(2)
     assert len(evaluate.seconds) == 2 and all(0 < t < 60 for t in evaluate.seconds)
+    assert evaluate.episodes[1]["action_shares"] == [[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
 
 
 def test_atari_evaluator_rejects_an_unknown_backend():
@@ -152,3 +175,4 @@ def test_make_evaluator_runs_atari_in_the_vector_env_and_records_seconds_of_ever
         assert evaluate(jax.numpy.zeros(2), jax.random.PRNGKey(i)).shape == (2,)
     assert seen == [(2, 1, 84, 84, 4)] * 6
     assert len(evaluate.seconds) == 2 and all(0 < t < 60 for t in evaluate.seconds)
+    assert [e["lengths"] for e in evaluate.episodes] == [[3.0, 3.0]] * 2  # one summary per call, per seed

@@ -41,6 +41,7 @@ def test_eval_only_reads_no_data_and_repeats_the_runs_last_evaluation(bc_checkpo
     assert "checkpoint at update 300: mean return" in out.stdout and str(checkpoint.parent / "eval.json") in out.stdout
     # Evaluation time is reported apart from the training time.
     assert len(results["eval_history"]["eval_seconds"]) == 2 and min(results["eval_history"]["eval_seconds"]) > 0
+    assert results["eval_history"]["episodes"] == [None, None]  # BSuite episodes end by themselves: no summary
     assert results["eval_seconds"] == pytest.approx(sum(results["eval_history"]["eval_seconds"]))
 
 
@@ -116,3 +117,4 @@ def test_eval_only_records_an_atari_video_of_the_rgb_screen(tmp_path):
     frames = iio.imread(video)
     # The reset screen and one per agent step, capped by the checkpoint's --eval-max-steps 8; ALE's RGB screen.
     assert frames.shape == (9, 210, 160, 3) and frames.std() > 0
+    assert evaluation["episodes"]["lengths"] == [8.0]  # what the evaluation played, beside the returns

@@ -18,21 +18,37 @@ draw from ALE's own seeded generator, so with stickiness on an episode is reprod
 seed but not equal to the gymnasium episode of that seed. `evaluate_atari` steps gymnasium
 environments one after another on this thread (the reference). Both take a host `policy`
 (observations -> actions); common/evaluation.py turns an algorithm's jitted acting function into
-one. Returns are the raw, unclipped game scores. This module holds no data reading, learning or
-key handling code.
+one. Both return `Episodes`: the raw, unclipped game scores, the episodes' lengths and the actions
+the policy took, so that a score of 0 tells its cause (a Breakout policy that never presses FIRE
+plays to the cap; one that only presses FIRE loses its five lives in about 120 steps). This module
+holds no data reading, learning or key handling code.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 FRAME_STACK = 4
 MAX_EPISODE_STEPS = 27_000  # agent steps (108k emulator frames), the Dopamine cap
 STICKY_ACTION_PROBABILITY = 0.25
+
+
+class Episodes(NamedTuple):
+    """What an evaluation played: per seed and episode, and the actions of each seed's episodes together."""
+
+    returns: np.ndarray  # [S, E] float: raw (unclipped) game score of each episode
+    lengths: np.ndarray  # [S, E] int: agent steps of each episode (the cap included)
+    action_counts: np.ndarray  # [S, A] int: how often each action was taken in the seed's episodes
+
+
+def count_actions(actions: np.ndarray, live: np.ndarray, counts: np.ndarray) -> None:
+    """Adds the actions [S, E] of the live environments (mask [S, E]) to `counts` [S, A], in place."""
+    for s in range(counts.shape[0]):
+        counts[s] += np.bincount(actions[s][live[s]], minlength=counts.shape[1])
 
 
 def _gymnasium():
@@ -131,8 +147,9 @@ def evaluate_atari(
     num_episodes: int,
     max_episode_steps: int = MAX_EPISODE_STEPS,
     sticky_action_probability: float = STICKY_ACTION_PROBABILITY,
-) -> np.ndarray:
-    """Raw (unclipped) episode returns [len(seeds), num_episodes], gymnasium envs stepped one after another.
+) -> Episodes:
+    """The episodes of every seed (`Episodes`: returns [len(seeds), num_episodes], ...), gymnasium envs stepped
+    one after another.
 
     `act(observation [num_seeds, num_episodes, 84, 84, 4] uint8) -> actions [num_seeds, num_episodes]`
     is called once per agent step for every environment; finished ones keep their last
@@ -152,9 +169,13 @@ def evaluate_atari(
             for e in range(num_episodes):
                 obs[s, e] = envs[s][e].reset()[0]
         returns = np.zeros((num_seeds, num_episodes))
+        lengths = np.zeros((num_seeds, num_episodes), np.int64)
+        counts = np.zeros((num_seeds, int(envs[0][0].action_space.n)), np.int64)
         done = np.zeros((num_seeds, num_episodes), bool)
         while not done.all():
             actions = np.asarray(act(obs))
+            count_actions(actions, ~done, counts)
+            lengths += ~done
             for s in range(num_seeds):
                 for e in range(num_episodes):
                     if done[s, e]:
@@ -163,7 +184,7 @@ def evaluate_atari(
                     obs[s, e] = observation
                     returns[s, e] += float(reward)
                     done[s, e] = terminated or truncated
-        return returns
+        return Episodes(returns, lengths, counts)
     finally:
         for row in envs:
             for env in row:
@@ -240,8 +261,8 @@ def evaluate_atari_vector(
     max_episode_steps: int = MAX_EPISODE_STEPS,
     sticky_action_probability: float = STICKY_ACTION_PROBABILITY,
     num_threads: Optional[int] = None,
-) -> np.ndarray:
-    """Raw (unclipped) episode returns [len(seeds), num_episodes], all environments stepped by ALE's threads.
+) -> Episodes:
+    """The episodes of every seed (`Episodes`), all environments stepped by ALE's threads.
 
     The contract of `evaluate_atari`: `act(observation [S, E, 84, 84, 4] uint8) -> actions [S, E]`
     once per agent step for every environment, finished ones keep their last observation, the
@@ -256,17 +277,21 @@ def evaluate_atari_vector(
         obs = np.empty((num_envs, 84, 84, FRAME_STACK), np.uint8)
         obs[info["env_id"]] = np.repeat(frames[:, 0, :, :, None], FRAME_STACK, axis=-1)  # first frame repeated
         returns = np.zeros(num_envs)
+        lengths = np.zeros(num_envs, np.int64)
+        counts = np.zeros((num_seeds, int(envs.single_action_space.n)), np.int64)
         done = np.zeros(num_envs, bool)
         while not done.all():
             actions = np.asarray(act(obs.reshape(num_seeds, num_episodes, 84, 84, FRAME_STACK))).reshape(num_envs)
             frames, reward, terminated, truncated, info = envs.step(actions.astype(np.int32))
             order = info["env_id"]  # results in environment order
             live = ~done
+            count_actions(actions.reshape(num_seeds, num_episodes), live.reshape(num_seeds, num_episodes), counts)
+            lengths += live
             new = np.empty((num_envs, 84, 84), np.uint8)
             new[order] = frames[:, 0]
             obs[live] = push_frames(obs[live], new[live])
             returns[order] += np.where(live[order], reward, 0)
             done[order] |= terminated | truncated
-        return returns.reshape(num_seeds, num_episodes)
+        return Episodes(returns.reshape(num_seeds, num_episodes), lengths.reshape(num_seeds, num_episodes), counts)
     finally:
         envs.close()
