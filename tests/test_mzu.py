@@ -153,3 +153,53 @@ def test_script_trains_and_evaluates_two_seeds_end_to_end(script, search_runs):
 def test_bad_search_flags_give_a_one_line_error(tmp_path, script, flags, message):
     line = one_line_error(run_script(flags, tmp_path, script=script))
     assert message in line
+
+
+def flat_model(reward_bin: int, num_bins=11):
+    """A model that does not read its input: every state is e0, with value V (the bin h = 2), the reward of the
+    bin h = `reward_bin` (uniform logits, decoded as 0, where `reward_bin` is None) after every action, and the
+    same prior everywhere, its logit for action 1 larger by 0.01 than the others'."""
+    network = mzu.networks.MuZeroNetwork(
+        num_actions=4, num_bins=num_bins, representation_layers=(3,), dynamics_layers=(3,), prediction_layers=(3,)
+    )
+    centre = (num_bins - 1) // 2
+    value_kernel, reward_kernel = np.zeros((3, num_bins)), np.zeros((3, num_bins))
+    value_kernel[0, centre + 2] = 60.0
+    if reward_bin is not None:
+        reward_kernel[0, centre + reward_bin] = 60.0
+    dynamics = np.zeros((7, 3))
+    dynamics[0, 0] = 1.0  # [s, one-hot a] -> s: e0 stays e0 whatever the action
+
+    def dense(kernel, bias=None):
+        bias = np.zeros(kernel.shape[1]) if bias is None else bias
+        return {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}
+
+    params = {
+        "params": {
+            "representation_net": {"Dense_0": dense(np.eye(3))},
+            "dynamics_net": {"Dense_0": dense(dynamics)},
+            "prediction_trunk": {"Dense_0": dense(np.eye(3))},
+            "policy_head": dense(np.zeros((3, 4)), np.array([0.0, 0.01, 0.0, 0.0])),
+            "value_head": dense(value_kernel),
+            "reward_head": dense(reward_kernel),
+        }
+    }
+    return network, params
+
+
+@pytest.mark.parametrize("reward_bin, visits", [(1, [1, 17, 1, 1]), (None, [5, 5, 5, 5])])
+def test_search_on_a_model_blind_to_the_state_gives_the_visits_to_the_largest_prior_when_q_exceeds_the_value(
+    reward_bin, visits
+):
+    """docs/atari.md (the study's MZU runs): where r + gamma v(s') > v(s) for every action, min-max normalised Q
+    scores the first child visited 1 and the unvisited 0, so 17 of 20 simulations go to the action whose prior logit
+    is larger by 0.01, whatever the Q-values; where r + gamma v(s') < v(s) (reward 0) the visits stay uniform."""
+    network, params = flat_model(reward_bin)
+    args = mzu.apply_env_defaults(mzu.Args(num_bins=11, num_simulations=20, discount=0.997))
+    observation = jnp.asarray([[1.0, 0.0, 0.0]], jnp.float32)  # one root, state e0
+    search = jax.jit(lambda p, o, k: mzu.mcts(network, p, o, 1, k, **mzu.search_settings(args), dirichlet_fraction=0.0))(
+        params, observation, jax.random.PRNGKey(0)
+    )
+    np.testing.assert_allclose(search.visit_counts[0], visits)
+    if reward_bin is not None:  # each action's one-step Q is R + gamma V (action 1's grows with its deeper paths)
+        np.testing.assert_allclose(np.asarray(search.qvalues[0])[[0, 2, 3]], R + 0.997 * V, rtol=1e-4)
