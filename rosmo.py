@@ -284,6 +284,16 @@ def make_optimizer(learning_rate, weight_decay: float, max_grad_norm: float) -> 
     )
 
 
+def data_advantage(next_reward, next_value, next_absorbing, discount, value, gamma):
+    """Eq. 11's advantage read at the real next observation (`--behavior-advantage data`, the official release's
+    reading): r_g at h(o_{t+1}) + gamma * d_t * v(h(o_{t+1})) - v(h(o_t)), with v = 0 past a terminal state.
+
+    All arguments share one shape: the reward and value heads' scalars at o_{t+1}, whether o_{t+1} lies past the
+    episode's end, the data's discount d_t and v(h(o_t)).
+    """
+    return next_reward + gamma * discount * jnp.where(next_absorbing, 0.0, next_value) - value
+
+
 def one_step_advantage(network, params, state, value, actions, gamma):
     """Eq. 7: adv_g(s, a) = r_g(s, a) + gamma * v(g(s, a)) - v(s) for actions [..., M].
 
@@ -339,9 +349,11 @@ def make_loss_fn(args: Args, network: networks.MuZeroNetwork, num_actions: int):
         if args.behavior_advantage == "model":
             adv_behavior = adv_data_model
         else:  # predicted reward at the real next state + gamma v'(s_{t+1}) - v'(s_t)
-            next_value = jnp.where(window.absorbing[:, 1 : K + 2], 0.0, target_value[:, 1 : K + 2])
             next_reward = logits_to_scalar(target_reward_logits[:, 1 : K + 2])
-            adv_behavior = next_reward + args.discount * window.discount[:, : K + 1] * next_value - values
+            next_absorbing, discount = window.absorbing[:, 1 : K + 2], window.discount[:, : K + 1]
+            adv_behavior = data_advantage(
+                next_reward, target_value[:, 1 : K + 2], next_absorbing, discount, values, args.discount
+            )
         policy_target, value_target, adv_behavior = jax.lax.stop_gradient((policy_target, value_target, adv_behavior))
 
         # Online unroll (Algorithm 2, UNROLL): s^0 = h(o_t), s^{k+1} = g(s^k, a_{t+k}).

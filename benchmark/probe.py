@@ -70,8 +70,8 @@ def make_measure(network, gamma: float):
 
     The model quantities are rosmo.py's own: Eq. 7's advantages (`one_step_advantage`), the acting policy of Eq. 6
     (`exact_policy_target`, what `make_act` samples from), and Eq. 11's two readings as make_loss_fn computes them:
-    'model' = adv_g(s, a_t); 'data' = the reward head at h(o_{t+1}) + gamma d_t v(h(o_{t+1})) - v(s), with v = 0 past
-    a terminal state. They are read with the online network (what acts); training reads the target network's.
+    'model' = adv_g(s, a_t); 'data' = `data_advantage`, the reward head at h(o_{t+1}) + gamma d_t v(h(o_{t+1})) - v(s),
+    with v = 0 past a terminal state. They are read with the online network (what acts); training reads the target network's.
     """
     rosmo = script("rosmo")
 
@@ -85,7 +85,6 @@ def make_measure(network, gamma: float):
         adv = rosmo.one_step_advantage(network, params, state, value, candidates, gamma)  # [B, A]
         next_state = network.apply(params, state, action, method=network.dynamics)
         reward_model = logits_to_scalar(network.apply(params, next_state, method=network.predict)[2])  # r_g(s, a_t)
-        next_value = jnp.where(window.absorbing[:, 1], 0.0, next_value)
         return {
             "state": state.reshape(state.shape[0], -1),
             "value": value,
@@ -94,7 +93,9 @@ def make_measure(network, gamma: float):
             "adv": adv,
             "reward_model": reward_model,
             "behavior_adv_model": jnp.take_along_axis(adv, action[:, None], 1)[:, 0],
-            "behavior_adv_data": logits_to_scalar(reward_logits[:, 1]) + gamma * window.discount[:, 0] * next_value - value,
+            "behavior_adv_data": rosmo.data_advantage(
+                logits_to_scalar(reward_logits[:, 1]), next_value, window.absorbing[:, 1], window.discount[:, 0], value, gamma
+            ),
         }
 
     return jax.jit(measure)

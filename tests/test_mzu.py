@@ -203,3 +203,12 @@ def test_search_on_a_model_blind_to_the_state_gives_the_visits_to_the_largest_pr
     np.testing.assert_allclose(search.visit_counts[0], visits)
     if reward_bin is not None:  # each action's one-step Q is R + gamma V (action 1's grows with its deeper paths)
         np.testing.assert_allclose(np.asarray(search.qvalues[0])[[0, 2, 3]], R + 0.997 * V, rtol=1e-4)
+
+
+def test_repeated_search_collapses_the_prior_of_a_blind_model_only_when_q_exceeds_the_value():
+    from benchmark.search_collapse import prior_entropies
+
+    collapsing, prior = prior_entropies(0.0155, 0.7125, 0.5, copies=4, roots=64, simulations=20, discount=0.997, seed=0)
+    assert collapsing[0] > collapsing[1] > collapsing[2] > collapsing[3] and prior.argmax() == 1  # the lead's action
+    steady, prior = prior_entropies(0.0, 0.7125, 0.5, copies=4, roots=64, simulations=20, discount=0.997, seed=0)
+    assert max(steady) - min(steady) < 0.05 and steady[0] == collapsing[0]  # the visits follow the prior itself

@@ -106,3 +106,14 @@ def test_scale_gradient_scales_only_the_gradient():
     x = jnp.array([1.0, -2.0])
     np.testing.assert_allclose(f(x), 5.0)
     np.testing.assert_allclose(jax.grad(f)(x), 0.5 * 2 * x)
+
+
+def test_data_advantage_reads_the_next_observations_heads_with_no_value_past_a_terminal_state():
+    # Eq. 11 read at o_{t+1}: r + gamma d v' - v; the third step's next observation lies past the episode's end.
+    next_reward = jnp.array([0.5, -1.0, 1.0])
+    next_value = jnp.array([2.0, 4.0, 8.0])
+    next_absorbing = jnp.array([False, False, True])
+    discount = jnp.array([1.0, 0.0, 1.0])  # the second transition ends the episode: d_t = 0
+    value = jnp.array([1.0, 1.0, 1.0])
+    adv = rosmo.data_advantage(next_reward, next_value, next_absorbing, discount, value, 0.5)
+    np.testing.assert_allclose(adv, [0.5 + 0.5 * 2.0 - 1.0, -1.0 - 1.0, 1.0 - 1.0])
