@@ -214,6 +214,11 @@ def load_checkpoint(path: Path, template: Any, expect: Dict[str, Any]) -> tuple:
     return flax.serialization.from_state_dict(template, payload["state"]), meta
 
 
+def empty_history() -> Dict[str, list]:
+    """The evaluation history of a run before its first evaluation (results.json's `eval_history`)."""
+    return {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": [], "episodes": []}
+
+
 class Run:
     """One run's directory and files; see the module docstring.
 
@@ -298,7 +303,7 @@ class Run:
         self.algo, self.args, self.main = algo, args, is_main_process()
         self.seeds = [args.seed + i for i in range(args.num_seeds)]
         self.meta = {"algo": algo, "env_id": args.env_id, "num_seeds": args.num_seeds}
-        self.history: Dict[str, list] = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": [], "episodes": []}
+        self.history: Dict[str, list] = empty_history()
         self.data_info: Dict[str, Any] = {}
         self.updates_per_s = float("nan")
         self.devices: list = []  # where the run trained, one entry per change of machine across resumes
@@ -374,7 +379,7 @@ class Run:
             "eval_max_steps": self.args.eval_max_steps,
             "eval_greedy": self.args.eval_greedy,
             "eval_seconds": seconds,
-            "episodes": evaluate.episodes[-1] if getattr(evaluate, "episodes", None) else None,
+            "episodes": evaluate.episodes[-1],  # Atari: mean length and action shares per seed; BSuite: None
             "videos": videos,
         }
         out = path.parent / "eval.json"
@@ -437,7 +442,7 @@ class Run:
             state, meta = load_checkpoint(path, state, {k: self.meta[k] for k in ("algo", "env_id", "num_seeds")})
             print(f"{'resumed' if self.args.resume else 'restored'} from {path} at update {meta['step']}")
         elif self.args.resume:  # stopped before its first checkpoint: start again, in place
-            self.history = {"steps": [], "returns": [], "wall_clock_s": [], "eval_seconds": [], "episodes": []}
+            self.history = empty_history()
         step = int(np.asarray(local_copy(state.step)).ravel()[0])
         if step % self.args.updates_per_dispatch:
             raise UsageError(

@@ -2,6 +2,7 @@
 end-to-end runs, one-line errors. The assembled losses, gradients, target network and optimiser: tests/test_mzu_loss.py."""
 
 import json
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,14 @@ PRIOR = np.array([0.4, 0.35, 0.25])  # the same prior at every node: a fixed ord
 R, V = h_inverse(1.0), h_inverse(2.0)  # reward into state e2 and value of e2 (2.988 and 7.952); 0 elsewhere
 
 
+def dense(kernel, bias=None):
+    """The parameters of a flax Dense layer: `kernel` [in, out], `bias` [out] (zeros by default)."""
+    return {
+        "kernel": jnp.asarray(kernel, jnp.float32),
+        "bias": jnp.asarray(np.zeros(kernel.shape[1]) if bias is None else bias, jnp.float32),
+    }
+
+
 def one_hot_model(num_bins=11):
     """A model whose search can be worked out by hand: state = observation (3 dims), g(s, a) = e_a whatever s,
     f(s) has the prior PRIOR everywhere, value V at e2 and 0 elsewhere, reward R into e2 and 0 elsewhere.
@@ -37,12 +46,6 @@ def one_hot_model(num_bins=11):
     value_kernel, reward_kernel = np.zeros((3, num_bins)), np.zeros((3, num_bins))
     value_kernel[2, centre + 2] = 60.0  # f(e2) value: the bin h = 2
     reward_kernel[2, centre + 1] = 60.0  # f(e2) reward: the bin h = 1
-
-    def dense(kernel, bias=None):
-        return {
-            "kernel": jnp.asarray(kernel, jnp.float32),
-            "bias": jnp.asarray(np.zeros(kernel.shape[1]) if bias is None else bias, jnp.float32),
-        }
 
     params = {
         "params": {
@@ -155,7 +158,7 @@ def test_bad_search_flags_give_a_one_line_error(tmp_path, script, flags, message
     assert message in line
 
 
-def flat_model(reward_bin: int, num_bins=11):
+def flat_model(reward_bin: Optional[int], num_bins=11):
     """A model that does not read its input: every state is e0, with value V (the bin h = 2), the reward of the
     bin h = `reward_bin` (uniform logits, decoded as 0, where `reward_bin` is None) after every action, and the
     same prior everywhere, its logit for action 1 larger by 0.01 than the others'."""
@@ -169,10 +172,6 @@ def flat_model(reward_bin: int, num_bins=11):
         reward_kernel[0, centre + reward_bin] = 60.0
     dynamics = np.zeros((7, 3))
     dynamics[0, 0] = 1.0  # [s, one-hot a] -> s: e0 stays e0 whatever the action
-
-    def dense(kernel, bias=None):
-        bias = np.zeros(kernel.shape[1]) if bias is None else bias
-        return {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}
 
     params = {
         "params": {
@@ -193,7 +192,8 @@ def test_search_on_a_model_blind_to_the_state_gives_the_visits_to_the_largest_pr
 ):
     """docs/atari.md (the study's MZU runs): where r + gamma v(s') > v(s) for every action, min-max normalised Q
     scores the first child visited 1 and the unvisited 0, so 17 of 20 simulations go to the action whose prior logit
-    is larger by 0.01, whatever the Q-values; where r + gamma v(s') < v(s) (reward 0) the visits stay uniform."""
+    is larger by 0.01, every action's one-step Q being the same; where r + gamma v(s') < v(s) (reward 0) the visits
+    follow the prior (near uniform)."""
     network, params = flat_model(reward_bin)
     args = mzu.apply_env_defaults(mzu.Args(num_bins=11, num_simulations=20, discount=0.997))
     observation = jnp.asarray([[1.0, 0.0, 0.0]], jnp.float32)  # one root, state e0
@@ -211,4 +211,4 @@ def test_repeated_search_collapses_the_prior_of_a_blind_model_only_when_q_exceed
     collapsing, prior = prior_entropies(0.0155, 0.7125, 0.5, copies=4, roots=64, simulations=20, discount=0.997, seed=0)
     assert collapsing[0] > collapsing[1] > collapsing[2] > collapsing[3] and prior.argmax() == 1  # the lead's action
     steady, prior = prior_entropies(0.0, 0.7125, 0.5, copies=4, roots=64, simulations=20, discount=0.997, seed=0)
-    assert max(steady) - min(steady) < 0.05 and steady[0] == collapsing[0]  # the visits follow the prior itself
+    assert max(steady) - min(steady) < 0.05 and steady[-1] > 1.3  # the visits follow the prior itself

@@ -47,8 +47,8 @@ class Episodes(NamedTuple):
 
 def count_actions(actions: np.ndarray, live: np.ndarray, counts: np.ndarray) -> None:
     """Adds the actions [S, E] of the live environments (mask [S, E]) to `counts` [S, A], in place."""
-    for s in range(counts.shape[0]):
-        counts[s] += np.bincount(actions[s][live[s]], minlength=counts.shape[1])
+    seed = np.broadcast_to(np.arange(counts.shape[0])[:, None], actions.shape)  # [S, E]: each action's seed
+    np.add.at(counts, (seed[live], actions[live]), 1)
 
 
 def _gymnasium():
